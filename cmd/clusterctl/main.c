@@ -1,0 +1,79 @@
+/* clusterctl: one binary, every verb. The table below is the whole command line. */
+#include "commands.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "base/base.h"
+
+static const struct cmd commands[] = {
+    {"help", "show help for clusterctl or one verb", cmd_help, 0},
+    {"version", "print the version", cmd_version, 0},
+};
+
+static const struct cmd *find_command(const char *name)
+{
+    for (size_t i = 0; i < CM_ARRAY_SIZE(commands); i++) {
+        if (strcmp(commands[i].name, name) == 0) {
+            return &commands[i];
+        }
+    }
+    return NULL;
+}
+
+void cmd_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: clusterctl [--help] [--version] <verb> [args...]\n"
+            "\n"
+            "One binary per machine: a Raft-replicated cluster that runs services and\n"
+            "jobs, isolates them, and makes them findable by DNS.\n"
+            "\n"
+            "verbs:\n");
+    for (size_t i = 0; i < CM_ARRAY_SIZE(commands); i++) {
+        if (!commands[i].hidden) {
+            fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
+        }
+    }
+    fprintf(out, "\nRun 'clusterctl <verb> --help' for the options of one verb.\n");
+}
+
+int cmd_help(int argc, char **argv)
+{
+    if (argc >= 2) {
+        const struct cmd *c = find_command(argv[1]);
+        if (c == NULL) {
+            fprintf(stderr, "clusterctl: unknown verb '%s'\n\n", argv[1]);
+            cmd_usage(stderr);
+            return CMD_EXIT_USAGE;
+        }
+        char help[] = "--help";
+        char *sub_argv[] = {argv[1], help, NULL};
+        return c->run(2, sub_argv);
+    }
+    cmd_usage(stdout);
+    return CMD_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        cmd_usage(stderr);
+        return CMD_EXIT_USAGE;
+    }
+    const char *verb = argv[1];
+    if (strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0) {
+        cmd_usage(stdout);
+        return CMD_EXIT_OK;
+    }
+    if (strcmp(verb, "--version") == 0) {
+        verb = "version";
+    }
+    const struct cmd *c = find_command(verb);
+    if (c == NULL) {
+        fprintf(stderr, "clusterctl: unknown verb '%s'\n\n", verb);
+        cmd_usage(stderr);
+        return CMD_EXIT_USAGE;
+    }
+    return c->run(argc - 1, argv + 1);
+}
