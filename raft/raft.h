@@ -1,0 +1,527 @@
+/* raft/: consensus for clusterctl (DESIGN.md §4).
+ *
+ * Three layers behind this one header:
+ *
+ *  1. The core (struct raft): a pure state machine. No I/O, no clock reads, no
+ *     unseeded randomness. The host feeds events with raft_step() and carries out
+ *     the update it gets back. Modelled on cowsql/raft's raft_step().
+ *  2. Storage (struct raft_store): raft.db in SQLite (WAL), term/vote, the log,
+ *     snapshots on disk; group commit; I/O fault injection for tests.
+ *  3. Codec and transport (struct raft_transport): versioned, length-prefixed
+ *     binary frames over TCP on libev, with reconnect and backoff.
+ *
+ * Errors are negative cm_err codes (lib/base). Unless said otherwise, pointers
+ * passed in are borrowed for the duration of the call, and pointers handed out in
+ * a struct raft_update are owned by the core and valid until the next raft_step()
+ * or raft_free() on the same object.
+ *
+ * Thread safety: none; each object is used from one thread.
+ */
+#ifndef RAFT_H
+#define RAFT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct cm_buf;
+struct cm_errbuf;
+
+typedef uint64_t raft_id;    /* server id, never 0 */
+typedef uint64_t raft_term;  /* election term */
+typedef uint64_t raft_index; /* log index, first entry is 1; 0 means none */
+typedef uint64_t raft_time;  /* milliseconds of the host's monotonic clock */
+
+#define RAFT_ADDRESS_MAX 64 /* "host:port" including the terminator */
+
+/* ======================================================================= data */
+
+struct raft_buffer {
+    void *base;
+    size_t len;
+};
+
+enum raft_entry_type {
+    RAFT_COMMAND = 1, /* an opaque state-machine command */
+    RAFT_BARRIER = 2, /* no-op a new leader appends to commit its term (§5.4.2) */
+    RAFT_CHANGE = 3,  /* a membership configuration (raft_config_encode) */
+};
+
+/* One log entry. Its index is implied by its position. */
+struct raft_entry {
+    raft_term term;
+    uint8_t type; /* enum raft_entry_type */
+    struct raft_buffer buf;
+};
+
+enum raft_member_role {
+    RAFT_VOTER = 1,   /* counts for elections and commitment */
+    RAFT_LEARNER = 2, /* receives the log, never votes */
+};
+
+struct raft_server {
+    raft_id id;
+    uint8_t role; /* enum raft_member_role */
+    char address[RAFT_ADDRESS_MAX];
+};
+
+/* A membership configuration. Owns its servers array (cm_malloc). */
+struct raft_config {
+    unsigned n;
+    struct raft_server *servers;
+};
+
+/* Add a server. Errors: CM_EEXIST (id or address taken), CM_EINVAL (id 0, bad
+ * role, address too long), CM_ENOMEM. */
+int raft_config_add(struct raft_config *c, raft_id id, const char *address,
+                    enum raft_member_role role);
+/* Remove @id. Errors: CM_ENOTFOUND. */
+int raft_config_remove(struct raft_config *c, raft_id id);
+/* The server with @id, or NULL. Borrowed until @c changes. */
+const struct raft_server *raft_config_get(const struct raft_config *c, raft_id id);
+unsigned raft_config_voter_count(const struct raft_config *c);
+/* Deep copy into *ret (untouched on failure). Errors: CM_ENOMEM. */
+int raft_config_copy(const struct raft_config *src, struct raft_config *ret);
+/* Free the servers; @c becomes empty. */
+void raft_config_close(struct raft_config *c);
+/* Serialise into a new buffer (cm_malloc; caller frees ret->base). */
+int raft_config_encode(const struct raft_config *c, struct raft_buffer *ret);
+/* Parse untrusted bytes. Errors: CM_EMALFORMED, CM_ETRUNC, CM_ETOOBIG, CM_ENOMEM. */
+int raft_config_decode(const void *data, size_t len, struct raft_config *ret);
+
+/* ======================================================================= messages */
+
+enum raft_msg_type {
+    RAFT_MSG_APPEND = 1,          /* AppendEntries (also heartbeat) */
+    RAFT_MSG_APPEND_RESULT = 2,   /* its answer */
+    RAFT_MSG_VOTE = 3,            /* RequestVote, or pre-vote (§9.6) */
+    RAFT_MSG_VOTE_RESULT = 4,     /* its answer */
+    RAFT_MSG_SNAPSHOT = 5,        /* InstallSnapshot, one chunk */
+    RAFT_MSG_SNAPSHOT_RESULT = 6, /* its answer */
+    RAFT_MSG_TIMEOUT_NOW = 7,     /* leadership transfer: start an election now */
+};
+
+struct raft_append {
+    raft_term term;
+    raft_index prev_index;
+    raft_term prev_term;
+    raft_index commit; /* leader's commit index */
+    uint64_t seq;      /* heartbeat round, echoed back (ReadIndex, §6.4) */
+    unsigned n_entries;
+    struct raft_entry *entries; /* entries prev_index+1 ... */
+};
+
+struct raft_append_result {
+    raft_term term;
+    uint8_t rejected;       /* 0: accepted; 1: log did not match at prev_index */
+    raft_index last_index;  /* accepted: the follower's match index (durable);
+                               rejected: the follower's last log index (a hint) */
+    raft_index reject_index;/* rejected: the prev_index that did not match */
+    uint64_t seq;           /* echoed from the request */
+};
+
+struct raft_vote {
+    raft_term term; /* for a pre-vote: the term the candidate would use */
+    raft_index last_index;
+    raft_term last_term;
+    uint8_t pre_vote; /* 1: pre-vote, changes no state on the receiver */
+    uint8_t disrupt;  /* 1: after TimeoutNow; voters ignore their leader lease */
+};
+
+struct raft_vote_result {
+    raft_term term;
+    uint8_t granted;
+    uint8_t pre_vote; /* echoed */
+};
+
+/* One chunk of a snapshot. On the sending side the core leaves chunk.base NULL
+ * and sets chunk.len: the host fills in bytes [offset, offset+len) of its
+ * snapshot at last_index before sending (and drops the message if it no longer
+ * has that snapshot). On the receiving side chunk holds the bytes. */
+struct raft_snapshot_msg {
+    raft_term term;
+    raft_index last_index;
+    raft_term last_term;
+    struct raft_config config; /* membership at last_index */
+    raft_index config_index;   /* index of that configuration's entry */
+    uint64_t size;             /* total snapshot size in bytes */
+    uint64_t offset;           /* of this chunk */
+    struct raft_buffer chunk;
+    uint8_t done; /* 1: last chunk */
+};
+
+struct raft_snapshot_result {
+    raft_term term;
+    raft_index last_index; /* of the snapshot being installed */
+    uint64_t next_offset;  /* bytes received so far; 0 restarts the transfer */
+    uint8_t rejected;
+};
+
+struct raft_timeout_now {
+    raft_term term;
+    raft_index last_index;
+    raft_term last_term;
+};
+
+struct raft_message {
+    uint8_t type; /* enum raft_msg_type */
+    raft_id from; /* outgoing: the core fills it; incoming: the transport's
+                     authenticated peer id */
+    raft_id to;
+    union {
+        struct raft_append append;
+        struct raft_append_result append_result;
+        struct raft_vote vote;
+        struct raft_vote_result vote_result;
+        struct raft_snapshot_msg snapshot;
+        struct raft_snapshot_result snapshot_result;
+        struct raft_timeout_now timeout_now;
+    };
+};
+
+/* ======================================================================= core */
+
+enum raft_role {
+    RAFT_FOLLOWER = 0,     /* follows a leader, or waits for one */
+    RAFT_PRECANDIDATE = 1, /* [transient] asking for pre-votes */
+    RAFT_CANDIDATE = 2,    /* [transient] asking for votes */
+    RAFT_LEADER = 3,       /* replicates and commits */
+};
+
+/* Tracer: cores trace, they do not log (STYLE.md rule 16). @msg is one line. */
+struct raft_tracer {
+    void *data;
+    void (*emit)(void *data, raft_id id, raft_time now, const char *msg);
+};
+
+struct raft_options {
+    raft_id id;                    /* this server */
+    uint64_t seed;                 /* PRNG seed for election timeouts */
+    unsigned heartbeat_ms;         /* default 100 */
+    unsigned election_ms;          /* timeout is random in [election, 2*election),
+                                      default 1000 */
+    unsigned max_append_entries;   /* per AppendEntries, default 512 */
+    size_t max_append_bytes;       /* per AppendEntries, default 1 MiB */
+    unsigned max_inflight;         /* pipelined AppendEntries per follower, default 32 */
+    raft_index snapshot_threshold; /* applied entries between snapshots, default 8192 */
+    raft_index snapshot_trailing;  /* entries kept after a snapshot, default 2048 */
+    size_t snapshot_chunk;         /* InstallSnapshot chunk size, default 256 KiB */
+    bool disable_pre_vote;         /* pre-vote is on unless set */
+    bool disable_check_quorum;     /* check-quorum is on unless set */
+    struct raft_tracer tracer;     /* optional */
+};
+
+/* Fill @o with the defaults above (id and seed 0). */
+void raft_options_default(struct raft_options *o);
+
+/* Durable state the host loaded from storage, handed to raft_start(). */
+struct raft_load {
+    raft_term term;
+    raft_id voted_for;
+    /* Latest snapshot; snapshot_index 0 means none. */
+    raft_index snapshot_index;
+    raft_term snapshot_term;
+    struct raft_config snapshot_config;
+    raft_index snapshot_config_index;
+    uint64_t snapshot_size;
+    /* Log entries first_index .. first_index+n_entries-1 (copied by the core).
+     * first_index may be <= snapshot_index (trailing entries). */
+    raft_index first_index;
+    unsigned n_entries;
+    const struct raft_entry *entries;
+    /* Highest index the state machine has already applied (it survives restarts
+     * in state.db); the core will not hand out entries at or below it again. */
+    raft_index applied_index;
+};
+
+enum raft_event_type {
+    RAFT_EVENT_TICK = 1,           /* time passed; nothing else */
+    RAFT_EVENT_RECEIVE = 2,        /* a message arrived */
+    RAFT_EVENT_PERSISTED = 3,      /* log entries are durable up to an index */
+    RAFT_EVENT_SNAPSHOT_TAKEN = 4, /* the host took and stored a snapshot */
+    RAFT_EVENT_SUBMIT = 5,         /* propose entries (leader only) */
+    RAFT_EVENT_CHANGE = 6,         /* propose a membership change (leader only) */
+    RAFT_EVENT_TRANSFER = 7,       /* hand leadership over (leader only) */
+    RAFT_EVENT_READ_INDEX = 8,     /* start a linearizable read (leader only) */
+};
+
+enum raft_change_op {
+    RAFT_CHANGE_ADD_LEARNER = 1, /* new server as a learner */
+    RAFT_CHANGE_PROMOTE = 2,     /* learner -> voter */
+    RAFT_CHANGE_DEMOTE = 3,      /* voter -> learner */
+    RAFT_CHANGE_REMOVE = 4,      /* drop the server */
+};
+
+struct raft_event {
+    uint8_t type;  /* enum raft_event_type */
+    raft_time now; /* the host's monotonic time, never decreasing */
+    union {
+        /* RECEIVE: borrowed for the call; the core copies what it keeps. */
+        struct raft_message receive;
+        /* PERSISTED: every entry up to @index is durable; @term is the term of
+         * the entry at @index (so a persisted event for a since-truncated
+         * entry is recognised and ignored). */
+        struct {
+            raft_index index;
+            raft_term term;
+        } persisted;
+        /* SNAPSHOT_TAKEN: a snapshot of the state machine at @index (an applied
+         * index, >= the one asked for in update->snapshot_at) of @size bytes
+         * is durable. */
+        struct {
+            raft_index index;
+            uint64_t size;
+        } snapshot;
+        /* SUBMIT: entries of type RAFT_COMMAND (or RAFT_BARRIER); copied. */
+        struct {
+            unsigned n;
+            const struct raft_entry *entries;
+        } submit;
+        /* CHANGE */
+        struct {
+            uint8_t op; /* enum raft_change_op */
+            raft_id id;
+            char address[RAFT_ADDRESS_MAX]; /* ADD_LEARNER only */
+        } change;
+        /* TRANSFER: 0 picks the most up-to-date voter. */
+        struct {
+            raft_id id;
+        } transfer;
+        /* READ_INDEX: @id is the host's handle, returned in update->reads. */
+        struct {
+            uint64_t id;
+        } read;
+    };
+};
+
+struct raft_read_result {
+    uint64_t id;       /* from RAFT_EVENT_READ_INDEX */
+    int status;        /* 0, or CM_ENOTLEADER when leadership was lost */
+    raft_index index;  /* status 0: wait until applied >= index, then read */
+};
+
+/* What the host must do, in this order:
+ *   1. if hard_state_changed: write term and voted_for durably (fsync);
+ *   2. if snapshot_chunk.len or snapshot_install: write the incoming chunk at
+ *      its offset; on install, replace the state machine and the log with the
+ *      received snapshot (durably) before going on;
+ *   3. if truncate_from: delete log entries >= truncate_from;
+ *      if n_entries: append entries at entries_first (durability may be
+ *      deferred and batched; feed RAFT_EVENT_PERSISTED when durable);
+ *   4. if compact_to: entries <= compact_to may be deleted from storage;
+ *   5. send messages (best effort; the core retries);
+ *   6. apply committed entries apply[0..n_apply) at indices apply_first...;
+ *   7. if snapshot_at: take a snapshot at the applied index when convenient and
+ *      feed RAFT_EVENT_SNAPSHOT_TAKEN;
+ *   8. answer reads (each once its index is applied).
+ * Everything is owned by the core until the next raft_step()/raft_free(). */
+struct raft_update {
+    bool hard_state_changed;
+    raft_term term;
+    raft_id voted_for;
+
+    struct {
+        raft_index last_index;
+        raft_term last_term;
+        uint64_t size;
+        uint64_t offset;
+        struct raft_buffer chunk;
+    } snapshot_chunk;
+    bool snapshot_install; /* the chunk above completed the snapshot */
+    struct raft_config snapshot_config;
+    raft_index snapshot_config_index;
+
+    raft_index truncate_from;
+    raft_index entries_first;
+    unsigned n_entries;
+    const struct raft_entry *entries;
+
+    raft_index compact_to;
+
+    unsigned n_messages;
+    struct raft_message *messages;
+
+    raft_index apply_first;
+    unsigned n_apply;
+    const struct raft_entry *apply;
+
+    raft_index snapshot_at;
+
+    unsigned n_reads;
+    struct raft_read_result *reads;
+
+    /* Set by RAFT_EVENT_SUBMIT/CHANGE: where the first proposed entry went. */
+    raft_index submitted_index;
+    raft_term submitted_term;
+
+    bool role_changed; /* role, term or known leader changed */
+};
+
+struct raft;
+
+/* Create a core. Returns NULL on OOM. @o is copied. */
+struct raft *raft_new(const struct raft_options *o);
+/* Free the core and everything it owns. Accepts NULL. */
+void raft_free(struct raft *r);
+
+/* Load durable state and start as a follower at @now. @load is borrowed (entries
+ * and config copied). Errors: CM_EINVAL (inconsistent load), CM_ENOMEM. */
+int raft_start(struct raft *r, const struct raft_load *load, raft_time now,
+               struct raft_update *out);
+
+/* Feed one event; fill @out (cleared first) with what to do.
+ * Errors (nothing changed, @out empty):
+ *   CM_ENOTLEADER  submit/change/transfer/read on a non-leader (see raft_leader);
+ *   CM_EBUSY       a change while another is uncommitted, or during a transfer;
+ *   CM_EINVAL      a malformed event (unknown type, bad change);
+ *   CM_ENOMEM      out of memory.
+ * Messages from unknown servers or stale terms are dropped, not errors. */
+int raft_step(struct raft *r, const struct raft_event *ev, struct raft_update *out);
+
+/* The time at which the host must feed a RAFT_EVENT_TICK at the latest. */
+raft_time raft_timeout(const struct raft *r);
+
+enum raft_role raft_role(const struct raft *r);
+raft_id raft_id_of(const struct raft *r);
+raft_term raft_current_term(const struct raft *r);
+/* The current leader as far as this server knows (0: unknown); its address via
+ * raft_config_get(raft_config_current(r), id). */
+raft_id raft_leader(const struct raft *r);
+raft_index raft_commit_index(const struct raft *r);
+raft_index raft_last_index(const struct raft *r);
+raft_index raft_applied_index(const struct raft *r);
+/* The latest configuration (possibly uncommitted); borrowed. */
+const struct raft_config *raft_config_current(const struct raft *r);
+/* Leader only: the match index of @id (0 if unknown). */
+raft_index raft_match_index(const struct raft *r, raft_id id);
+
+/* The first entry of a new cluster: a RAFT_CHANGE entry with @c, to be stored at
+ * index 1, term 1 by every server bootstrapped with the same @c before its first
+ * raft_start(). ret->buf.base is cm_malloc'd (caller frees). */
+int raft_bootstrap_entry(const struct raft_config *c, struct raft_entry *ret);
+
+/* ======================================================================= codec */
+
+/* A frame on the wire:
+ *   u32 length (of what follows) | u8 version (RAFT_WIRE_VERSION) | u8 channel |
+ *   body
+ * Channel RAFT_CHANNEL_RAFT carries one struct raft_message; other channels carry
+ * the node RPCs that share the connection (DESIGN.md §4). Integers big-endian. */
+#define RAFT_WIRE_VERSION   1
+#define RAFT_CHANNEL_HELLO  0 /* first frame: the sender's id and cluster */
+#define RAFT_CHANNEL_RAFT   1
+#define RAFT_CHANNEL_RPC    2
+#define RAFT_FRAME_HEADER   6                  /* length + version + channel */
+#define RAFT_FRAME_MAX      (16u * 1024 * 1024) /* body limit */
+
+/* Append the frame for @m to @out. Errors: CM_ETOOBIG, CM_ENOMEM. */
+int raft_msg_encode(const struct raft_message *m, struct cm_buf *out);
+
+/* Parse one RAFT_CHANNEL_RAFT body (the bytes after the header). Entry and chunk
+ * buffers point into @body (borrowed: valid while @body is); the config is
+ * allocated: release with raft_msg_close(). ret is untouched on failure.
+ * Errors: CM_ETRUNC, CM_EMALFORMED, CM_ETOOBIG, CM_ENOMEM. */
+int raft_msg_decode(const void *body, size_t len, struct raft_message *ret);
+void raft_msg_close(struct raft_message *m);
+
+/* ======================================================================= storage */
+
+/* raft.db: SQLite in WAL mode with synchronous=FULL.
+ *   raft_meta(key TEXT PRIMARY KEY, value)  term, voted_for, snapshot meta
+ *   raft_log(idx INTEGER PRIMARY KEY, term, type, data BLOB)
+ * Snapshots live next to it as files snapshot-<index> (written via a temp file,
+ * fsync, rename, fsync of the directory). */
+struct raft_store;
+
+/* Open (creating if needed) the store in directory @dir. On corruption the error
+ * names the file. Errors: CM_ECORRUPT, CM_EIO, CM_ENOMEM, others from the OS. */
+int raft_store_open(const char *dir, struct raft_store **ret, struct cm_errbuf *eb);
+void raft_store_close(struct raft_store *s);
+
+/* Fill @ret with the durable state (entries and config allocated; release with
+ * raft_load_close()). */
+int raft_store_load(struct raft_store *s, struct raft_load *ret, struct cm_errbuf *eb);
+void raft_load_close(struct raft_load *l);
+
+/* Term and vote, durable on return. */
+int raft_store_set_hard_state(struct raft_store *s, raft_term term, raft_id voted_for,
+                              struct cm_errbuf *eb);
+
+/* Queue a truncate-and-append (step 3 of struct raft_update) without syncing; the
+ * entries are copied. raft_store_flush() makes everything queued durable in one
+ * transaction (group commit) and returns the last durable index and its term. */
+int raft_store_append(struct raft_store *s, raft_index truncate_from, raft_index first,
+                      const struct raft_entry *entries, unsigned n,
+                      struct cm_errbuf *eb);
+int raft_store_flush(struct raft_store *s, raft_index *ret_index, raft_term *ret_term,
+                     struct cm_errbuf *eb);
+
+/* Delete entries <= @index. */
+int raft_store_compact(struct raft_store *s, raft_index index, struct cm_errbuf *eb);
+
+/* Snapshots. A snapshot is opaque bytes produced by the state machine. */
+/* Record that the file at @path (already fsynced) is the snapshot at @index/@term
+ * with @config: it is moved into the store, meta updated, older ones removed. */
+int raft_store_snapshot_put(struct raft_store *s, const char *path, raft_index index,
+                            raft_term term, const struct raft_config *config,
+                            raft_index config_index, struct cm_errbuf *eb);
+/* Read @len bytes at @offset of the current snapshot (when it is at @index) into
+ * @dst. Errors: CM_ENOTFOUND (no snapshot at that index), CM_EIO. */
+int raft_store_snapshot_read(struct raft_store *s, raft_index index, uint64_t offset,
+                             void *dst, size_t len, struct cm_errbuf *eb);
+/* The path of the current snapshot file, or NULL. Borrowed. */
+const char *raft_store_snapshot_path(struct raft_store *s);
+/* Receiving: write a chunk of an incoming snapshot; offset 0 starts a new one. */
+int raft_store_snapshot_write_chunk(struct raft_store *s, raft_index index,
+                                    uint64_t offset, const void *data, size_t len,
+                                    struct cm_errbuf *eb);
+/* Receiving: the incoming snapshot is complete: fsync, make it current, drop the
+ * whole log; *ret_path is the installed file (borrowed) to restore from. */
+int raft_store_snapshot_finish(struct raft_store *s, raft_index index, raft_term term,
+                               const struct raft_config *config,
+                               raft_index config_index, const char **ret_path,
+                               struct cm_errbuf *eb);
+
+/* Fault injection (tests): fail the Nth upcoming write/sync at the file-system
+ * layer (a wrapping SQLite VFS plus the snapshot file writes) with @err. n=0
+ * disables. Process-wide. */
+void raft_store_fault_set(unsigned n, int err);
+
+/* ======================================================================= transport */
+
+struct ev_loop;
+struct raft_transport;
+
+/* Called for every decoded raft message (borrowed for the call). */
+typedef void (*raft_transport_recv_fn)(void *data, const struct raft_message *m);
+/* Called for every RAFT_CHANNEL_RPC frame body from peer @from (borrowed). */
+typedef void (*raft_transport_rpc_fn)(void *data, raft_id from, const void *body,
+                                      size_t len);
+
+struct raft_transport_options {
+    raft_id id;                   /* this server */
+    uint64_t cluster_id;          /* peers with another cluster id are refused */
+    const char *bind_address;     /* "host:port" to listen on */
+    unsigned reconnect_min_ms;    /* default 50 */
+    unsigned reconnect_max_ms;    /* default 2000 */
+    size_t max_queue_bytes;       /* per peer; beyond it messages drop; default 64 MiB */
+    raft_transport_recv_fn recv;
+    raft_transport_rpc_fn rpc;
+    void *data;
+};
+
+int raft_transport_start(struct ev_loop *loop, const struct raft_transport_options *o,
+                         struct raft_transport **ret, struct cm_errbuf *eb);
+/* Stop everything and free once no callback is pending. Accepts NULL. */
+void raft_transport_close(struct raft_transport *t);
+/* The port actually bound (useful with port 0). */
+uint16_t raft_transport_port(const struct raft_transport *t);
+/* Tell the transport where @id lives (from the configuration). */
+int raft_transport_set_peer(struct raft_transport *t, raft_id id, const char *address);
+/* Queue @m for m->to (encoded immediately). Errors: CM_ENOTFOUND (unknown peer),
+ * CM_EAGAIN (queue full), CM_ETOOBIG, CM_ENOMEM. */
+int raft_transport_send(struct raft_transport *t, const struct raft_message *m);
+int raft_transport_send_rpc(struct raft_transport *t, raft_id to, const void *body,
+                            size_t len);
+
+#endif /* RAFT_H */
