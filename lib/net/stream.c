@@ -1,0 +1,2 @@
+/* lib/net/stream.c: being written. */
+#include "net/net.h"

@@ -1,0 +1,2 @@
+/* raft/codec.c: being written. */
+#include "raft/raft.h"

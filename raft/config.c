@@ -1,0 +1,2 @@
+/* raft/config.c: being written. */
+#include "raft/raft.h"

@@ -1,0 +1,2 @@
+/* raft/core.c: being written. */
+#include "raft/raft.h"

@@ -1,0 +1,2 @@
+/* raft/storage.c: being written. */
+#include "raft/raft.h"

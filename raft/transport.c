@@ -1,0 +1,2 @@
+/* raft/transport.c: being written. */
+#include "raft/raft.h"
