@@ -1,0 +1,5 @@
+/* placeholder, being written */
+#include "test.h"
+TEST(placeholder)
+{
+}
