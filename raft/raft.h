@@ -405,24 +405,77 @@ int raft_bootstrap_entry(const struct raft_config *c, struct raft_entry *ret);
 /* A frame on the wire:
  *   u32 length (of what follows) | u8 version (RAFT_WIRE_VERSION) | u8 channel |
  *   body
+ * so length = 2 + body length, and the body is at most RAFT_FRAME_MAX bytes.
  * Channel RAFT_CHANNEL_RAFT carries one struct raft_message; other channels carry
- * the node RPCs that share the connection (DESIGN.md §4). Integers big-endian. */
+ * the node RPCs that share the connection (DESIGN.md §4). Integers big-endian.
+ *
+ * HELLO body:    u64 sender id (never 0) | u64 cluster id
+ * RAFT body:     u8 type | u64 from | u64 to (both never 0) | fields by type:
+ *   APPEND            u64 term, prev_index, prev_term, commit, seq | u32 n |
+ *                     n * (u64 term | u8 type | u32 len | len bytes)
+ *   APPEND_RESULT     u64 term | u8 rejected | u64 last_index, reject_index, seq
+ *   VOTE              u64 term, last_index, last_term | u8 pre_vote | u8 disrupt
+ *   VOTE_RESULT       u64 term | u8 granted | u8 pre_vote
+ *   SNAPSHOT          u64 term, last_index, last_term, config_index, size, offset |
+ *                     u8 done | u32 len | config (raft_config_encode) |
+ *                     u32 len | chunk bytes         (offset + chunk len <= size)
+ *   SNAPSHOT_RESULT   u64 term, last_index, next_offset | u8 rejected
+ *   TIMEOUT_NOW       u64 term, last_index, last_term
+ * Flags (u8) are 0 or 1. Decoding is strict: anything else, including trailing
+ * bytes, is refused, so every accepted body re-encodes to the same bytes. */
 #define RAFT_WIRE_VERSION   1
 #define RAFT_CHANNEL_HELLO  0 /* first frame: the sender's id and cluster */
 #define RAFT_CHANNEL_RAFT   1
 #define RAFT_CHANNEL_RPC    2
 #define RAFT_FRAME_HEADER   6                  /* length + version + channel */
 #define RAFT_FRAME_MAX      (16u * 1024 * 1024) /* body limit */
+#define RAFT_HELLO_BODY     16                 /* id + cluster id */
 
-/* Append the frame for @m to @out. Errors: CM_ETOOBIG, CM_ENOMEM. */
+/* Append the frame for @m to @out. On failure @out is unchanged.
+ * Errors: CM_ETOOBIG (body over RAFT_FRAME_MAX, an entry over 4 GiB),
+ * CM_EINVAL (unknown type, ids 0, flag not 0/1, snapshot chunk with len but no
+ * bytes), CM_ENOMEM. */
 int raft_msg_encode(const struct raft_message *m, struct cm_buf *out);
 
 /* Parse one RAFT_CHANNEL_RAFT body (the bytes after the header). Entry and chunk
- * buffers point into @body (borrowed: valid while @body is); the config is
- * allocated: release with raft_msg_close(). ret is untouched on failure.
- * Errors: CM_ETRUNC, CM_EMALFORMED, CM_ETOOBIG, CM_ENOMEM. */
+ * buffers point into @body (borrowed: valid while @body is); the entries array
+ * and the config are allocated: release with raft_msg_close(). ret is untouched
+ * on failure.
+ * Errors: CM_ETRUNC (body ends early), CM_EMALFORMED (unknown type, bad enum or
+ * flag value, ids 0, trailing bytes, inconsistent snapshot offset/size),
+ * CM_ETOOBIG (a count larger than the remaining bytes could hold), CM_ENOMEM;
+ * errors of raft_config_decode for the snapshot's config. */
 int raft_msg_decode(const void *body, size_t len, struct raft_message *ret);
+/* Free what raft_msg_decode allocated; @m keeps its scalar fields. Accepts a
+ * zeroed message. */
 void raft_msg_close(struct raft_message *m);
+
+/* Append a frame with @channel and @body (len <= RAFT_FRAME_MAX) to @out; used
+ * for RAFT_CHANNEL_RPC. On failure @out is unchanged.
+ * Errors: CM_ETOOBIG, CM_EINVAL (unknown channel), CM_ENOMEM. */
+int raft_frame_encode(uint8_t channel, const void *body, size_t len,
+                      struct cm_buf *out);
+
+/* Check a frame header (the first RAFT_FRAME_HEADER of @len bytes at @data)
+ * before its body is buffered: *ret_channel and *ret_body_len (<= RAFT_FRAME_MAX)
+ * on success. Errors: CM_ETRUNC (fewer than RAFT_FRAME_HEADER bytes),
+ * CM_EPROTO (another wire version), CM_EMALFORMED (unknown channel, length < 2),
+ * CM_ETOOBIG (body over RAFT_FRAME_MAX). */
+int raft_frame_header(const void *data, size_t len, uint8_t *ret_channel,
+                      uint32_t *ret_body_len);
+
+/* Parse exactly one whole frame at @data: header as raft_frame_header, then the
+ * body (*ret_body points into @data). Errors: those of raft_frame_header,
+ * CM_ETRUNC (body incomplete), CM_EMALFORMED (bytes after the frame). */
+int raft_frame_decode(const void *data, size_t len, uint8_t *ret_channel,
+                      const void **ret_body, size_t *ret_body_len);
+
+/* Append the HELLO frame for sender @id (not 0) in cluster @cluster_id.
+ * Errors: CM_EINVAL (id 0), CM_ENOMEM; @out unchanged on failure. */
+int raft_hello_encode(raft_id id, uint64_t cluster_id, struct cm_buf *out);
+/* Parse a HELLO body. Errors: CM_ETRUNC, CM_EMALFORMED (id 0, trailing bytes). */
+int raft_hello_decode(const void *body, size_t len, raft_id *ret_id,
+                      uint64_t *ret_cluster_id);
 
 /* ======================================================================= storage */
 
@@ -523,5 +576,92 @@ int raft_transport_set_peer(struct raft_transport *t, raft_id id, const char *ad
 int raft_transport_send(struct raft_transport *t, const struct raft_message *m);
 int raft_transport_send_rpc(struct raft_transport *t, raft_id to, const void *body,
                             size_t len);
+
+/* ======================================================================= host */
+
+/* The host driver: runs a core with its storage and transport on a libev loop and
+ * drives a state machine through struct raft_fsm. lib/state plugs in here without
+ * raft knowing what it stores (DESIGN.md §4).
+ *
+ * Group commit: proposals made during one loop iteration are submitted together,
+ * and all log appends of the iteration are made durable by one flush (one fsync)
+ * in an ev_prepare watcher, just before the loop blocks. */
+
+/* The replicated state machine. Every callback runs on the loop's thread. */
+struct raft_fsm {
+    void *data;
+    /* Apply the committed entry at @index. Called for every entry in order,
+     * including RAFT_BARRIER and RAFT_CHANGE ones (@type says which), so the
+     * state machine can record its applied index. Must be deterministic; a
+     * non-zero return is fatal (the node stops). */
+    int (*apply)(void *data, raft_index index, uint8_t type, const void *buf,
+                 size_t len);
+    /* Write a snapshot of the state as of the last applied index to the new
+     * file @path and fsync it. */
+    int (*snapshot)(void *data, const char *path, struct cm_errbuf *eb);
+    /* Replace the whole state with the snapshot file @path, taken at @index. */
+    int (*restore)(void *data, const char *path, raft_index index,
+                   struct cm_errbuf *eb);
+    /* The highest index the state machine has applied (0 when empty). */
+    raft_index (*applied_index)(void *data);
+};
+
+struct raft_host_options {
+    raft_id id;
+    uint64_t cluster_id;
+    const char *data_dir;     /* raft.db and snapshots; must exist */
+    const char *bind_address; /* "host:port" for the transport */
+    /* Only for a new cluster's first start: the initial configuration, stored as
+     * entry 1 when the log is empty. NULL to join an existing cluster. */
+    const struct raft_config *bootstrap;
+    struct raft_options raft; /* timeouts etc.; id and seed are set from above */
+    struct raft_fsm fsm;
+    /* Optional: role, term or leader changed. */
+    void (*on_change)(void *data, enum raft_role role, raft_term term, raft_id leader);
+    /* Optional: a fatal storage or state-machine error; the host has stopped.
+     * Default: log it and exit(1) (a raft node must not go on after losing
+     * durability). */
+    void (*on_fatal)(void *data, const struct cm_errbuf *eb);
+    void *data;
+};
+
+struct raft_host;
+
+/* The term of the entry at @index and the configuration in force at @index, as the
+ * core knows them: what a snapshot taken at @index must record. ret_config is a
+ * copy (release with raft_config_close). Errors: CM_ENOTFOUND (index compacted
+ * away or beyond the log), CM_ENOMEM. */
+int raft_snapshot_meta(const struct raft *r, raft_index index, raft_term *ret_term,
+                       struct raft_config *ret_config, raft_index *ret_config_index);
+
+/* Completion of a proposal, a membership change or a read. status 0: applied at
+ * @index (for a read: safe to read, the state machine has applied @index).
+ * CM_ENOTLEADER: this node is not (or stopped being) the leader and the entry
+ * was not committed at that index; CM_ESHUTDOWN: the host closed. */
+typedef void (*raft_host_done_fn)(void *data, int status, raft_index index);
+
+/* Open storage, bootstrap if asked, restore the state machine from the latest
+ * snapshot if it is behind, start the transport and the core.
+ * Errors: from storage (CM_ECORRUPT naming the file), the transport, CM_ENOMEM. */
+int raft_host_start(struct ev_loop *loop, const struct raft_host_options *o,
+                    struct raft_host **ret, struct cm_errbuf *eb);
+/* Stop, failing pending requests with CM_ESHUTDOWN. Accepts NULL. */
+void raft_host_close(struct raft_host *h);
+
+/* Propose a command (copied). @cb runs once, from the loop, never from inside this
+ * call. Errors (then @cb never runs): CM_ENOTLEADER, CM_ETOOBIG, CM_ENOMEM. */
+int raft_host_propose(struct raft_host *h, const void *buf, size_t len,
+                      raft_host_done_fn cb, void *data);
+/* Linearizable read barrier (ReadIndex). Same contract as raft_host_propose. */
+int raft_host_read_index(struct raft_host *h, raft_host_done_fn cb, void *data);
+/* Membership change (see enum raft_change_op). Errors also: CM_EBUSY. */
+int raft_host_change(struct raft_host *h, enum raft_change_op op, raft_id id,
+                     const char *address, raft_host_done_fn cb, void *data);
+/* Leadership transfer to @id (0: the best voter). */
+int raft_host_transfer(struct raft_host *h, raft_id id);
+
+/* The core, for queries (role, term, leader, config, indices). Borrowed. */
+const struct raft *raft_host_core(const struct raft_host *h);
+uint16_t raft_host_port(const struct raft_host *h);
 
 #endif /* RAFT_H */
