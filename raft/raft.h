@@ -542,10 +542,28 @@ void raft_store_fault_set(unsigned n, int err);
 
 /* ======================================================================= transport */
 
+/* TCP transport on libev (DESIGN.md §4). Every server dials each peer it is told
+ * about (raft_transport_set_peer) and sends on that outgoing connection only;
+ * it receives on the connections peers dial to it. Each connection starts with
+ * a HELLO frame (sender id, cluster id); an inbound connection whose first frame
+ * is not a valid HELLO of our cluster is closed (and counted). Outgoing
+ * connections are re-dialled with jittered exponential backoff.
+ *
+ * Messages are encoded when queued and written in batches (many frames per
+ * writev) just before the loop blocks, so all sends of one loop iteration cost
+ * one system call per peer. Frames queued when a connection breaks are dropped
+ * (raft retries); frames queued while it is down are sent after the reconnect.
+ *
+ * Threading: one loop, one thread. Callbacks run from the loop; they may call
+ * any function here, including raft_transport_close(). */
+
 struct ev_loop;
+struct cm_stream;
 struct raft_transport;
 
-/* Called for every decoded raft message (borrowed for the call). */
+/* Called for every decoded raft message (borrowed for the call): m->from is the
+ * sender's HELLO id and m->to our id (messages that claim otherwise are dropped
+ * and counted). */
 typedef void (*raft_transport_recv_fn)(void *data, const struct raft_message *m);
 /* Called for every RAFT_CHANNEL_RPC frame body from peer @from (borrowed). */
 typedef void (*raft_transport_rpc_fn)(void *data, raft_id from, const void *body,
@@ -554,28 +572,68 @@ typedef void (*raft_transport_rpc_fn)(void *data, raft_id from, const void *body
 struct raft_transport_options {
     raft_id id;                   /* this server */
     uint64_t cluster_id;          /* peers with another cluster id are refused */
-    const char *bind_address;     /* "host:port" to listen on */
+    const char *bind_address;     /* "host:port" to listen on (numeric; port 0 ok) */
     unsigned reconnect_min_ms;    /* default 50 */
     unsigned reconnect_max_ms;    /* default 2000 */
     size_t max_queue_bytes;       /* per peer; beyond it messages drop; default 64 MiB */
+    unsigned hello_timeout_ms;    /* inbound: time to send HELLO; default 5000 */
+    unsigned max_inbound;         /* inbound connections at once; default 256 */
     raft_transport_recv_fn recv;
-    raft_transport_rpc_fn rpc;
+    raft_transport_rpc_fn rpc;    /* optional: RPC frames are dropped without it */
     void *data;
+    /* Optional: turns each connected socket into a stream (net/net.h
+     * cm_stream_wrap_fn; TLS plugs in here). Default: plain TCP. @fd transfers
+     * on success only. */
+    int (*wrap)(void *wrap_data, int fd, bool server, struct cm_stream **ret);
+    void *wrap_data;
 };
 
+/* Counters, for tests and metrics. */
+struct raft_transport_stats {
+    uint64_t accepted;       /* inbound connections accepted */
+    uint64_t refused;        /* inbound closed: bad/missing HELLO, wrong cluster,
+                                malformed frame, over max_inbound */
+    uint64_t dropped;        /* received messages dropped (wrong from/to, no rpc
+                                callback) */
+    uint64_t connected;      /* outgoing connections established */
+    uint64_t disconnected;   /* outgoing connections lost or failed to connect */
+    uint64_t frames_sent;    /* frames queued onto a connection */
+    uint64_t frames_received;/* frames received after the HELLO */
+    uint64_t queue_full;     /* sends refused with CM_EAGAIN */
+};
+
+/* Listen on o->bind_address and start. @loop and @o are borrowed (strings
+ * copied); the transport lives until raft_transport_close().
+ * Errors: CM_EINVAL (id 0, no recv callback, bad address, min > max backoff),
+ * CM_EADDRINUSE and other socket errors (named in @eb), CM_ENOMEM. */
 int raft_transport_start(struct ev_loop *loop, const struct raft_transport_options *o,
                          struct raft_transport **ret, struct cm_errbuf *eb);
-/* Stop everything and free once no callback is pending. Accepts NULL. */
+/* Stop every watcher, close every socket and drop queued frames; free once no
+ * callback of this transport is running (at once when called from outside its
+ * callbacks, else when the running callback returns). No callback runs after
+ * this. Accepts NULL. */
 void raft_transport_close(struct raft_transport *t);
 /* The port actually bound (useful with port 0). */
 uint16_t raft_transport_port(const struct raft_transport *t);
-/* Tell the transport where @id lives (from the configuration). */
+/* Tell the transport where @id lives (from the configuration); a new address
+ * drops the current connection and redials. @address is copied.
+ * Errors: CM_EINVAL (id 0 or our own id, address not a numeric host:port),
+ * CM_ENOMEM. */
 int raft_transport_set_peer(struct raft_transport *t, raft_id id, const char *address);
-/* Queue @m for m->to (encoded immediately). Errors: CM_ENOTFOUND (unknown peer),
- * CM_EAGAIN (queue full), CM_ETOOBIG, CM_ENOMEM. */
+/* Forget @id, dropping its connection and queue. Errors: CM_ENOTFOUND. */
+int raft_transport_remove_peer(struct raft_transport *t, raft_id id);
+/* Queue @m for m->to (encoded immediately; m->from is sent as our id).
+ * Errors: CM_ENOTFOUND (unknown peer), CM_EAGAIN (queue full), CM_ETOOBIG,
+ * CM_EINVAL (not encodable), CM_ECLOSED (transport closing), CM_ENOMEM. */
 int raft_transport_send(struct raft_transport *t, const struct raft_message *m);
+/* Queue one RAFT_CHANNEL_RPC frame with @body (copied) for @to. Errors as
+ * raft_transport_send. */
 int raft_transport_send_rpc(struct raft_transport *t, raft_id to, const void *body,
                             size_t len);
+/* Bytes queued for @id and not yet written (0 for an unknown peer). */
+size_t raft_transport_queued(const struct raft_transport *t, raft_id id);
+void raft_transport_get_stats(const struct raft_transport *t,
+                              struct raft_transport_stats *ret);
 
 /* ======================================================================= host */
 
