@@ -1,0 +1,2 @@
+/* dns/wire.c: being written. */
+#include "dns/dns.h"

@@ -1,0 +1,2 @@
+/* isolation/cgroup.c: being written. */
+#include "isolation/isolation.h"

@@ -1,0 +1,4 @@
+/* isolation/isolation.h: being written. */
+#ifndef ISO_H
+#define ISO_H
+#endif

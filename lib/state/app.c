@@ -1,0 +1,2 @@
+/* lib/state/app.c: being written. */
+#include "state/state.h"
