@@ -552,7 +552,8 @@ void raft_store_fault_set(unsigned n, int err);
  * Messages are encoded when queued and written in batches (many frames per
  * writev) just before the loop blocks, so all sends of one loop iteration cost
  * one system call per peer. Frames queued when a connection breaks are dropped
- * (raft retries); frames queued while it is down are sent after the reconnect.
+ * (raft retries); frames queued while it is down wait for the next dial and are
+ * dropped if that fails too.
  *
  * Threading: one loop, one thread. Callbacks run from the loop; they may call
  * any function here, including raft_transport_close(). */
