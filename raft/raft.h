@@ -479,66 +479,116 @@ int raft_hello_decode(const void *body, size_t len, raft_id *ret_id,
 
 /* ======================================================================= storage */
 
-/* raft.db: SQLite in WAL mode with synchronous=FULL.
- *   raft_meta(key TEXT PRIMARY KEY, value)  term, voted_for, snapshot meta
+/* raft.db: SQLite in WAL mode with synchronous=FULL, opened in exclusive locking
+ * mode (one process per directory).
+ *   raft_meta(key TEXT PRIMARY KEY, value)  format, term, voted_for, snapshot meta
  *   raft_log(idx INTEGER PRIMARY KEY, term, type, data BLOB)
  * Snapshots live next to it as files snapshot-<index> (written via a temp file,
- * fsync, rename, fsync of the directory). */
+ * fsync, rename, fsync of the directory). At open, files named snapshot-<n>.tmp
+ * and snapshots raft_meta does not name are removed.
+ *
+ * Every change is one transaction, so a crash at any instant leaves the log of
+ * some earlier instant: contiguous, and holding everything a call reported
+ * durable. Errors fill @eb with the operation and the file it concerns. After an
+ * I/O error, close the store and open it again (a raft node must treat that as
+ * fatal or restart its storage). Indices and terms must fit in 63 bits. */
 struct raft_store;
 
-/* Open (creating if needed) the store in directory @dir. On corruption the error
- * names the file. Errors: CM_ECORRUPT, CM_EIO, CM_ENOMEM, others from the OS. */
+/* Open (creating if needed) the store in the existing directory @dir (copied).
+ * Runs PRAGMA quick_check and checks the schema, raft_meta and the log's bounds.
+ * Errors: CM_ECORRUPT (not a database, damaged pages, another schema, a bad meta
+ * value, a log with holes, a missing snapshot file; the message names the file),
+ * CM_EBUSYDIR (another process has it open), CM_EIO, CM_ENOSPC, CM_ENOMEM, others
+ * from the OS (CM_ENOENT: no such directory). */
 int raft_store_open(const char *dir, struct raft_store **ret, struct cm_errbuf *eb);
+/* Close; entries queued and not flushed are dropped. Accepts NULL. */
 void raft_store_close(struct raft_store *s);
 
 /* Fill @ret with the durable state (entries and config allocated; release with
- * raft_load_close()). */
+ * raft_load_close()); queued entries are not included. applied_index is 0 (it
+ * lives in state.db). The log is validated while it is read: contiguous, terms
+ * >= 1 and never decreasing, known types, agreeing with the snapshot's term and
+ * starting at or before snapshot_index + 1.
+ * Errors: CM_ECORRUPT, CM_ETOOBIG (more than UINT_MAX entries), CM_EIO, CM_ENOMEM;
+ * @ret is untouched on failure. */
 int raft_store_load(struct raft_store *s, struct raft_load *ret, struct cm_errbuf *eb);
+/* Free what raft_store_load allocated and zero @l. Accepts a zeroed @l. */
 void raft_load_close(struct raft_load *l);
 
-/* Term and vote, durable on return. */
+/* Term and vote, durable on return. Entries queued by raft_store_append go into
+ * the same transaction (the next flush then reports them without writing).
+ * Errors: CM_EIO, CM_ENOSPC, CM_ERANGE, CM_ENOMEM. */
 int raft_store_set_hard_state(struct raft_store *s, raft_term term, raft_id voted_for,
                               struct cm_errbuf *eb);
 
 /* Queue a truncate-and-append (step 3 of struct raft_update) without syncing; the
- * entries are copied. raft_store_flush() makes everything queued durable in one
- * transaction (group commit) and returns the last durable index and its term. */
+ * entries are copied. @truncate_from 0 truncates nothing; @n 0 appends nothing.
+ * After the truncation the log must end at @first - 1, terms must not decrease
+ * and @truncate_from must be above the snapshot. Nothing changes on failure.
+ * Errors: CM_EINVAL (not contiguous, bad term or type, truncation into the
+ * snapshot), CM_ERANGE, CM_ETOOBIG (an entry over 2 GiB), CM_ENOMEM, CM_EIO. */
 int raft_store_append(struct raft_store *s, raft_index truncate_from, raft_index first,
-                      const struct raft_entry *entries, unsigned n,
-                      struct cm_errbuf *eb);
+                      const struct raft_entry *entries, unsigned n, struct cm_errbuf *eb);
+/* Make everything queued durable in one transaction with one WAL fsync (group
+ * commit) and return the last durable index and its term (the snapshot's when
+ * the log is empty; 0/0 for an empty store). With nothing queued it only
+ * reports. On failure the queue is kept, but reopen before trusting the store.
+ * Errors: CM_EIO, CM_ENOSPC, CM_ENOMEM. */
 int raft_store_flush(struct raft_store *s, raft_index *ret_index, raft_term *ret_term,
                      struct cm_errbuf *eb);
 
-/* Delete entries <= @index. */
+/* Delete entries <= @index (which must not exceed the snapshot's index; one
+ * transaction). Errors: CM_EINVAL (beyond the snapshot), CM_EIO, CM_ENOSPC. */
 int raft_store_compact(struct raft_store *s, raft_index index, struct cm_errbuf *eb);
 
 /* Snapshots. A snapshot is opaque bytes produced by the state machine. */
-/* Record that the file at @path (already fsynced) is the snapshot at @index/@term
- * with @config: it is moved into the store, meta updated, older ones removed. */
+/* Record that the file at @path (already fsynced, on the store's file system;
+ * a name like <dir>/snapshot-<index>.tmp is fine) is the snapshot at
+ * @index/@term with @config (copied): it is renamed into the store, meta updated
+ * atomically, the previous one removed. The log is kept (compact it after).
+ * @index must be newer than the current snapshot and within the log, with @term
+ * the term of its entry there (the current index and term again is a no-op that
+ * removes @path). Errors: CM_ESTALE (older), CM_EINVAL, CM_EIO, CM_ENOSPC,
+ * CM_ENOMEM, others from rename(2) (-EXDEV: another file system). */
 int raft_store_snapshot_put(struct raft_store *s, const char *path, raft_index index,
                             raft_term term, const struct raft_config *config,
                             raft_index config_index, struct cm_errbuf *eb);
 /* Read @len bytes at @offset of the current snapshot (when it is at @index) into
- * @dst. Errors: CM_ENOTFOUND (no snapshot at that index), CM_EIO. */
+ * @dst. Errors: CM_ENOTFOUND (no snapshot at that index), CM_EINVAL (beyond its
+ * size), CM_EIO. */
 int raft_store_snapshot_read(struct raft_store *s, raft_index index, uint64_t offset,
                              void *dst, size_t len, struct cm_errbuf *eb);
-/* The path of the current snapshot file, or NULL. Borrowed. */
+/* The path of the current snapshot file, or NULL. Borrowed until the snapshot
+ * changes or the store closes. */
 const char *raft_store_snapshot_path(struct raft_store *s);
-/* Receiving: write a chunk of an incoming snapshot; offset 0 starts a new one. */
+/* Receiving: write a chunk of an incoming snapshot into snapshot-<index>.tmp;
+ * offset 0 starts a new one (dropping any other), later chunks must follow on at
+ * the bytes received so far. Errors: CM_ESTALE (not newer than the current
+ * snapshot), CM_EINVAL (unexpected offset or index), CM_EIO, CM_ENOSPC. */
 int raft_store_snapshot_write_chunk(struct raft_store *s, raft_index index,
                                     uint64_t offset, const void *data, size_t len,
                                     struct cm_errbuf *eb);
-/* Receiving: the incoming snapshot is complete: fsync, make it current, drop the
- * whole log; *ret_path is the installed file (borrowed) to restore from. */
+/* Receiving: the incoming snapshot is complete: fsync, rename, fsync the
+ * directory, then one transaction drops the whole log (and the queue) and records
+ * index, term, @config (copied), config_index and size; the previous snapshot
+ * file is removed. *ret_path is the installed file (borrowed, as from
+ * raft_store_snapshot_path) to restore from. On failure the transfer must start
+ * again at offset 0. Errors: CM_EINVAL (nothing received at @index, bad meta),
+ * CM_ESTALE, CM_EIO, CM_ENOSPC, CM_ENOMEM. */
 int raft_store_snapshot_finish(struct raft_store *s, raft_index index, raft_term term,
-                               const struct raft_config *config,
-                               raft_index config_index, const char **ret_path,
-                               struct cm_errbuf *eb);
+                               const struct raft_config *config, raft_index config_index,
+                               const char **ret_path, struct cm_errbuf *eb);
 
 /* Fault injection (tests): fail the Nth upcoming write/sync at the file-system
- * layer (a wrapping SQLite VFS plus the snapshot file writes) with @err. n=0
- * disables. Process-wide. */
+ * layer (xWrite/xSync/xTruncate of a wrapping SQLite VFS, plus the snapshot file
+ * writes and the file and directory fsyncs) with @err (CM_ENOSPC becomes
+ * SQLITE_FULL, anything else an SQLITE_IOERR variant or CM_EIO). Only that one
+ * operation fails. n=0 disables. Process-wide, not thread-safe. */
 void raft_store_fault_set(unsigned n, int err);
+/* Whether the armed failure happened since the last raft_store_fault_set(). */
+bool raft_store_fault_fired(void);
+/* Writes and syncs counted since the last raft_store_fault_set(). */
+unsigned raft_store_fault_count(void);
 
 /* ======================================================================= transport */
 
