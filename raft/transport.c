@@ -686,6 +686,12 @@ static int conn_frames(struct conn *c)
         if (rv != 0) {
             return rv;
         }
+        if (c->state == CONN_HELLO &&
+            (channel != RAFT_CHANNEL_HELLO || blen != RAFT_HELLO_BODY)) {
+            /* Before the HELLO nothing is worth buffering: a stranger cannot
+             * make us allocate for a big frame. */
+            return CM_EPROTO;
+        }
         size_t total = RAFT_FRAME_HEADER + (size_t)blen;
         if (c->rlen - off < total) {
             if (total > c->rcap) {
