@@ -1,0 +1,147 @@
+/* lib/state, section "db": state.db, the replicated state machine (DESIGN.md §4-5).
+ * (Kept in its own file while the apps section of state/state.h is being written;
+ * state/state.h includes it.)
+ *
+ * Every node applies the committed raft log to its own state.db. A command is a
+ * JSON object with a "type"; it is validated before it is proposed
+ * (cm_state_validate), and applying a valid command never fails and never reads a
+ * clock, a random source or the machine: the leader stamps times ("at", ms since
+ * the epoch), ids and ports into the command. The applied index is stored in the
+ * same transaction as the command's effects.
+ *
+ * Commands (fields beyond "type"):
+ *   app.put      app: {spec object with "id"}, version: "ISO-8601"
+ *   app.delete   id: "/path"                      (its live tasks become killing)
+ *   task.assign  at, tasks: [{id, app, version, node, host, ports: [int]}]
+ *   task.status  at, id, state [, health: "healthy"|"unhealthy"|null]
+ *                [, exit: int] [, reason: "..."]
+ *   task.kill    at, ids: ["task id", ...]
+ *   task.expunge ids: [...]                        (terminal tasks only)
+ *   node.up      at, node: {id, address, attrs: {k: v}, resources: {...}}
+ *   node.state   at, id, state: "up"|"unreachable"|"down"|"draining"
+ *
+ * Thread safety: one struct cm_state per thread.
+ */
+#ifndef CM_STATE_DB_H
+#define CM_STATE_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/base.h"
+
+struct cm_state;
+
+/* What an applied command changed (for DNS/LB snapshots, the executor, watchers). */
+enum cm_state_change {
+    CM_STATE_CHANGED_APPS = 1 << 0,
+    CM_STATE_CHANGED_TASKS = 1 << 1,
+    CM_STATE_CHANGED_NODES = 1 << 2,
+};
+
+/* Task states, DESIGN.md §5. */
+enum cm_task_state {
+    CM_TASK_STAGING = 0, /* assigned, not yet launched */
+    CM_TASK_STARTING,    /* [transient] launch in progress */
+    CM_TASK_RUNNING,     /* process alive */
+    CM_TASK_KILLING,     /* [transient] stop requested */
+    CM_TASK_KILLED,      /* stopped on request */
+    CM_TASK_FINISHED,    /* exited 0 by itself */
+    CM_TASK_FAILED,      /* exited non-zero, or could not start */
+    CM_TASK_LOST,        /* its node is gone */
+    CM_TASK_UNREACHABLE, /* its node stopped heartbeating */
+    CM__TASK_STATE_COUNT,
+};
+
+/* "staging", "running", ...; NULL for an invalid value. */
+const char *cm_task_state_name(enum cm_task_state st);
+/* Parse a state name. Errors: CM_EINVAL. */
+int cm_task_state_parse(const char *s, enum cm_task_state *ret);
+/* killed, finished, failed and lost are terminal. */
+bool cm_task_state_terminal(enum cm_task_state st);
+
+/* Open or create state.db at @path (WAL, synchronous=NORMAL: the raft log is
+ * the durable record; a lost tail of state.db transactions is re-applied from it).
+ * Errors: CM_ECORRUPT naming the file, CM_EIO, CM_ENOMEM. */
+int cm_state_open(const char *path, struct cm_state **ret, struct cm_errbuf *eb);
+void cm_state_close(struct cm_state *s);
+
+uint64_t cm_state_applied_index(struct cm_state *s);
+
+/* Check a command before it is proposed: shape, types, and the rules that depend on
+ * the current state (e.g. a task.status for an unknown task). On failure @eb names
+ * the field ("task.assign: tasks[2].node: missing"). Errors: CM_EVALIDATION,
+ * CM_ETOOBIG, CM_ENOMEM. */
+int cm_state_validate(struct cm_state *s, const void *cmd, size_t len,
+                      struct cm_errbuf *eb);
+
+/* Apply the committed command at @index (> applied index). A command that does not
+ * validate (it cannot happen when every proposer validates) changes nothing but the
+ * applied index, identically on every node. Errors are storage failures only
+ * (CM_EIO, CM_ENOMEM): fatal to the node. */
+int cm_state_apply(struct cm_state *s, uint64_t index, const void *cmd, size_t len,
+                   struct cm_errbuf *eb);
+/* Record @index as applied without a command (raft barriers and configurations). */
+int cm_state_apply_noop(struct cm_state *s, uint64_t index, struct cm_errbuf *eb);
+
+/* What changed since the last call (a mask of enum cm_state_change); clears it. */
+unsigned cm_state_take_changes(struct cm_state *s);
+
+/* Write a consistent copy of the database to the new file @path (SQLite backup
+ * API) and fsync it. */
+int cm_state_snapshot(struct cm_state *s, const char *path, struct cm_errbuf *eb);
+/* Replace the whole state with the snapshot @path, in one transaction. */
+int cm_state_restore(struct cm_state *s, const char *path, struct cm_errbuf *eb);
+
+/* ---- queries. Rows are borrowed for the duration of the callback; a non-zero
+ * return from the callback stops the iteration and is returned. */
+
+struct cm_app_row {
+    const char *id;
+    const char *version;
+    int64_t instances;
+    const char *spec; /* JSON */
+};
+
+struct cm_task_row {
+    const char *id;
+    const char *app;
+    const char *version;
+    const char *node;
+    const char *host;
+    const char *ports; /* JSON array of host ports */
+    enum cm_task_state state;
+    const char *health;  /* NULL, "healthy" or "unhealthy" */
+    const char *reason;  /* NULL or e.g. "oom" */
+    int64_t exit_status; /* -1: none */
+    int64_t staged_at;
+    int64_t started_at; /* 0: not yet */
+    int64_t updated_at;
+};
+
+struct cm_node_row {
+    const char *id;
+    const char *address;
+    const char *attrs;     /* JSON object */
+    const char *resources; /* JSON object */
+    const char *state;
+    int64_t updated_at;
+};
+
+typedef int (*cm_app_fn)(void *data, const struct cm_app_row *row);
+typedef int (*cm_task_fn)(void *data, const struct cm_task_row *row);
+typedef int (*cm_node_fn)(void *data, const struct cm_node_row *row);
+
+/* Apps in id order; @id non-NULL: just that one (CM_ENOTFOUND when absent). */
+int cm_state_apps(struct cm_state *s, const char *id, cm_app_fn fn, void *data);
+/* Versions of one app, oldest first, as app rows. */
+int cm_state_app_versions(struct cm_state *s, const char *id, cm_app_fn fn, void *data);
+/* Tasks filtered by app and/or node (NULL: any), in id order. */
+int cm_state_tasks(struct cm_state *s, const char *app, const char *node, cm_task_fn fn,
+                   void *data);
+/* One task by id. Errors: CM_ENOTFOUND. */
+int cm_state_task(struct cm_state *s, const char *id, cm_task_fn fn, void *data);
+int cm_state_nodes(struct cm_state *s, cm_node_fn fn, void *data);
+
+#endif /* CM_STATE_DB_H */

@@ -1,0 +1,289 @@
+/* lib/state db: commands validated and applied deterministically, snapshots. */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "state/db.h"
+#include "test.h"
+
+struct fixture {
+    char dir[64];
+    char path[96];
+    struct cm_state *s;
+};
+
+static void fx_open(struct fixture *f)
+{
+    snprintf(f->dir, sizeof(f->dir), "/tmp/cm-state-XXXXXX");
+    ASSERT_NOT_NULL(mkdtemp(f->dir));
+    snprintf(f->path, sizeof(f->path), "%s/state.db", f->dir);
+    struct cm_errbuf eb;
+    ASSERT_OK(cm_state_open(f->path, &f->s, &eb));
+}
+
+static void fx_close(struct fixture *f)
+{
+    cm_state_close(f->s);
+    f->s = NULL;
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+    ASSERT_INT_EQ(system(cmd), 0);
+}
+
+static int apply(struct fixture *f, uint64_t index, const char *cmd)
+{
+    struct cm_errbuf eb;
+    int rv = cm_state_validate(f->s, cmd, strlen(cmd), &eb);
+    if (rv != 0) {
+        printf("# validate: %s\n", eb.msg);
+        return rv;
+    }
+    return cm_state_apply(f->s, index, cmd, strlen(cmd), &eb);
+}
+
+static int count_cb(void *data, const struct cm_task_row *row)
+{
+    (void)row;
+    (*(int *)data)++;
+    return 0;
+}
+
+static int state_cb(void *data, const struct cm_task_row *row)
+{
+    *(struct cm_task_row *)data = *row;
+    ((struct cm_task_row *)data)->id = NULL; /* strings are borrowed */
+    return 0;
+}
+
+static int tasks_of(struct fixture *f, const char *app, const char *node)
+{
+    int n = 0;
+    ASSERT_OK(cm_state_tasks(f->s, app, node, count_cb, &n));
+    return n;
+}
+
+static enum cm_task_state task_state(struct fixture *f, const char *id)
+{
+    struct cm_task_row r;
+    ASSERT_OK(cm_state_task(f->s, id, state_cb, &r));
+    return r.state;
+}
+
+static const char *app_put =
+    "{\"type\":\"app.put\",\"version\":\"2026-11-22T14:00:00.000Z\","
+    "\"app\":{\"id\":\"/web\",\"cmd\":\"sleep 1000\",\"instances\":2}}";
+static const char *assign =
+    "{\"type\":\"task.assign\",\"at\":1000,\"tasks\":["
+    "{\"id\":\"web.1\",\"app\":\"/web\",\"version\":\"v1\",\"node\":\"n1\","
+    "\"host\":\"10.0.0.1\",\"ports\":[31000]},"
+    "{\"id\":\"web.2\",\"app\":\"/web\",\"version\":\"v1\",\"node\":\"n2\","
+    "\"host\":\"10.0.0.2\",\"ports\":[31001]}]}";
+
+TEST(state_apply_lifecycle)
+{
+    struct fixture f;
+    fx_open(&f);
+    ASSERT_UINT_EQ(cm_state_applied_index(f.s), 0);
+    ASSERT_OK(apply(&f, 1, app_put));
+    ASSERT_UINT_EQ(cm_state_take_changes(f.s), CM_STATE_CHANGED_APPS);
+    ASSERT_OK(apply(&f, 2, assign));
+    ASSERT_INT_EQ(tasks_of(&f, "/web", NULL), 2);
+    ASSERT_INT_EQ(tasks_of(&f, NULL, "n2"), 1);
+    ASSERT_INT_EQ(task_state(&f, "web.1"), CM_TASK_STAGING);
+    ASSERT_OK(apply(&f, 3,
+                    "{\"type\":\"task.status\",\"at\":1500,\"id\":\"web.1\","
+                    "\"state\":\"running\",\"health\":\"healthy\"}"));
+    struct cm_task_row r;
+    ASSERT_OK(cm_state_task(f.s, "web.1", state_cb, &r));
+    ASSERT_INT_EQ(r.state, CM_TASK_RUNNING);
+    ASSERT_INT_EQ(r.started_at, 1500);
+    ASSERT_INT_EQ(r.exit_status, -1);
+    ASSERT_OK(apply(&f, 4, "{\"type\":\"task.kill\",\"at\":1600,\"ids\":[\"web.1\"]}"));
+    ASSERT_INT_EQ(task_state(&f, "web.1"), CM_TASK_KILLING);
+    ASSERT_OK(apply(&f, 5,
+                    "{\"type\":\"task.status\",\"at\":1700,\"id\":\"web.1\","
+                    "\"state\":\"killed\",\"exit\":143}"));
+    /* A late report after a terminal state changes nothing. */
+    ASSERT_OK(apply(&f, 6,
+                    "{\"type\":\"task.status\",\"at\":1800,\"id\":\"web.1\","
+                    "\"state\":\"running\"}"));
+    ASSERT_INT_EQ(task_state(&f, "web.1"), CM_TASK_KILLED);
+    ASSERT_OK(apply(&f, 7, "{\"type\":\"task.expunge\",\"ids\":[\"web.1\",\"web.2\"]}"));
+    ASSERT_INT_EQ(tasks_of(&f, "/web", NULL), 1); /* web.2 is not terminal */
+    ASSERT_OK(apply(&f, 8, "{\"type\":\"app.delete\",\"id\":\"/web\"}"));
+    ASSERT_INT_EQ(task_state(&f, "web.2"), CM_TASK_KILLING);
+    ASSERT_UINT_EQ(cm_state_applied_index(f.s), 8);
+    fx_close(&f);
+}
+
+TEST(state_nodes_and_unreachable_tasks)
+{
+    struct fixture f;
+    fx_open(&f);
+    ASSERT_OK(apply(&f, 1, app_put));
+    ASSERT_OK(apply(&f, 2, assign));
+    ASSERT_OK(
+        apply(&f, 3,
+              "{\"type\":\"node.up\",\"at\":5,\"node\":{\"id\":\"n2\",\"address\":"
+              "\"10.0.0.2\",\"attrs\":{\"rack\":\"r1\"},\"resources\":{\"cpus\":2}}}"));
+    ASSERT_OK(apply(&f, 4,
+                    "{\"type\":\"task.status\",\"at\":6,\"id\":\"web.2\",\"state\":"
+                    "\"running\"}"));
+    ASSERT_OK(apply(&f, 5,
+                    "{\"type\":\"node.state\",\"at\":7,\"id\":\"n2\",\"state\":"
+                    "\"unreachable\"}"));
+    ASSERT_INT_EQ(task_state(&f, "web.2"), CM_TASK_UNREACHABLE);
+    ASSERT_OK(apply(&f, 6,
+                    "{\"type\":\"node.state\",\"at\":8,\"id\":\"n2\",\"state\":\"up\"}"));
+    ASSERT_INT_EQ(task_state(&f, "web.2"), CM_TASK_RUNNING);
+    ASSERT_OK(apply(
+        &f, 7, "{\"type\":\"node.state\",\"at\":9,\"id\":\"n2\",\"state\":\"down\"}"));
+    ASSERT_INT_EQ(task_state(&f, "web.2"), CM_TASK_LOST);
+    fx_close(&f);
+}
+
+struct bad_cmd {
+    const char *cmd;
+    const char *want;
+};
+
+TEST(state_validate_names_the_field)
+{
+    static const struct bad_cmd cases[] = {
+        {"not json", "not valid JSON"},
+        {"[1]", "JSON object"},
+        {"{}", "type: missing"},
+        {"{\"type\":\"app.frob\"}", "unknown type 'app.frob'"},
+        {"{\"type\":\"app.put\",\"version\":\"v\"}", "app.put: app: missing"},
+        {"{\"type\":\"app.put\",\"version\":\"v\",\"app\":{\"id\":\"rel\"}}", "absolute"},
+        {"{\"type\":\"app.put\",\"version\":\"v\",\"app\":{\"id\":\"/"
+         "a\",\"instances\":-1}}",
+         "app.instances"},
+        {"{\"type\":\"app.delete\",\"id\":\"/nope\"}", "does not exist"},
+        {"{\"type\":\"task.assign\",\"at\":1,\"tasks\":[]}", "1 to"},
+        {"{\"type\":\"task.assign\",\"at\":1,\"tasks\":[{\"id\":\"t\",\"app\":\"/web\","
+         "\"version\":\"v\",\"node\":\"n\",\"host\":\"h\"}]}",
+         "tasks[0].ports: missing"},
+        {"{\"type\":\"task.assign\",\"at\":1,\"tasks\":[{\"id\":\"t\",\"app\":\"/web\","
+         "\"version\":\"v\",\"node\":\"n\",\"host\":\"h\",\"ports\":[70000]}]}",
+         "ports"},
+        {"{\"type\":\"task.assign\",\"at\":1,\"tasks\":[{\"id\":\"t\",\"app\":\"/other\","
+         "\"version\":\"v\",\"node\":\"n\",\"host\":\"h\",\"ports\":[]}]}",
+         "app '/other' does not exist"},
+        {"{\"type\":\"task.assign\",\"at\":1.5,\"tasks\":[]}", "at: must be an integer"},
+        {"{\"type\":\"task.status\",\"at\":1,\"id\":\"web.1\",\"state\":\"dancing\"}",
+         "unknown state"},
+        {"{\"type\":\"task.status\",\"at\":1,\"id\":\"zzz\",\"state\":\"running\"}",
+         "unknown task"},
+        {"{\"type\":\"task.status\",\"at\":1,\"id\":\"web.1\",\"state\":\"running\","
+         "\"health\":\"meh\"}",
+         "health"},
+        {"{\"type\":\"task.kill\",\"at\":1,\"ids\":[1]}", "ids[0]"},
+        {"{\"type\":\"node.up\",\"at\":1,\"node\":{\"id\":\"n\",\"address\":\"a\","
+         "\"attrs\":[],\"resources\":{}}}",
+         "node.attrs: must be an object"},
+        {"{\"type\":\"node.state\",\"at\":1,\"id\":\"n\",\"state\":\"gone\"}", "state"},
+    };
+    struct fixture f;
+    fx_open(&f);
+    ASSERT_OK(apply(&f, 1, app_put));
+    ASSERT_OK(apply(&f, 2, assign));
+    for (size_t i = 0; i < CM_ARRAY_SIZE(cases); i++) {
+        struct cm_errbuf eb;
+        cm_errbuf_clear(&eb);
+        int rv = cm_state_validate(f.s, cases[i].cmd, strlen(cases[i].cmd), &eb);
+        if (rv != CM_EVALIDATION || strstr(eb.msg, cases[i].want) == NULL) {
+            test__fail(__FILE__, __LINE__, "case %zu: rv %d msg '%s' (want '%s')", i, rv,
+                       eb.msg, cases[i].want);
+        }
+    }
+    /* Invalid commands that reach apply anyway change nothing but the index. */
+    struct cm_errbuf eb;
+    ASSERT_OK(cm_state_apply(f.s, 3, "garbage", 7, &eb));
+    ASSERT_UINT_EQ(cm_state_applied_index(f.s), 3);
+    ASSERT_INT_EQ(tasks_of(&f, NULL, NULL), 2);
+    fx_close(&f);
+}
+
+TEST(state_applied_index_survives_reopen_and_replay_is_skipped)
+{
+    struct fixture f;
+    fx_open(&f);
+    ASSERT_OK(apply(&f, 1, app_put));
+    ASSERT_OK(apply(&f, 2, assign));
+    struct cm_errbuf eb;
+    ASSERT_OK(cm_state_apply_noop(f.s, 3, &eb));
+    cm_state_close(f.s);
+    ASSERT_OK(cm_state_open(f.path, &f.s, &eb));
+    ASSERT_UINT_EQ(cm_state_applied_index(f.s), 3);
+    /* Re-applying an old index (raft replays after a restart) is a no-op. */
+    const char *kill = "{\"type\":\"task.kill\",\"at\":9,\"ids\":[\"web.1\"]}";
+    ASSERT_OK(cm_state_apply(f.s, 2, kill, strlen(kill), &eb));
+    ASSERT_INT_EQ(task_state(&f, "web.1"), CM_TASK_STAGING);
+    fx_close(&f);
+}
+
+TEST(state_snapshot_and_restore)
+{
+    struct fixture a, b;
+    fx_open(&a);
+    fx_open(&b);
+    ASSERT_OK(apply(&a, 1, app_put));
+    ASSERT_OK(apply(&a, 2, assign));
+    char snap[128];
+    snprintf(snap, sizeof(snap), "%s/snap", a.dir);
+    struct cm_errbuf eb;
+    ASSERT_OK(cm_state_snapshot(a.s, snap, &eb));
+    ASSERT_OK(
+        apply(&b, 1, "{\"type\":\"app.put\",\"version\":\"x\",\"app\":{\"id\":\"/z\"}}"));
+    ASSERT_OK(cm_state_restore(b.s, snap, &eb));
+    ASSERT_UINT_EQ(cm_state_applied_index(b.s), 2);
+    ASSERT_INT_EQ(tasks_of(&b, "/web", NULL), 2);
+    ASSERT_ERR(cm_state_apps(b.s, "/z", NULL, NULL), CM_ENOTFOUND);
+    /* Applying goes on after a restore. */
+    ASSERT_OK(apply(&b, 3, "{\"type\":\"task.kill\",\"at\":3,\"ids\":[\"web.2\"]}"));
+    ASSERT_INT_EQ(task_state(&b, "web.2"), CM_TASK_KILLING);
+    /* Garbage is refused and the state stays. */
+    char bad[128];
+    snprintf(bad, sizeof(bad), "%s/bad", a.dir);
+    FILE *fp = fopen(bad, "w");
+    fputs("not a database at all, not even close................................", fp);
+    fclose(fp);
+    ASSERT_TRUE(cm_state_restore(b.s, bad, &eb) != 0);
+    ASSERT_TRUE(strstr(eb.msg, bad) != NULL);
+    ASSERT_INT_EQ(tasks_of(&b, "/web", NULL), 2);
+    fx_close(&a);
+    fx_close(&b);
+}
+
+TEST(state_open_refuses_garbage_naming_the_file)
+{
+    char dir[] = "/tmp/cm-state-XXXXXX";
+    ASSERT_NOT_NULL(mkdtemp(dir));
+    char path[96];
+    snprintf(path, sizeof(path), "%s/state.db", dir);
+    FILE *fp = fopen(path, "w");
+    for (int i = 0; i < 200; i++) {
+        fputs("garbage garbage garbage ", fp);
+    }
+    fclose(fp);
+    struct cm_state *s;
+    struct cm_errbuf eb;
+    ASSERT_ERR(cm_state_open(path, &s, &eb), CM_ECORRUPT);
+    ASSERT_TRUE(strstr(eb.msg, path) != NULL);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    ASSERT_INT_EQ(system(cmd), 0);
+}
+
+TEST(task_state_names)
+{
+    enum cm_task_state st;
+    for (unsigned i = 0; i < CM__TASK_STATE_COUNT; i++) {
+        ASSERT_OK(cm_task_state_parse(cm_task_state_name((enum cm_task_state)i), &st));
+        ASSERT_UINT_EQ(st, i);
+    }
+    ASSERT_NULL(cm_task_state_name(CM__TASK_STATE_COUNT));
+    ASSERT_ERR(cm_task_state_parse("RUNNING", &st), CM_EINVAL);
+    ASSERT_TRUE(cm_task_state_terminal(CM_TASK_LOST));
+    ASSERT_FALSE(cm_task_state_terminal(CM_TASK_UNREACHABLE));
+}
