@@ -147,7 +147,8 @@ int cm_log_parse_level(const char *s, enum cm_log_level *ret_level);
  * per line, so lines from several threads or processes do not interleave. */
 void cm_log(enum cm_log_level level, const char *comp, const char *fmt, ...)
     CM_PRINTF(3, 4);
-void cm_logv(enum cm_log_level level, const char *comp, const char *fmt, va_list ap);
+void cm_logv(enum cm_log_level level, const char *comp, const char *fmt, va_list ap)
+    CM_PRINTF(3, 0);
 
 #define cm_debug(comp, ...) cm_log(CM_LOG_DEBUG, comp, __VA_ARGS__)
 #define cm_info(comp, ...)  cm_log(CM_LOG_INFO, comp, __VA_ARGS__)

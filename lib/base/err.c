@@ -57,6 +57,7 @@ void cm_errbuf_clear(struct cm_errbuf *eb)
     eb->msg[0] = '\0';
 }
 
+CM_PRINTF(3, 0)
 static void errbuf_vset(struct cm_errbuf *eb, int code, const char *fmt, va_list ap)
 {
     eb->code = code;
