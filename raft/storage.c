@@ -39,7 +39,7 @@ int raft__fault_tick(void);
 #define DB_NAME         "raft.db"
 #define SNAP_PREFIX     "snapshot-"
 #define SNAP_TMP_SUFFIX ".tmp"
-#define STORE_FORMAT    1
+#define STORE_FORMAT    1 /* keep SCHEMA_CREATE's value in step */
 #define BUSY_TIMEOUT_MS 100
 
 /* The exact text SQLite keeps in sqlite_master; open compares against it. */
@@ -48,6 +48,12 @@ int raft__fault_tick(void);
 #define SCHEMA_LOG                                                                 \
     "CREATE TABLE raft_log (idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, type " \
     "INTEGER NOT NULL, data BLOB NOT NULL)"
+
+/* A new database: both tables and the format, in one transaction. */
+#define SCHEMA_CREATE                               \
+    "BEGIN IMMEDIATE; " SCHEMA_META "; " SCHEMA_LOG \
+    "; "                                            \
+    "INSERT INTO raft_meta (key, value) VALUES ('format', 1); COMMIT"
 
 /* raft_meta keys. */
 #define K_FORMAT       "format"
@@ -462,12 +468,7 @@ static int schema_ensure(struct raft_store *s, struct cm_errbuf *eb)
         return corrupt(s, eb, "schema lacks raft_meta or raft_log");
     }
     /* A new database. */
-    char sql[512];
-    snprintf(sql, sizeof(sql),
-             "BEGIN IMMEDIATE; %s; %s; INSERT INTO raft_meta (key, value) VALUES "
-             "('" K_FORMAT "', %d); COMMIT",
-             SCHEMA_META, SCHEMA_LOG, STORE_FORMAT);
-    rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+    rc = sqlite3_exec(s->db, SCHEMA_CREATE, NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         int err = db_fail(s, eb, rc, "create tables in");
         if (!sqlite3_get_autocommit(s->db)) {

@@ -9,6 +9,7 @@
  * thin shim (STYLE.md rule 3). */
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "base/base.h"
@@ -21,44 +22,51 @@ int raft__fault_tick(void);
 
 #define FAULT_VFS_NAME "cm-fault"
 
-/* Process-wide test knob, like cm_alloc_fault_set(); only tests arm it. */
+/* Process-wide test knob, like cm_alloc_fault_set(); only tests arm it. Atomic
+ * (relaxed) so that stores on other threads do not race on it. */
 static struct {
-    unsigned left;  /* operations until the failure; 0: disarmed */
-    int err;        /* cm_err to report */
-    bool fired;     /* a failure was injected since the last raft_store_fault_set */
-    unsigned count; /* operations seen since the last raft_store_fault_set */
+    atomic_uint left;  /* operations until the failure; 0: disarmed */
+    atomic_int err;    /* cm_err to report */
+    atomic_bool fired; /* a failure was injected since the last raft_store_fault_set */
+    atomic_uint count; /* operations seen since the last raft_store_fault_set */
 } fault;
 
 void raft_store_fault_set(unsigned n, int err)
 {
-    fault.left = n;
-    fault.err = err < 0 ? err : CM_EIO;
-    fault.fired = false;
-    fault.count = 0;
+    atomic_store_explicit(&fault.left, 0, memory_order_relaxed);
+    atomic_store_explicit(&fault.err, err < 0 ? err : CM_EIO, memory_order_relaxed);
+    atomic_store_explicit(&fault.fired, false, memory_order_relaxed);
+    atomic_store_explicit(&fault.count, 0, memory_order_relaxed);
+    atomic_store_explicit(&fault.left, n, memory_order_relaxed);
 }
 
 bool raft_store_fault_fired(void)
 {
-    return fault.fired;
+    return atomic_load_explicit(&fault.fired, memory_order_relaxed);
 }
 
 unsigned raft_store_fault_count(void)
 {
-    return fault.count;
+    return atomic_load_explicit(&fault.count, memory_order_relaxed);
 }
 
 /* 0, or the cm_err this write/sync must fail with. */
 int raft__fault_tick(void)
 {
-    fault.count++;
-    if (fault.left == 0) {
-        return 0;
+    atomic_fetch_add_explicit(&fault.count, 1, memory_order_relaxed);
+    unsigned left = atomic_load_explicit(&fault.left, memory_order_relaxed);
+    while (left != 0) {
+        if (atomic_compare_exchange_weak_explicit(&fault.left, &left, left - 1,
+                                                  memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            if (left != 1) {
+                return 0;
+            }
+            atomic_store_explicit(&fault.fired, true, memory_order_relaxed);
+            return atomic_load_explicit(&fault.err, memory_order_relaxed);
+        }
     }
-    if (--fault.left > 0) {
-        return 0;
-    }
-    fault.fired = true;
-    return fault.err;
+    return 0;
 }
 
 /* ------------------------------------------------------------------ io methods */

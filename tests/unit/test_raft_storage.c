@@ -783,61 +783,105 @@ TEST(store_corrupt_snapshot_file_missing)
 
 /* ------------------------------------------------------------------ I/O faults */
 
-/* Walk an injected failure over every write and sync of one flush that
- * truncates durable entries and appends new ones. After each failure the store,
- * reopened, holds either the old log or the new one, never a mix. */
-TEST(store_fault_walk_flush)
+/* The flush the walk below fails: truncate 9..10, append 9..14 of term 3, with
+ * the @n-th write or sync failing. Returns 0 when the fault did not fire (and
+ * the flush succeeded), 1 when it fired and the flush reported it; anything else
+ * is a test failure (2). */
+static int flush_faulty(const struct tdir *d, unsigned n)
 {
-    raft_term old_terms[32], new_terms[32];
-    unsigned n, failed_old = 0, failed_new = 0;
-    for (n = 1;; n++) {
-        struct tdir d;
+    struct cm_errbuf eb;
+    struct raft_store *s;
+    if (raft_store_open(d->path, &s, &eb) != 0 || append_range(s, 9, 9, 6, 3, &eb) != 0) {
+        return 2;
+    }
+    raft_store_fault_set(n, n % 2 ? CM_EIO : CM_ENOSPC);
+    raft_index idx = 0;
+    raft_term term;
+    cm_errbuf_clear(&eb);
+    int rv = raft_store_flush(s, &idx, &term, &eb);
+    bool fired = raft_store_fault_fired();
+    raft_store_fault_set(0, 0);
+    int res = 2;
+    if (fired && (rv == CM_EIO || rv == CM_ENOSPC) && strstr(eb.msg, d->path)) {
+        res = 1;
+    } else if (!fired && rv == 0 && idx == 14) {
+        res = 0;
+    }
+    raft_store_close(s);
+    return res;
+}
+
+/* The same in a child that exits right after the failure without closing the
+ * store, as a node that dies on a storage error would. */
+static int flush_faulty_then_crash(const struct tdir *d, unsigned n)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    ASSERT_TRUE(pid >= 0);
+    if (pid == 0) {
         struct cm_errbuf eb;
-        tdir_make(&d);
-        store_seed(&d, old_terms);
-        memcpy(new_terms, old_terms, sizeof(new_terms));
-        for (raft_index i = 9; i <= 14; i++) {
-            new_terms[i] = 3;
+        struct raft_store *s;
+        if (raft_store_open(d->path, &s, &eb) != 0 ||
+            append_range(s, 9, 9, 6, 3, &eb) != 0) {
+            _exit(2);
         }
-        struct raft_store *s = store_open(&d);
-        ASSERT_OK(append_range(s, 9, 9, 6, 3, &eb));
-        int err = n % 2 ? CM_EIO : CM_ENOSPC;
-        raft_store_fault_set(n, err);
-        raft_index idx;
+        raft_store_fault_set(n, CM_EIO);
+        raft_index idx = 0;
         raft_term term;
         cm_errbuf_clear(&eb);
         int rv = raft_store_flush(s, &idx, &term, &eb);
         bool fired = raft_store_fault_fired();
-        raft_store_fault_set(0, 0);
-        if (fired) {
-            ASSERT_TRUE(rv == CM_EIO || rv == CM_ENOSPC);
-            ASSERT_NOT_NULL(strstr(eb.msg, d.path));
-        } else {
-            ASSERT_OK(rv);
-            ASSERT_UINT_EQ(idx, 14);
-        }
-        raft_store_close(s);
-
-        s = store_open(&d);
-        struct raft_load l;
-        ASSERT_OK(raft_store_load(s, &l, &eb));
-        bool is_old = log_is(&l, old_terms, 10);
-        bool is_new = log_is(&l, new_terms, 14);
-        ASSERT_TRUE(is_old || is_new);
-        ASSERT_TRUE(fired || is_new);
-        ASSERT_UINT_EQ(l.term, 2);
-        failed_old += fired && is_old;
-        failed_new += fired && is_new;
-        raft_load_close(&l);
-        raft_store_close(s);
-        tdir_remove(&d);
-        if (!fired) {
-            break;
-        }
+        _exit(fired ? (rv == CM_EIO ? 1 : 2) : (rv == 0 && idx == 14 ? 0 : 2));
     }
-    printf("# %u failure points; after reopening: %u old logs, %u new logs\n", n - 1,
-           failed_old, failed_new);
-    ASSERT_INT_OP(n, >, 2);
+    int status;
+    ASSERT_INT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+/* Walk an injected failure over every write and sync of one flush that
+ * truncates durable entries and appends new ones, then close the store (or die
+ * without closing it). Reopened, the store holds either the old log or the new
+ * one, never a mix, and the new one whenever the flush succeeded. */
+TEST(store_fault_walk_flush)
+{
+    raft_term old_terms[32], new_terms[32];
+    for (int crash = 0; crash <= 1; crash++) {
+        unsigned n, failed_old = 0, failed_new = 0;
+        for (n = 1;; n++) {
+            struct tdir d;
+            struct cm_errbuf eb;
+            tdir_make(&d);
+            store_seed(&d, old_terms);
+            memcpy(new_terms, old_terms, sizeof(new_terms));
+            for (raft_index i = 9; i <= 14; i++) {
+                new_terms[i] = 3;
+            }
+            int res = crash ? flush_faulty_then_crash(&d, n) : flush_faulty(&d, n);
+            ASSERT_TRUE(res == 0 || res == 1);
+            bool fired = res == 1;
+
+            struct raft_store *s = store_open(&d);
+            struct raft_load l;
+            ASSERT_OK(raft_store_load(s, &l, &eb));
+            bool is_old = log_is(&l, old_terms, 10);
+            bool is_new = log_is(&l, new_terms, 14);
+            ASSERT_TRUE(is_old || is_new);
+            ASSERT_TRUE(fired || is_new);
+            ASSERT_UINT_EQ(l.term, 2);
+            failed_old += fired && is_old;
+            failed_new += fired && is_new;
+            raft_load_close(&l);
+            raft_store_close(s);
+            tdir_remove(&d);
+            if (!fired) {
+                break;
+            }
+        }
+        printf("# %s: %u failure points; reopened: %u old logs, %u new logs\n",
+               crash ? "no close" : "closed", n - 1, failed_old, failed_new);
+        ASSERT_INT_OP(n, >, 2);
+    }
 }
 
 TEST(store_fault_walk_hard_state)
@@ -879,82 +923,124 @@ TEST(store_fault_walk_hard_state)
     ASSERT_INT_OP(n, >, 1);
 }
 
+static uint8_t walk_snap[10000];
+
+/* Receive walk_snap as snapshot 50 in three chunks and install it, with the
+ * @n-th write or sync failing. 0: not fired and installed; 1: fired and
+ * reported with the directory in the message; 2: anything else. With @crash the
+ * store is left open (the caller is a child that exits at once). */
+static int install_faulty(const struct tdir *d, unsigned n, bool crash)
+{
+    struct cm_errbuf eb;
+    struct raft_store *s;
+    struct raft_config c;
+    config_make(&c);
+    if (raft_store_open(d->path, &s, &eb) != 0) {
+        raft_config_close(&c);
+        return 2;
+    }
+    raft_store_fault_set(n, n % 3 ? CM_EIO : CM_ENOSPC);
+    cm_errbuf_clear(&eb);
+    int rv = 0;
+    for (uint64_t off = 0; rv == 0 && off < sizeof(walk_snap); off += 4000) {
+        size_t len = CM_MIN(4000, sizeof(walk_snap) - off);
+        rv = raft_store_snapshot_write_chunk(s, 50, off, walk_snap + off, len, &eb);
+    }
+    const char *installed = NULL;
+    if (rv == 0) {
+        rv = raft_store_snapshot_finish(s, 50, 4, &c, 40, &installed, &eb);
+    }
+    bool fired = raft_store_fault_fired();
+    raft_store_fault_set(0, 0);
+    raft_config_close(&c);
+    if (crash) {
+        _exit(fired ? (rv == CM_EIO || rv == CM_ENOSPC ? 1 : 2) : (rv == 0 ? 0 : 2));
+    }
+    raft_store_close(s);
+    if (fired) {
+        return (rv == CM_EIO || rv == CM_ENOSPC) && strstr(eb.msg, d->path) ? 1 : 2;
+    }
+    return rv == 0 ? 0 : 2;
+}
+
 /* Walk a failure over every write and sync of receiving and installing a
- * snapshot (temp file writes, its fsync, the directory fsync, the transaction).
- * Reopened, the store has the old snapshot and log, or the new snapshot and no
- * log; no temp file survives. */
+ * snapshot (temp file writes, its fsync, the directory fsync, the transaction),
+ * then close the store or die without closing it. Reopened, the store has the
+ * old snapshot and log, or the new snapshot and no log; no temp file and no
+ * unused snapshot file survives. */
 TEST(store_fault_walk_snapshot_install)
 {
-    static uint8_t snap[10000], got[10000];
-    snap_fill(snap, sizeof(snap), 4);
-    unsigned n, outcome_old = 0, outcome_new = 0;
-    for (n = 1;; n++) {
-        struct tdir d;
-        struct cm_errbuf eb;
-        raft_term terms[32];
-        tdir_make(&d);
-        store_seed(&d, terms);
-        struct raft_config c;
-        config_make(&c);
-        struct raft_store *s = store_open(&d);
-        char path[512];
-        snprintf(path, sizeof(path), "%s/snapshot-5.taking", d.path);
-        file_write(path, "old", 3);
-        ASSERT_OK(raft_store_snapshot_put(s, path, 5, 1, &c, 1, &eb));
-        raft_store_close(s);
+    static uint8_t got[sizeof(walk_snap)];
+    snap_fill(walk_snap, sizeof(walk_snap), 4);
+    for (int crash = 0; crash <= 1; crash++) {
+        unsigned n, outcome_old = 0, outcome_new = 0;
+        for (n = 1;; n++) {
+            struct tdir d;
+            struct cm_errbuf eb;
+            raft_term terms[32];
+            tdir_make(&d);
+            store_seed(&d, terms);
+            struct raft_config c;
+            config_make(&c);
+            struct raft_store *s = store_open(&d);
+            char path[512];
+            snprintf(path, sizeof(path), "%s/snapshot-5.taking", d.path);
+            file_write(path, "old", 3);
+            ASSERT_OK(raft_store_snapshot_put(s, path, 5, 1, &c, 1, &eb));
+            raft_store_close(s);
+            raft_config_close(&c);
 
-        s = store_open(&d);
-        raft_store_fault_set(n, n % 3 ? CM_EIO : CM_ENOSPC);
-        cm_errbuf_clear(&eb);
-        int rv = 0;
-        for (uint64_t off = 0; rv == 0 && off < sizeof(snap); off += 4000) {
-            size_t len = CM_MIN(4000, sizeof(snap) - off);
-            rv = raft_store_snapshot_write_chunk(s, 50, off, snap + off, len, &eb);
-        }
-        const char *installed = NULL;
-        if (rv == 0) {
-            rv = raft_store_snapshot_finish(s, 50, 4, &c, 40, &installed, &eb);
-        }
-        bool fired = raft_store_fault_fired();
-        raft_store_fault_set(0, 0);
-        if (fired) {
-            ASSERT_TRUE(rv == CM_EIO || rv == CM_ENOSPC);
-            ASSERT_NOT_NULL(strstr(eb.msg, d.path));
-        } else {
-            ASSERT_OK(rv);
-        }
-        raft_store_close(s);
+            int res;
+            if (crash) {
+                fflush(stdout);
+                pid_t pid = fork();
+                ASSERT_TRUE(pid >= 0);
+                if (pid == 0) {
+                    install_faulty(&d, n, true);
+                    _exit(2);
+                }
+                int status;
+                ASSERT_INT_EQ(waitpid(pid, &status, 0), pid);
+                ASSERT_TRUE(WIFEXITED(status));
+                res = WEXITSTATUS(status);
+            } else {
+                res = install_faulty(&d, n, false);
+            }
+            ASSERT_TRUE(res == 0 || res == 1);
+            bool fired = res == 1;
 
-        s = store_open(&d);
-        struct raft_load l;
-        ASSERT_OK(raft_store_load(s, &l, &eb));
-        ASSERT_INT_EQ(tdir_count(&d, "snapshot-"), 1);
-        if (l.snapshot_index == 5) {
-            ASSERT_TRUE(fired);
-            ASSERT_TRUE(log_is(&l, terms, 10));
-            ASSERT_TRUE(file_exists(&d, "snapshot-5"));
-            outcome_old++;
-        } else {
-            ASSERT_UINT_EQ(l.snapshot_index, 50);
-            ASSERT_UINT_EQ(l.snapshot_term, 4);
-            ASSERT_UINT_EQ(l.snapshot_size, sizeof(snap));
-            ASSERT_UINT_EQ(l.n_entries, 0);
-            ASSERT_UINT_EQ(l.first_index, 51);
-            ASSERT_OK(raft_store_snapshot_read(s, 50, 0, got, sizeof(got), &eb));
-            ASSERT_MEM_EQ(got, snap, sizeof(snap));
-            outcome_new++;
+            s = store_open(&d);
+            struct raft_load l;
+            ASSERT_OK(raft_store_load(s, &l, &eb));
+            ASSERT_INT_EQ(tdir_count(&d, "snapshot-"), 1);
+            if (l.snapshot_index == 5) {
+                ASSERT_TRUE(fired);
+                ASSERT_TRUE(log_is(&l, terms, 10));
+                ASSERT_TRUE(file_exists(&d, "snapshot-5"));
+                outcome_old++;
+            } else {
+                ASSERT_UINT_EQ(l.snapshot_index, 50);
+                ASSERT_UINT_EQ(l.snapshot_term, 4);
+                ASSERT_UINT_EQ(l.snapshot_size, sizeof(walk_snap));
+                ASSERT_UINT_EQ(l.n_entries, 0);
+                ASSERT_UINT_EQ(l.first_index, 51);
+                ASSERT_OK(raft_store_snapshot_read(s, 50, 0, got, sizeof(got), &eb));
+                ASSERT_MEM_EQ(got, walk_snap, sizeof(walk_snap));
+                outcome_new++;
+            }
+            raft_load_close(&l);
+            raft_store_close(s);
+            tdir_remove(&d);
+            if (!fired) {
+                break;
+            }
         }
-        raft_load_close(&l);
-        raft_store_close(s);
-        raft_config_close(&c);
-        tdir_remove(&d);
-        if (!fired) {
-            break;
-        }
+        printf(
+            "# %s: %u failure points; reopened: %u old, %u new (incl. the "
+            "success)\n",
+            crash ? "no close" : "closed", n - 1, outcome_old, outcome_new);
+        ASSERT_INT_OP(n, >, 5);
     }
-    printf("# %u failure points; after reopening: %u old, %u new (incl. the success)\n",
-           n - 1, outcome_old, outcome_new);
-    ASSERT_INT_OP(n, >, 5);
 }
 
 /* ------------------------------------------------------------------ crash */
