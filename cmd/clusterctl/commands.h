@@ -20,6 +20,7 @@ struct cmd {
     int hidden;
 };
 
+int cmd_agent(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 int cmd_help(int argc, char **argv);
 

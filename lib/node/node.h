@@ -87,4 +87,32 @@ void cm_node_usage(void *out);
  * message names its pid when known), or the OS error with the path. */
 int cm_node_lock_data_dir(const char *dir, int *ret_fd, struct cm_errbuf *eb);
 
+/* ------------------------------------------------------------------ the daemon */
+
+struct ev_loop;
+struct cm_node;
+
+/* Start the daemon on @loop: lock the data dir (a temporary one for --dev without
+ * --data-dir), load or create the node identity, open state.db, start raft (a new
+ * cluster bootstraps with this node as its only voter), and register this node
+ * in the replicated state once it leads. @c is copied.
+ * Errors: CM_EBUSYDIR, storage errors naming the file, bind errors, CM_ENOMEM. */
+int cm_node_start(struct ev_loop *loop, const struct cm_node_config *c,
+                  struct cm_node **ret, struct cm_errbuf *eb);
+/* Stop everything and free. A --dev node removes its temporary data dir. */
+void cm_node_free(struct cm_node *n);
+
+/* Run a daemon until SIGTERM or SIGINT: what `clusterctl agent` does. Returns an
+ * exit code (0 on a clean stop). */
+int cm_node_run(const struct cm_node_config *c);
+
+/* This node's name (host name unless overridden) and raft id. */
+const char *cm_node_name(const struct cm_node *n);
+uint64_t cm_node_raft_id(const struct cm_node *n);
+
+/* Detect what this machine offers: cpus from the online CPUs, mem from MemTotal
+ * less 10% (at least 256 MiB kept for the system), disk from the data dir's file
+ * system, ports 31000-32000. Fields already set in @r are kept. */
+void cm_resources_detect(struct cm_resources *r, const char *data_dir);
+
 #endif /* CM_NODE_H */

@@ -1,0 +1,409 @@
+/* The agent daemon: identity, data dir, raft + state.db, self-registration. */
+#include <ev.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "node/node.h"
+#include "raft/raft.h"
+#include "state/db.h"
+
+struct cm_node {
+    struct ev_loop *loop;
+    struct cm_node_config c;
+    struct cm_clock *clock;
+    int lock_fd;
+    bool temp_dir; /* --dev without --data-dir: remove at exit */
+    char name[256];
+    uint64_t raft_id;
+    uint64_t cluster_id;
+    struct cm_state *state;
+    struct raft_host *raft;
+    bool registered_term; /* node.up proposed in the current leadership */
+    ev_signal sigterm_w;
+    ev_signal sigint_w;
+};
+
+/* ------------------------------------------------------------------ resources */
+
+void cm_resources_detect(struct cm_resources *r, const char *data_dir)
+{
+    if (r->cpus <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        r->cpus = n > 0 ? (double)n : 1.0;
+    }
+    if (r->mem_mib <= 0) {
+        FILE *f = fopen("/proc/meminfo", "r");
+        unsigned long long kib = 0;
+        char line[256];
+        while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+            if (sscanf(line, "MemTotal: %llu kB", &kib) == 1) {
+                break;
+            }
+        }
+        if (f != NULL) {
+            fclose(f);
+        }
+        double mib = (double)kib / 1024.0;
+        double keep = CM_MAX(256.0, mib * 0.1);
+        r->mem_mib = mib > keep ? mib - keep : mib;
+    }
+    if (r->disk_mib <= 0) {
+        struct statvfs st;
+        if (statvfs(data_dir, &st) == 0) {
+            r->disk_mib = (double)st.f_bavail * (double)st.f_frsize / (1024.0 * 1024.0);
+        }
+    }
+    if (r->n_ranges == 0) {
+        r->ports[0].begin = 31000;
+        r->ports[0].end = 32000;
+        r->n_ranges = 1;
+    }
+}
+
+/* ------------------------------------------------------------------ identity */
+
+/* Read "<key>=<hex>" lines of @path into the ids; create the file with new random
+ * ids when it does not exist. */
+static int load_identity(struct cm_node *n, struct cm_errbuf *eb)
+{
+    char path[1100];
+    snprintf(path, sizeof(path), "%s/node-id", n->c.data_dir);
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+        unsigned long long id = 0, cluster = 0;
+        int got = fscanf(f, "id=%llx\ncluster=%llx\n", &id, &cluster);
+        fclose(f);
+        if (got != 2 || id == 0) {
+            return cm_err_setf(eb, CM_ECORRUPT, "node identity `%s` is unreadable", path);
+        }
+        n->raft_id = id;
+        n->cluster_id = cluster;
+        return 0;
+    }
+    if (errno != ENOENT) {
+        return cm_err_sys(eb, cm_errno(), "open `%s`", path);
+    }
+    uint64_t ids[2];
+    do {
+        if (cm_random_bytes(ids, sizeof(ids)) != 0) {
+            return cm_err_setf(eb, CM_EIO, "no randomness for the node identity");
+        }
+        ids[0] &= 0x7fffffffffffffffu; /* stays positive in SQLite and JSON */
+    } while (ids[0] == 0);
+    char tmp[1120];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    f = fopen(tmp, "w");
+    if (f == NULL) {
+        return cm_err_sys(eb, cm_errno(), "create `%s`", tmp);
+    }
+    fprintf(f, "id=%llx\ncluster=%llx\n", (unsigned long long)ids[0],
+            (unsigned long long)ids[1]);
+    int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
+    fclose(f);
+    if (bad || rename(tmp, path) != 0) {
+        return cm_err_sys(eb, cm_errno(), "write `%s`", path);
+    }
+    n->raft_id = ids[0];
+    n->cluster_id = ids[1];
+    return 0;
+}
+
+/* ------------------------------------------------------------------ state machine */
+
+static int fsm_apply(void *data, raft_index index, uint8_t type, const void *buf,
+                     size_t len)
+{
+    struct cm_node *n = data;
+    struct cm_errbuf eb;
+    int rv = type == RAFT_COMMAND ? cm_state_apply(n->state, index, buf, len, &eb)
+                                  : cm_state_apply_noop(n->state, index, &eb);
+    if (rv != 0) {
+        cm_error("node", "%s", eb.msg);
+    }
+    return rv;
+}
+
+static int fsm_snapshot(void *data, const char *path, struct cm_errbuf *eb)
+{
+    return cm_state_snapshot(((struct cm_node *)data)->state, path, eb);
+}
+
+static int fsm_restore(void *data, const char *path, raft_index index,
+                       struct cm_errbuf *eb)
+{
+    struct cm_node *n = data;
+    int rv = cm_state_restore(n->state, path, eb);
+    if (rv == 0 && cm_state_applied_index(n->state) != index) {
+        cm_warn("node", "snapshot at %llu holds applied index %llu",
+                (unsigned long long)index,
+                (unsigned long long)cm_state_applied_index(n->state));
+    }
+    return rv;
+}
+
+static raft_index fsm_applied(void *data)
+{
+    return cm_state_applied_index(((struct cm_node *)data)->state);
+}
+
+/* ------------------------------------------------------------------ registration */
+
+static void registered(void *data, int status, raft_index index)
+{
+    struct cm_node *n = data;
+    if (status != 0) {
+        n->registered_term = false; /* try again at the next leadership */
+        cm_warn("node", "registering node %s: %s", n->name, cm_strerror(status));
+        return;
+    }
+    cm_info("node", "node %s registered at index %llu", n->name,
+            (unsigned long long)index);
+}
+
+/* Propose node.up for this node (the leader stamps the time). */
+static void register_self(struct cm_node *n)
+{
+    cJSON *cmd = cJSON_CreateObject();
+    cJSON *node = cJSON_AddObjectToObject(cmd, "node");
+    cJSON *attrs = cJSON_AddObjectToObject(node, "attrs");
+    cJSON *res = cJSON_AddObjectToObject(node, "resources");
+    char *text = NULL;
+    if (cmd == NULL || node == NULL || attrs == NULL || res == NULL) {
+        goto out;
+    }
+    cJSON_AddStringToObject(cmd, "type", "node.up");
+    cJSON_AddNumberToObject(cmd, "at", (double)cm_clock_real_ms(n->clock));
+    cJSON_AddStringToObject(node, "id", n->name);
+    cJSON_AddStringToObject(node, "address", n->c.advertise);
+    for (unsigned i = 0; i < n->c.n_attrs; i++) {
+        cJSON_AddStringToObject(attrs, n->c.attrs[i].key, n->c.attrs[i].value);
+    }
+    cJSON_AddNumberToObject(res, "cpus", n->c.resources.cpus);
+    cJSON_AddNumberToObject(res, "mem", n->c.resources.mem_mib);
+    cJSON_AddNumberToObject(res, "disk", n->c.resources.disk_mib);
+    cJSON *ranges = cJSON_AddArrayToObject(res, "ports");
+    for (unsigned i = 0; ranges != NULL && i < n->c.resources.n_ranges; i++) {
+        cJSON *r = cJSON_CreateArray();
+        cJSON_AddItemToArray(r, cJSON_CreateNumber(n->c.resources.ports[i].begin));
+        cJSON_AddItemToArray(r, cJSON_CreateNumber(n->c.resources.ports[i].end));
+        cJSON_AddItemToArray(ranges, r);
+    }
+    text = cJSON_PrintUnformatted(cmd);
+    if (text == NULL) {
+        goto out;
+    }
+    struct cm_errbuf eb;
+    int rv = cm_state_validate(n->state, text, strlen(text), &eb);
+    if (rv == 0) {
+        rv = raft_host_propose(n->raft, text, strlen(text), registered, n);
+    } else {
+        cm_error("node", "own registration is invalid: %s", eb.msg);
+    }
+    n->registered_term = rv == 0;
+out:
+    cJSON_free(text);
+    cJSON_Delete(cmd);
+}
+
+static void on_raft_change(void *data, enum raft_role role, raft_term term,
+                           raft_id leader)
+{
+    struct cm_node *n = data;
+    static const char *const names[] = {"follower", "precandidate", "candidate",
+                                        "leader"};
+    cm_info("raft", "%s term=%llu leader=%llx", names[role], (unsigned long long)term,
+            (unsigned long long)leader);
+    if (role == RAFT_LEADER && !n->registered_term) {
+        register_self(n);
+    } else if (role != RAFT_LEADER) {
+        n->registered_term = false;
+    }
+}
+
+static void on_raft_fatal(void *data, const struct cm_errbuf *eb)
+{
+    struct cm_node *n = data;
+    cm_error("raft", "stopping: %s", eb->msg);
+    ev_break(n->loop, EVBREAK_ALL);
+}
+
+/* ------------------------------------------------------------------ life cycle */
+
+static int remove_entry(const char *path, const struct stat *st, int flag,
+                        struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+int cm_node_start(struct ev_loop *loop, const struct cm_node_config *c,
+                  struct cm_node **ret, struct cm_errbuf *eb)
+{
+    int rv;
+    struct cm_node *n = cm_calloc(1, sizeof(*n));
+    if (n == NULL) {
+        return cm_err_setf(eb, CM_ENOMEM, "node: out of memory");
+    }
+    n->loop = loop;
+    n->c = *c;
+    n->clock = cm_clock_system();
+    n->lock_fd = -1;
+
+    if (n->c.dev && !n->c.data_dir_given) {
+        snprintf(n->c.data_dir, sizeof(n->c.data_dir), "/tmp/clusterctl-dev-XXXXXX");
+        if (mkdtemp(n->c.data_dir) == NULL) {
+            rv = cm_err_sys(eb, cm_errno(), "create a temporary data dir");
+            goto err_after_alloc;
+        }
+        n->temp_dir = true;
+    }
+    rv = cm_node_lock_data_dir(n->c.data_dir, &n->lock_fd, eb);
+    if (rv != 0) {
+        goto err_after_dir;
+    }
+    if (gethostname(n->name, sizeof(n->name)) != 0 || n->name[0] == '\0') {
+        snprintf(n->name, sizeof(n->name), "localhost");
+    }
+    if (n->c.advertise[0] == '\0') {
+        /* Multi-node address detection arrives with the cluster issue. */
+        snprintf(n->c.advertise, sizeof(n->c.advertise), "%s", n->c.bind);
+    }
+    cm_resources_detect(&n->c.resources, n->c.data_dir);
+    rv = load_identity(n, eb);
+    if (rv != 0) {
+        goto err_after_lock;
+    }
+
+    char path[1100];
+    snprintf(path, sizeof(path), "%s/state.db", n->c.data_dir);
+    rv = cm_state_open(path, &n->state, eb);
+    if (rv != 0) {
+        goto err_after_lock;
+    }
+
+    char raft_dir[1100];
+    snprintf(raft_dir, sizeof(raft_dir), "%s/raft", n->c.data_dir);
+    if (mkdir(raft_dir, 0700) != 0 && errno != EEXIST) {
+        rv = cm_err_sys(eb, cm_errno(), "create `%s`", raft_dir);
+        goto err_after_state;
+    }
+    char rpc[96];
+    snprintf(rpc, sizeof(rpc), "%s:%u", n->c.bind, n->c.rpc_port);
+    char advertised[96];
+    snprintf(advertised, sizeof(advertised), "%s:%u", n->c.advertise, n->c.rpc_port);
+    struct raft_config boot = {0};
+    if (n->c.n_join == 0) {
+        rv = raft_config_add(&boot, n->raft_id, advertised, RAFT_VOTER);
+        if (rv != 0) {
+            cm_err_setf(eb, rv, "raft configuration: %s", cm_strerror(rv));
+            goto err_after_state;
+        }
+    }
+    struct raft_host_options ho = {0};
+    ho.id = n->raft_id;
+    ho.cluster_id = n->cluster_id;
+    ho.data_dir = raft_dir;
+    ho.bind_address = rpc;
+    ho.bootstrap = n->c.n_join == 0 ? &boot : NULL;
+    raft_options_default(&ho.raft);
+    uint64_t seed;
+    cm_random_bytes(&seed, sizeof(seed));
+    ho.raft.seed = seed;
+    ho.fsm = (struct raft_fsm){n, fsm_apply, fsm_snapshot, fsm_restore, fsm_applied};
+    ho.on_change = on_raft_change;
+    ho.on_fatal = on_raft_fatal;
+    ho.data = n;
+    rv = raft_host_start(loop, &ho, &n->raft, eb);
+    raft_config_close(&boot);
+    if (rv != 0) {
+        goto err_after_state;
+    }
+    cm_info("node", "node %s (raft id %llx) data dir %s, rpc %s", n->name,
+            (unsigned long long)n->raft_id, n->c.data_dir, rpc);
+    *ret = n;
+    return 0;
+
+err_after_state:
+    cm_state_close(n->state);
+err_after_lock:
+    close(n->lock_fd);
+err_after_dir:
+    if (n->temp_dir) {
+        nftw(n->c.data_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    }
+err_after_alloc:
+    cm_free(&n);
+    return rv;
+}
+
+void cm_node_free(struct cm_node *n)
+{
+    if (n == NULL) {
+        return;
+    }
+    raft_host_close(n->raft);
+    cm_state_close(n->state);
+    if (n->temp_dir) {
+        nftw(n->c.data_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    }
+    if (n->lock_fd >= 0) {
+        close(n->lock_fd);
+    }
+    cm_free(&n);
+}
+
+const char *cm_node_name(const struct cm_node *n)
+{
+    return n->name;
+}
+
+uint64_t cm_node_raft_id(const struct cm_node *n)
+{
+    return n->raft_id;
+}
+
+static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)revents;
+    cm_info("node", "signal %d: stopping", w->signum);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+int cm_node_run(const struct cm_node_config *c)
+{
+    signal(SIGPIPE, SIG_IGN);
+    cm_log_set_level(c->log_level);
+    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+    if (loop == NULL) {
+        cm_error("node", "cannot create the event loop");
+        return 1;
+    }
+    struct cm_node *n = NULL;
+    struct cm_errbuf eb;
+    cm_errbuf_clear(&eb);
+    int rv = cm_node_start(loop, c, &n, &eb);
+    if (rv != 0) {
+        cm_error("node", "%s", eb.msg);
+        return 1;
+    }
+    ev_signal_init(&n->sigterm_w, stop_cb, SIGTERM);
+    ev_signal_start(loop, &n->sigterm_w);
+    ev_signal_init(&n->sigint_w, stop_cb, SIGINT);
+    ev_signal_start(loop, &n->sigint_w);
+    ev_run(loop, 0);
+    ev_signal_stop(loop, &n->sigterm_w);
+    ev_signal_stop(loop, &n->sigint_w);
+    cm_node_free(n);
+    cm_info("node", "stopped");
+    return 0;
+}
