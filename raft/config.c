@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "base/base.h"
+#include "raft/core_int.h"
 
 #define RAFT_CONFIG_VERSION 1
 /* Bytes of one server record without the address. */
@@ -209,6 +210,26 @@ err:
     cm_free(&c.servers);
     CM_ASSERT(rv == CM_ETRUNC || rv == CM_ETOOBIG || rv == CM_EMALFORMED);
     return rv;
+}
+
+uint8_t raft__config_role_in(const void *data, size_t len, raft_id id)
+{
+    struct cm_wire w;
+    cm_wire_init(&w, data, len);
+    if (cm_wire_u8(&w) != RAFT_CONFIG_VERSION) {
+        return 0;
+    }
+    uint32_t count = cm_wire_u32(&w);
+    for (uint32_t i = 0; i < count && cm_wire_err(&w) == 0; i++) {
+        raft_id sid = cm_wire_u64(&w);
+        uint8_t role = cm_wire_u8(&w);
+        uint16_t alen = cm_wire_u16(&w);
+        cm_wire_skip(&w, alen);
+        if (cm_wire_err(&w) == 0 && sid == id) {
+            return role;
+        }
+    }
+    return 0;
 }
 
 int raft_bootstrap_entry(const struct raft_config *c, struct raft_entry *ret)
