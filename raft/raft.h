@@ -545,7 +545,8 @@ int raft_store_compact(struct raft_store *s, raft_index index, struct cm_errbuf 
 /* Record that the file at @path (already fsynced, on the store's file system;
  * a name like <dir>/snapshot-<index>.tmp is fine) is the snapshot at
  * @index/@term with @config (copied): it is renamed into the store, meta updated
- * atomically, the previous one removed. The log is kept (compact it after).
+ * atomically (queued entries go into the same transaction), the previous one
+ * removed. The log is kept (compact it after).
  * @index must be newer than the current snapshot and within the log, with @term
  * the term of its entry there (the current index and term again is a no-op that
  * removes @path). Errors: CM_ESTALE (older), CM_EINVAL, CM_EIO, CM_ENOSPC,

@@ -630,11 +630,10 @@ static int log_bounds(struct raft_store *s, struct cm_errbuf *eb)
                        (long long)lo, s->snap_index);
     }
     if ((raft_index)hi < s->snap_index) {
-        /* Entries before the snapshot, none after: the log is all trailing. */
-        s->first_index = (raft_index)lo;
-        s->last_index = s->snap_index;
-        s->last_term = s->snap_term;
-        return 0;
+        /* Compaction and installs never leave this: appends after the snapshot
+         * would leave a hole. */
+        return corrupt(s, eb, "log ends at %lld, before snapshot %" PRIu64, (long long)hi,
+                       s->snap_index);
     }
     st = s->st[ST_LOG_LAST];
     rc = sqlite3_step(st);
@@ -850,6 +849,10 @@ static int log_read(struct raft_store *s, struct raft_load *l, struct cm_errbuf 
         rv = corrupt(s, eb, "log starts at %" PRIu64 ", after snapshot %" PRIu64 " + 1",
                      first, s->snap_index);
     }
+    if (rv == 0 && first + n - 1 < s->snap_index) {
+        rv = corrupt(s, eb, "log ends at %" PRIu64 ", before snapshot %" PRIu64,
+                     first + n - 1, s->snap_index);
+    }
     if (rv != 0) {
         cm_free(&entries);
         return rv;
@@ -1056,21 +1059,11 @@ int raft_store_append(struct raft_store *s, raft_index truncate_from, raft_index
     return 0;
 }
 
-/* Write the queue, and the hard state when @hard, in one transaction. */
-static int commit_queue(struct raft_store *s, bool hard, raft_term term,
-                        raft_id voted_for, const char *op, struct cm_errbuf *eb)
+/* Inside a transaction: apply the queued truncation and inserts. */
+static int queue_write(struct raft_store *s)
 {
-    int rc = tx_begin(s);
-    if (rc != SQLITE_OK) {
-        return db_fail(s, eb, rc, op);
-    }
-    if (hard) {
-        rc = meta_set_int(s, K_TERM, term);
-        if (rc == SQLITE_OK) {
-            rc = meta_set_int(s, K_VOTED_FOR, voted_for);
-        }
-    }
-    if (rc == SQLITE_OK && s->q_truncate != 0) {
+    int rc = SQLITE_OK;
+    if (s->q_truncate != 0) {
         sqlite3_bind_int64(s->st[ST_LOG_TRUNCATE], 1, (sqlite3_int64)s->q_truncate);
         rc = run(s->st[ST_LOG_TRUNCATE]);
     }
@@ -1085,6 +1078,37 @@ static int commit_queue(struct raft_store *s, bool hard, raft_term term,
                           SQLITE_STATIC);
         rc = run(ins);
     }
+    return rc;
+}
+
+/* After the transaction that ran queue_write() committed. */
+static void queue_written(struct raft_store *s)
+{
+    s->last_index = s->q_last_index;
+    s->last_term = s->q_last_term;
+    if (s->first_index > s->last_index + 1) {
+        s->first_index = s->last_index + 1;
+    }
+    q_clear(s);
+}
+
+/* Write the queue, and the hard state when @hard, in one transaction. */
+static int commit_queue(struct raft_store *s, bool hard, raft_term term,
+                        raft_id voted_for, const char *op, struct cm_errbuf *eb)
+{
+    int rc = tx_begin(s);
+    if (rc != SQLITE_OK) {
+        return db_fail(s, eb, rc, op);
+    }
+    if (hard) {
+        rc = meta_set_int(s, K_TERM, term);
+        if (rc == SQLITE_OK) {
+            rc = meta_set_int(s, K_VOTED_FOR, voted_for);
+        }
+    }
+    if (rc == SQLITE_OK) {
+        rc = queue_write(s);
+    }
     if (rc == SQLITE_OK) {
         rc = tx_commit(s);
     }
@@ -1097,12 +1121,7 @@ static int commit_queue(struct raft_store *s, bool hard, raft_term term,
         s->term = term;
         s->voted_for = voted_for;
     }
-    s->last_index = s->q_last_index;
-    s->last_term = s->q_last_term;
-    if (s->first_index > s->last_index + 1) {
-        s->first_index = s->last_index + 1;
-    }
-    q_clear(s);
+    queue_written(s);
     return 0;
 }
 
@@ -1176,9 +1195,13 @@ static int snap_commit(struct raft_store *s, char *path, raft_index index, raft_
         raft_config_close(&copy);
         return cm_err_setf(eb, rv, "%s `%s`: out of memory", op, s->db_path);
     }
+    /* Keeping the log, the queue goes along: a local snapshot may cover entries
+     * still queued (a leader commits on its followers' acknowledgements), and the
+     * log on disk must reach the snapshot so that appends after it stay
+     * contiguous. */
     int rc = tx_begin(s);
-    if (rc == SQLITE_OK && drop_log) {
-        rc = run(s->st[ST_LOG_CLEAR]);
+    if (rc == SQLITE_OK) {
+        rc = drop_log ? run(s->st[ST_LOG_CLEAR]) : queue_write(s);
     }
     if (rc == SQLITE_OK) {
         rc = meta_set_int(s, K_SNAP_INDEX, index);
@@ -1225,6 +1248,8 @@ static int snap_commit(struct raft_store *s, char *path, raft_index index, raft_
         s->last_index = index;
         s->last_term = term;
         q_clear(s);
+    } else {
+        queue_written(s);
     }
     return 0;
 }

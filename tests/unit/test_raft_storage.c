@@ -481,7 +481,22 @@ TEST(store_snapshot_put_and_read_at_offsets)
     ASSERT_MEM_EQ(got, snap, 77);
     file_write(path, "x", 1);
     ASSERT_ERR(raft_store_snapshot_put(s, path, 9, 2, &c, 1, &eb), CM_ESTALE);
-    unlink(path);
+
+    /* A snapshot covering queued entries (a leader applies what its followers
+     * acknowledged) takes the queue along, so the log on disk reaches it. */
+    ASSERT_OK(append_range(s, 0, 11, 3, 3, &eb));
+    ASSERT_ERR(raft_store_snapshot_put(s, path, 14, 3, &c, 1, &eb), CM_EINVAL);
+    ASSERT_OK(raft_store_snapshot_put(s, path, 12, 3, &c, 1, &eb));
+    raft_store_fault_set(0, 0);
+    store_flush_expect(s, 13, 3);
+    ASSERT_UINT_EQ(raft_store_fault_count(), 0);
+    raft_store_close(s);
+    s = store_open(&d);
+    ASSERT_OK(raft_store_load(s, &l, &eb));
+    ASSERT_UINT_EQ(l.snapshot_index, 12);
+    ASSERT_UINT_EQ(l.n_entries, 13);
+    ASSERT_TRUE(entry_ok(&l.entries[12], 13, 3));
+    raft_load_close(&l);
     raft_store_close(s);
     raft_config_close(&c);
     tdir_remove(&d);
@@ -735,6 +750,7 @@ TEST(store_corrupt_meta_values)
         "UPDATE raft_meta SET value = 'x' WHERE key = 'snapshot_config'",
         "UPDATE raft_meta SET value = 9 WHERE key = 'snapshot_size'",
         "UPDATE raft_meta SET value = 3 WHERE key = 'snapshot_term'",
+        "DELETE FROM raft_log WHERE idx >= 7",
     };
     for (size_t i = 0; i < CM_ARRAY_SIZE(sql); i++) {
         struct tdir d;
