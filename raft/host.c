@@ -281,7 +281,7 @@ static int take_snapshot(struct raft_host *h)
         return rv == CM_ENOMEM ? rv : 0; /* nothing to snapshot at this index */
     }
     char path[4096];
-    snprintf(path, sizeof(path), "%s/snapshot-%llu.taking", h->data_dir,
+    snprintf(path, sizeof(path), "%s/snapshot-%llu.tmp", h->data_dir,
              (unsigned long long)index);
     unlink(path);
     rv = h->o.fsm.snapshot(h->o.fsm.data, path, &eb);
@@ -290,6 +290,12 @@ static int take_snapshot(struct raft_host *h)
                                      &eb);
     }
     raft_config_close(&config);
+    if (rv == CM_ESTALE) {
+        /* A newer snapshot is already stored (e.g. installed from the leader
+         * meanwhile): this one is not needed. */
+        unlink(path);
+        return 0;
+    }
     if (rv != 0) {
         unlink(path);
         cm_err_wrapf(&eb, "snapshot at %llu", (unsigned long long)index);

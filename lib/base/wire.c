@@ -42,7 +42,7 @@ uint8_t cm_wire_u8(struct cm_wire *w)
 uint16_t cm_wire_u16(struct cm_wire *w)
 {
     const uint8_t *p = wire_need(w, 2);
-    return p != NULL ? (uint16_t)((p[0] << 8) | p[1]) : 0;
+    return p != NULL ? (uint16_t)(((uint32_t)p[0] << 8 | p[1]) & 0xffffu) : 0;
 }
 
 uint32_t cm_wire_u32(struct cm_wire *w)
