@@ -305,7 +305,13 @@ void raft__become_follower(struct raft *r, raft_term term, raft_id leader)
     if (leader != 0) {
         r->leader_contact = r->now;
     }
-    raft__reset_election_timer(r);
+    /* Raft §5.2: only a leader's message or a granted vote restarts a
+     * follower's timer; a mere newer term must not, or a server that keeps
+     * campaigning in vain (e.g. one removed without knowing it) would keep
+     * everyone else from ever timing out. */
+    if (old != RAFT_FOLLOWER || leader != 0) {
+        raft__reset_election_timer(r);
+    }
 }
 
 static void become_leader(struct raft *r)

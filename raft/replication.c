@@ -664,6 +664,13 @@ void raft__recv_snapshot(struct raft *r, const struct raft_message *m,
     }
     follow(r, m->from);
     raft_term t;
+    if (s->last_index <= r->commit) {
+        /* Nothing new: everything up to it is committed here (possibly
+         * compacted already). Say so, so that the leader moves on. */
+        snapshot_plan_close(p);
+        send_snapshot_result(r, m->from, s->last_index, s->size, false);
+        return;
+    }
     if (raft__term_at(r, s->last_index, &t) && t == s->last_term) {
         /* We already hold the entry the snapshot ends with, so the log up to
          * it is the leader's (Log Matching) and committed: no need for the

@@ -205,6 +205,10 @@ static struct node *node_get(struct cluster *c, raft_id id)
 
 /* ------------------------------------------------------------------ trace */
 
+/* The cluster whose step is running, for the assertion hook: a CM_BUG_ON in
+ * the core then prints the seed and the trace like any invariant failure. */
+static struct cluster *cluster_current;
+
 static void trace_line(struct cluster *c, raft_id id, raft_time now, const char *text)
 {
     char *line = c->trace[(c->trace_head + c->trace_count) % TRACE_LINES];
@@ -255,6 +259,11 @@ const char *cluster_captured(const struct cluster *c)
     return c->captured.data ? c->captured.data : "";
 }
 
+void cluster_capture_reset(struct cluster *c)
+{
+    cm_buf_clear(&c->captured);
+}
+
 void cluster_dump(const struct cluster *c, FILE *f, unsigned n)
 {
     fprintf(f, "# cluster seed %llu, time %llu; last %u trace lines:\n",
@@ -274,9 +283,21 @@ void cluster_fail(struct cluster *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
+    cluster_current = NULL;
     cluster_dump(c, stdout, 200);
     test__fail(__FILE__, __LINE__, "seed %llu: invariant violated: %s",
                (unsigned long long)c->o.seed, text);
+}
+
+static void cluster_assert_hook(const char *msg)
+{
+    struct cluster *c = cluster_current;
+    cluster_current = NULL;
+    if (c != NULL) {
+        cluster_dump(c, stdout, 200);
+        test__fail("library", 0, "seed %llu: %s", (unsigned long long)c->o.seed, msg);
+    }
+    test__fail("library", 0, "%s", msg);
 }
 
 /* ------------------------------------------------------------------ messages */
@@ -932,6 +953,9 @@ struct cluster *cluster_new(const struct cluster_options *o)
     CM_BUG_ON(o->n == 0 || o->n > CLUSTER_MAX || o->voters > o->n);
     struct cluster *c = xcalloc(1, sizeof *c);
     c->o = *o;
+    c->capture = o->capture;
+    cluster_current = c;
+    cm_assert_set_hook(cluster_assert_hook);
     cm_rng_seed(&c->rng, o->seed);
     c->trace = xcalloc(TRACE_LINES, TRACE_WIDTH);
     struct raft_config boot = {0, NULL};
@@ -972,6 +996,9 @@ void cluster_free(struct cluster *c)
 {
     if (c == NULL) {
         return;
+    }
+    if (cluster_current == c) {
+        cluster_current = NULL;
     }
     for (unsigned i = 0; i < c->o.n; i++) {
         struct node *n = &c->nodes[i];

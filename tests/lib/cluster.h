@@ -43,6 +43,7 @@ struct cluster_options {
     unsigned snapshot_pad;    /* extra bytes in each state-machine snapshot */
     struct raft_options raft; /* template; id, seed and tracer are set per node */
     bool trace_stdout;        /* print every trace line as it happens */
+    bool capture;             /* cluster_capture(c, true) from the start */
 };
 
 /* Defaults: 3 voters, delays 5-15 ms network and 1-5 ms disk, raft defaults. */
@@ -109,6 +110,8 @@ void cluster_tracef(struct cluster *c, raft_id id, const char *fmt, ...)
  * golden tests; returns the text captured so far (borrowed). */
 void cluster_capture(struct cluster *c, bool on);
 const char *cluster_captured(const struct cluster *c);
+/* Forget what was captured so far. */
+void cluster_capture_reset(struct cluster *c);
 /* Print the seed and the last @n lines of the trace. */
 void cluster_dump(const struct cluster *c, FILE *f, unsigned n);
 /* Record a violation: dump and fail the running test. */
