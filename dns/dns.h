@@ -1,4 +1,490 @@
-/* dns/dns.h: being written. */
+/* dns/: the DNS protocol library of clusterctl (DESIGN.md §8).
+ *
+ * Three parts behind this one header, none of which does I/O:
+ *
+ *  1. Wire format: domain names (RFC 1035 §3.1, §4.1.4 compression), a message
+ *     reader (header, questions, resource records of every section, EDNS0 OPT per
+ *     RFC 6891), a query parser that also validates a query, and a bounded
+ *     message writer with name compression that drops whole records when the
+ *     size limit is reached.
+ *  2. The zone (struct dns_zone): an immutable, reference-counted snapshot of
+ *     every name the cluster answers for, derived from a description of the
+ *     cluster that the caller feeds to a builder (struct dns_zone_builder).
+ *     Names are looked up in a hash table keyed by the lower-cased wire name.
+ *  3. The answer engine, dns_answer(): a pure function from (zone, query bytes)
+ *     to response bytes, written into a caller-provided buffer. It never
+ *     allocates, so a server thread can answer at line rate.
+ *
+ * The server (UDP/TCP on libev) and the forwarder live elsewhere and use this.
+ *
+ * Errors are negative cm_err codes (lib/base). Unless said otherwise, pointers
+ * passed in are borrowed for the duration of the call and strings are copied.
+ *
+ * Thread safety: a built struct dns_zone is immutable, so any number of threads
+ * may call dns_answer() on it concurrently; dns_zone_ref()/dns_zone_unref() are
+ * atomic. Builders, readers and writers are used from one thread each.
+ */
 #ifndef DNS_H
 #define DNS_H
-#endif
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ======================================================================= constants */
+
+#define DNS_HEADER_LEN  12
+#define DNS_NAME_MAX    255   /* wire length of a name, root label included */
+#define DNS_LABEL_MAX   63    /* RFC 1035 §2.3.4 */
+#define DNS_UDP_MIN     512   /* UDP payload without EDNS (RFC 1035 §4.2.1) */
+#define DNS_EDNS_SIZE   1232  /* default EDNS payload we offer (DNS flag day 2020) */
+#define DNS_EDNS_MAX    4096  /* the largest EDNS payload we ever use */
+#define DNS_TCP_MAX     65535 /* a TCP message is prefixed by a 16-bit length */
+#define DNS_DEFAULT_TTL 5     /* seconds; answers change at commit time */
+
+enum dns_type {
+    DNS_TYPE_A = 1,
+    DNS_TYPE_NS = 2,
+    DNS_TYPE_CNAME = 5,
+    DNS_TYPE_SOA = 6,
+    DNS_TYPE_HINFO = 13,
+    DNS_TYPE_TXT = 16,
+    DNS_TYPE_AAAA = 28,
+    DNS_TYPE_SRV = 33,
+    DNS_TYPE_OPT = 41,
+    DNS_TYPE_IXFR = 251,
+    DNS_TYPE_AXFR = 252,
+    DNS_TYPE_MAILB = 253,
+    DNS_TYPE_MAILA = 254,
+    DNS_TYPE_ANY = 255,
+};
+
+enum dns_class {
+    DNS_CLASS_IN = 1,
+    DNS_CLASS_CH = 3,
+    DNS_CLASS_ANY = 255,
+};
+
+enum dns_opcode {
+    DNS_OPCODE_QUERY = 0,
+    DNS_OPCODE_NOTIFY = 4,
+    DNS_OPCODE_UPDATE = 5,
+};
+
+/* Response codes; values above 15 need EDNS (the upper 8 bits go in the OPT). */
+enum dns_rcode {
+    DNS_RCODE_NOERROR = 0,
+    DNS_RCODE_FORMERR = 1,
+    DNS_RCODE_SERVFAIL = 2,
+    DNS_RCODE_NXDOMAIN = 3,
+    DNS_RCODE_NOTIMP = 4,
+    DNS_RCODE_REFUSED = 5,
+    DNS_RCODE_BADVERS = 16, /* RFC 6891 §6.1.3 */
+};
+
+/* Header flag bits (RFC 1035 §4.1.1, RFC 4035 §3.2 for AD/CD). */
+#define DNS_FLAG_QR          0x8000u
+#define DNS_FLAG_AA          0x0400u
+#define DNS_FLAG_TC          0x0200u
+#define DNS_FLAG_RD          0x0100u
+#define DNS_FLAG_RA          0x0080u
+#define DNS_FLAG_AD          0x0020u
+#define DNS_FLAG_CD          0x0010u
+#define DNS_OPCODE_OF(flags) ((unsigned)((flags) >> 11) & 0xfu)
+#define DNS_RCODE_OF(flags)  ((unsigned)(flags)&0xfu)
+
+#define DNS_EDNS_DO 0x8000u /* DNSSEC OK, in the OPT's flags (RFC 3225) */
+
+enum dns_section {
+    DNS_SECTION_QUESTION = 0,
+    DNS_SECTION_ANSWER = 1,
+    DNS_SECTION_AUTHORITY = 2,
+    DNS_SECTION_ADDITIONAL = 3,
+};
+
+/* ======================================================================= names */
+
+/* A domain name in uncompressed wire form: length-prefixed labels ending with the
+ * root label (a zero byte). The root name is { len 1, "\0" }. */
+struct dns_name {
+    size_t len; /* 1..DNS_NAME_MAX */
+    uint8_t data[DNS_NAME_MAX];
+};
+
+/* Read a name at the cursor of @w (which spans the whole message, so compression
+ * pointers can be followed) into @ret. The cursor ends after the name as it
+ * appears in place (after the first pointer). Pointers must point strictly before
+ * the start of the label sequence that contains them and not into the header, so
+ * every jump goes backwards and loops are impossible.
+ * Errors (also set as the cursor's sticky error): CM_ETRUNC (packet ends inside
+ * the name), CM_EMALFORMED (forward pointer, pointer loop, pointer into the header,
+ * reserved label type 0x40/0x80), CM_ETOOBIG (name longer than 255 bytes). */
+struct cm_wire;
+int dns_name_read(struct cm_wire *w, struct dns_name *ret);
+
+/* Text ("api.backend.shop.cluster", trailing dot optional, "." or "" for the root)
+ * to wire form. No escapes: every character but '.' goes into a label as is.
+ * Errors: CM_EINVAL (empty label, e.g. "a..b"), CM_ETOOBIG (label over 63 bytes,
+ * name over 255 bytes). */
+int dns_name_from_str(const char *s, struct dns_name *ret);
+
+/* Wire form to text with a trailing dot ("api.cluster."; the root is "."). Bytes
+ * outside printable ASCII and '.' or '\\' inside labels are written as \DDD or \.
+ * Returns the text length, or CM_EMSGSIZE when @cap is too small (then @out holds
+ * a truncated, terminated string when cap > 0), CM_EINVAL for a bad name. */
+int dns_name_to_str(const struct dns_name *name, char *out, size_t cap);
+
+/* Case-insensitive (ASCII only, RFC 4343) equality of two well-formed names. */
+bool dns_name_equal(const struct dns_name *a, const struct dns_name *b);
+
+/* Lower-case ASCII letters of a name in place. */
+void dns_name_lower(struct dns_name *name);
+
+/* Number of labels, the root excluded ("a.b." has 2). */
+unsigned dns_name_labels(const struct dns_name *name);
+
+/* True when @name equals @zone or is below it (case-insensitive). */
+bool dns_name_in_zone(const struct dns_name *name, const struct dns_name *zone);
+
+/* ======================================================================= messages */
+
+struct dns_header {
+    uint16_t id;
+    uint16_t flags; /* QR, opcode, AA, TC, RD, RA, Z, AD, CD, rcode (DNS_FLAG_*) */
+    uint16_t qdcount;
+    uint16_t ancount;
+    uint16_t nscount;
+    uint16_t arcount;
+};
+
+struct dns_question {
+    struct dns_name name; /* as sent: case preserved */
+    uint16_t qtype;
+    uint16_t qclass;
+};
+
+/* EDNS0 as carried by an OPT pseudo-record (RFC 6891 §6.1.3). */
+struct dns_edns {
+    uint16_t udp_size; /* requestor's payload size (the OPT's CLASS) */
+    uint8_t ext_rcode; /* upper 8 bits of the 12-bit rcode */
+    uint8_t version;
+    uint16_t flags; /* DNS_EDNS_DO and zero bits */
+};
+
+/* A resource record as read from a message. The rdata of the types this library
+ * knows (A, AAAA, NS, SOA, SRV, OPT) is decoded, with names decompressed; @rdata
+ * always points at the raw bytes, borrowed from the message (they may contain
+ * compression pointers for NS and SOA). */
+struct dns_rr {
+    struct dns_name owner;
+    uint16_t type;
+    uint16_t rclass;
+    uint32_t ttl;
+    uint16_t rdlength;
+    const uint8_t *rdata;
+    union {
+        uint8_t a[4];
+        uint8_t aaaa[16];
+        struct dns_name ns;
+        struct {
+            uint16_t priority;
+            uint16_t weight;
+            uint16_t port;
+            struct dns_name target;
+        } srv;
+        struct {
+            struct dns_name mname;
+            struct dns_name rname;
+            uint32_t serial;
+            uint32_t refresh;
+            uint32_t retry;
+            uint32_t expire;
+            uint32_t minimum;
+        } soa;
+        struct dns_edns opt; /* from the CLASS and TTL fields */
+    } data;
+};
+
+/* Walks a whole message, section by section. Embedded by the caller. */
+struct dns_reader {
+    /* read-only */
+    struct dns_header header;
+    /* private */
+    const uint8_t *msg;
+    size_t len;
+    size_t pos;
+    enum dns_section section;
+    unsigned left; /* records left in @section */
+};
+
+/* Read the header of @msg (borrowed until the reader is dropped).
+ * Errors: CM_ETRUNC (fewer than 12 bytes). */
+int dns_reader_init(struct dns_reader *r, const uint8_t *msg, size_t len);
+
+/* The next question. Returns 0, CM_ENOENT when the questions are over, or the
+ * error of dns_name_read / CM_ETRUNC. */
+int dns_reader_question(struct dns_reader *r, struct dns_question *ret_q);
+
+/* The next resource record of the answer, authority or additional section (the
+ * questions not yet read are skipped first), and its section in @ret_section
+ * (may be NULL). Returns 0, CM_ENOENT when all records are read, or an error:
+ * CM_ETRUNC, CM_EMALFORMED (a known type's rdata does not fill its rdlength
+ * exactly, a bad name), CM_ETOOBIG. A reader that failed stays failed. */
+int dns_reader_rr(struct dns_reader *r, struct dns_rr *ret_rr,
+                  enum dns_section *ret_section);
+
+/* After the last record: 0 when the message ends there, CM_EMALFORMED when bytes
+ * follow, CM_EINVAL when records are left to read. */
+int dns_reader_finish(const struct dns_reader *r);
+
+/* Parse and check a whole message: every question and record. 0 or the first
+ * error of the reader. A convenience for tests and the forwarder. */
+int dns_message_check(const uint8_t *msg, size_t len);
+
+/* A query as the answer engine sees it. */
+struct dns_query {
+    struct dns_header header;
+    struct dns_question question; /* valid when has_question */
+    struct dns_edns edns;         /* valid when has_edns */
+    bool has_question;
+    bool has_edns;
+    /* The rcode the query calls for before any lookup: NOERROR for a good query,
+     * FORMERR, NOTIMP (opcode other than QUERY) or BADVERS (EDNS version > 0). */
+    uint16_t rcode;
+};
+
+/* Parse and validate a query (RFC 1035 §4.1, RFC 6891 §6.1.1): QR clear, opcode
+ * QUERY, exactly one question, no answer or authority records, at most one OPT
+ * (owner root) in the additional section, nothing after the last record.
+ * Returns 0 for a good query; CM_ETRUNC when even the header is missing (@ret_q
+ * is then undefined); otherwise CM_EPROTO with ret_q->rcode set to the error to
+ * answer with, ret_q->header valid and has_question/has_edns telling what could
+ * be parsed. */
+int dns_query_parse(const uint8_t *msg, size_t len, struct dns_query *ret_q);
+
+/* Writes a message into a caller-owned buffer, compressing names (RFC 1035
+ * §4.1.4). A record that does not fit within the limit is not written at all and
+ * CM_EMSGSIZE is returned; the writer stays usable. Embedded by the caller. */
+#define DNS_COMPRESS_MAX 64 /* remembered name suffixes; more are written plain */
+
+struct dns_writer {
+    /* private */
+    uint8_t *buf;
+    size_t cap;   /* bytes the buffer has */
+    size_t limit; /* bytes the message may use (<= cap) */
+    size_t len;
+    uint16_t counts[4];
+    int section;
+    unsigned ncompress;
+    struct {
+        uint16_t off; /* where a name suffix starts in the message */
+        uint16_t len; /* its uncompressed wire length */
+    } compress[DNS_COMPRESS_MAX];
+};
+
+/* A point to roll a writer back to (records, counts and compression state). */
+struct dns_writer_mark {
+    size_t len;
+    uint16_t counts[4];
+    int section;
+    unsigned ncompress;
+};
+
+/* Start a message in @buf (borrowed while writing) of @cap bytes, with the limit
+ * equal to @cap (at most 65535). The header is written with zero counts. */
+void dns_writer_init(struct dns_writer *w, uint8_t *buf, size_t cap,
+                     const struct dns_header *h);
+/* Change the size limit (clamped to the buffer's capacity). Records already
+ * written are kept even when they exceed the new limit. */
+void dns_writer_set_limit(struct dns_writer *w, size_t limit);
+/* Write a question (before any record). Errors: CM_EMSGSIZE, CM_EINVAL (after a
+ * record). */
+int dns_writer_question(struct dns_writer *w, const struct dns_question *q);
+/* Write a record into @section (sections must not go backwards). Known types are
+ * encoded from rr->data (names compressed for NS and SOA, never for SRV targets,
+ * RFC 2782); other types copy rr->rdata/rdlength as is; OPT takes its CLASS and
+ * TTL from rr->data.opt and writes an empty rdata. Only rr->owner, type, rclass,
+ * ttl and the data are used.
+ * Errors: CM_EMSGSIZE (over the limit: nothing written), CM_EINVAL. */
+int dns_writer_rr(struct dns_writer *w, enum dns_section section,
+                  const struct dns_rr *rr);
+/* Add an OPT record to the additional section (RFC 6891 §6.1.2). */
+int dns_writer_opt(struct dns_writer *w, const struct dns_edns *edns);
+void dns_writer_mark(const struct dns_writer *w, struct dns_writer_mark *ret_m);
+void dns_writer_rollback(struct dns_writer *w, const struct dns_writer_mark *m);
+/* Set flags in the header (OR). */
+void dns_writer_set_flags(struct dns_writer *w, uint16_t flags);
+/* Write the section counts into the header; returns the message length. The
+ * writer may go on afterwards (finish again at the end). */
+size_t dns_writer_finish(struct dns_writer *w);
+
+/* ======================================================================= zone */
+
+/* An IPv4 or IPv6 address. */
+#define DNS_AF_INET4 4
+#define DNS_AF_INET6 6
+struct dns_addr {
+    uint8_t family; /* DNS_AF_INET4 or DNS_AF_INET6 */
+    uint8_t bytes[16];
+};
+/* "10.0.0.1" or "fd00::1". Errors: CM_EINVAL. */
+int dns_addr_parse(const char *s, struct dns_addr *ret);
+
+/* Task states as far as DNS cares. */
+enum dns_task_state {
+    DNS_TASK_STARTING = 0, /* assigned or launching: not in DNS */
+    DNS_TASK_RUNNING,      /* running: in DNS when healthy */
+    DNS_TASK_DRAINING,     /* being stopped (DESIGN.md §9): left DNS already */
+    DNS_TASK_STOPPED,      /* finished, failed or killed: not in DNS */
+};
+
+enum dns_health {
+    DNS_HEALTH_NONE = 0,  /* the app has no health checks: counts as healthy */
+    DNS_HEALTH_UNKNOWN,   /* checks not reported yet */
+    DNS_HEALTH_HEALTHY,   /* passing */
+    DNS_HEALTH_UNHEALTHY, /* failing */
+};
+
+#define DNS_PROTO_TCP 0x1u
+#define DNS_PROTO_UDP 0x2u
+
+struct dns_port {
+    uint16_t port;      /* host port, > 0 */
+    const char *name;   /* port name ("http"), or NULL */
+    unsigned protocols; /* DNS_PROTO_TCP | DNS_PROTO_UDP; 0 means TCP */
+};
+
+struct dns_task {
+    const char *id;       /* task id ("shop_backend_api.0b3c..."), becomes a label */
+    const char *node;     /* name of the node running it */
+    const char *agent_id; /* Mesos compat canonical names only; NULL: @node */
+    struct dns_addr host; /* where the task is reachable */
+    enum dns_task_state state;
+    enum dns_health health;
+    const struct dns_port *ports;
+    size_t nports;
+};
+
+struct dns_app {
+    const char *path; /* "/shop/backend/api" */
+    const struct dns_task *tasks;
+    size_t ntasks;
+};
+
+struct dns_zone_config {
+    const char *domain; /* the zone's origin; NULL: "cluster" */
+    uint32_t ttl;       /* of every record; 0: DNS_DEFAULT_TTL */
+    /* SOA (RFC 1035 §3.3.13). serial: the raft applied index (mod 2^32).
+     * 0 for refresh/retry/expire/minimum means 60 / 600 / 86400 / ttl. */
+    uint32_t serial;
+    uint32_t refresh;
+    uint32_t retry;
+    uint32_t expire;
+    uint32_t minimum;
+    const char *mname; /* NULL: the first NS name, else "ns1.<domain>" */
+    const char *rname; /* NULL: "hostmaster.<domain>" */
+    /* --dns-compat mesos: also the Mesos-DNS names of compat.md §3.2 under the
+     * same domain, with the framework label "marathon". */
+    bool mesos_compat;
+    uint16_t compat_leader_port;    /* _leader._tcp/_udp; 0: 5050 */
+    uint16_t compat_framework_port; /* _framework._tcp.marathon; 0: 8080 */
+    uint16_t compat_agent_port;     /* _slave._tcp; 0: 5051 */
+};
+
+struct dns_zone_builder;
+struct dns_zone;
+
+/* Limits on what one zone holds (STYLE.md rule 13). */
+#define DNS_ZONE_MAX_NAMES (1u << 22)
+#define DNS_RRSET_MAX      8192 /* records of one type at one name */
+
+/* A builder for a zone with @cfg (copied). Errors: CM_EINVAL (bad domain, mname,
+ * rname), CM_ETOOBIG, CM_ENOMEM. */
+int dns_zone_builder_new(const struct dns_zone_config *cfg,
+                         struct dns_zone_builder **ret_b);
+/* Free a builder that was not built. Accepts NULL. */
+void dns_zone_builder_free(struct dns_zone_builder *b);
+
+/* The add functions derive names as DESIGN.md §8 says. A name part that is not a
+ * valid label is mapped like Mesos-DNS does (compat.md §3.1): lower-cased, '-',
+ * '.' and '_' become '-', other characters outside [a-z0-9] are dropped, leading
+ * and trailing '-' trimmed; labels longer than 63 keep their first 63 bytes
+ * (task ids: their last 63, where the unique part is).
+ *
+ * On CM_EINVAL or CM_ETOOBIG nothing was added. CM_ENOMEM leaves the builder
+ * failed: every later call, and dns_zone_build, return CM_ENOMEM. */
+
+/* A name server of the zone: NS at the apex, and A/AAAA at @name when it is in
+ * the zone. @name is absolute ("ns1.cluster" or "node-a.node.cluster").
+ * Errors: CM_EINVAL, CM_ETOOBIG, CM_ENOMEM. */
+int dns_zone_add_ns(struct dns_zone_builder *b, const char *name,
+                    const struct dns_addr *addr);
+/* leader.<domain>. May be called more than once (several addresses). */
+int dns_zone_add_leader(struct dns_zone_builder *b, const struct dns_addr *addr);
+/* <node>.node.<domain>. */
+int dns_zone_add_node(struct dns_zone_builder *b, const char *node,
+                      const struct dns_addr *addr);
+/* An app and its tasks: A/AAAA at the app's name for running, healthy tasks;
+ * SRV _<last>._<proto>.<rest> per task and port, _<portname>._<proto>.<name>
+ * per named port, target <task>.<node>.node.<domain> with the task's address.
+ * Errors: CM_EINVAL (path empty or not starting with '/', first segment a
+ * reserved label "vip", "node" or "leader", empty segment), CM_ETOOBIG (a name
+ * over 255 bytes, more than DNS_RRSET_MAX records), CM_ENOMEM. */
+int dns_zone_add_app(struct dns_zone_builder *b, const struct dns_app *app);
+/* <reversed path>.vip.<domain> A/AAAA. @path like an app path ("/web"). */
+int dns_zone_add_vip(struct dns_zone_builder *b, const char *path,
+                     const struct dns_addr *addr);
+
+/* Freeze the builder into a zone with one reference. Consumes @b always.
+ * Errors: CM_ENOMEM (also for a builder that failed earlier). */
+int dns_zone_build(struct dns_zone_builder *b, struct dns_zone **ret_zone);
+
+/* Take a reference (atomic). Returns @z. */
+struct dns_zone *dns_zone_ref(struct dns_zone *z);
+/* Drop a reference (atomic); the last one frees the zone. Accepts NULL. */
+void dns_zone_unref(struct dns_zone *z);
+
+/* The origin, lower-cased. Borrowed while the zone is referenced. */
+const struct dns_name *dns_zone_origin(const struct dns_zone *z);
+/* Number of names (including empty non-terminals and the apex). */
+size_t dns_zone_size(const struct dns_zone *z);
+
+/* ======================================================================= answers */
+
+struct dns_answer_opts {
+    bool tcp;         /* over TCP: up to 65535 bytes, no UDP size rules */
+    bool forward;     /* names outside the zone are forwarded by the caller */
+    uint16_t udp_max; /* our EDNS payload size (advertised, and the most we send
+                       * over UDP); 0: DNS_EDNS_SIZE; clamped to 512..4096 */
+    uint32_t rotate;  /* rotates multi-record RRsets (e.g. a per-thread counter) */
+};
+
+/* What dns_answer did, for the server's counters and forwarding. */
+struct dns_answer_info {
+    uint16_t rcode;     /* the response's (extended) rcode */
+    uint16_t qtype;     /* 0 when there was no question */
+    bool out_of_zone;   /* the name is outside the zone */
+    bool forward;       /* nothing written: forward the query (opts->forward) */
+    bool truncated;     /* TC set */
+    bool authoritative; /* AA set */
+    size_t limit;       /* the size limit that applied */
+};
+
+/* Answer the query @q (@qlen bytes) from @z into @resp (@cap bytes, at least
+ * 512). A pure function: no allocation, no clock, no I/O.
+ *
+ * Returns the response length (> 0), or 0 when nothing must be sent: the input
+ * is shorter than a header or is itself a response (QR set), or the name is
+ * outside the zone and opts->forward is set (then info->forward is true).
+ * Negative: CM_EINVAL (@cap < 512).
+ *
+ * The response never exceeds the limit: over UDP 512 bytes without EDNS, else
+ * the requestor's size clamped to [512, udp_max]; over TCP min(@cap, 65535).
+ * When the answer RRset does not fit, it is left out whole and TC is set;
+ * additional records that do not fit are left out without TC.
+ * @info may be NULL. @z may be NULL (every name is then outside the zone). */
+int dns_answer(const struct dns_zone *z, const uint8_t *q, size_t qlen, uint8_t *resp,
+               size_t cap, const struct dns_answer_opts *opts,
+               struct dns_answer_info *info);
+
+#endif /* DNS_H */
