@@ -1,0 +1,145 @@
+/* The task's init: PID 1 of the task's PID namespace. It forks the task, forwards
+ * the stop signals to it, reaps every zombie that gets re-parented to it, and exits
+ * with the task's status (128+signal when the task was killed), like tini.
+ *
+ * PID 1 of a namespace gets no signal it has no handler for (even from outside the
+ * namespace, except SIGKILL/SIGSTOP), so the forwarded signals get a no-op handler
+ * and stay blocked: sigwaitinfo() takes them off the queue one at a time. */
+#define ISO__INTERNAL
+#include "isolation/isolation.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "base/base.h"
+
+extern char **environ;
+
+static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+
+static void on_signal(int sig)
+{
+    (void)sig;
+}
+
+static _Noreturn void exec_task(const struct iso__init_args *a)
+{
+    /* Start the task clean: default dispositions (SIG_IGN survives exec), nothing
+     * blocked, its own session so it has no controlling terminal of ours. */
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig != SIGKILL && sig != SIGSTOP) {
+            (void)sigaction(sig, &dfl, NULL);
+        }
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    (void)setsid();
+    if (a->cmd != NULL) {
+        char *const argv[] = {(char *)"sh", (char *)"-c", (char *)a->cmd, NULL};
+        execve("/bin/sh", argv, a->envp);
+        int err = errno;
+        iso__sync_report(a->sync_fd, err, "exec `/bin/sh`");
+        _exit(err == ENOENT ? 127 : 126);
+    }
+    /* execvp searches the PATH of the environment it runs in: the task's. */
+    environ = (char **)a->envp;
+    execvp(a->argv[0], a->argv);
+    int err = errno;
+    iso__sync_report(a->sync_fd, err, "exec `%s`", a->argv[0]);
+    _exit(err == ENOENT ? 127 : 126);
+}
+
+void iso__init_run(const struct iso__init_args *a)
+{
+    (void)prctl(PR_SET_NAME, "clusterctl-init", 0, 0, 0);
+    /* Outside a PID namespace (tests) orphans should still come to us. */
+    (void)prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    (void)sigaction(SIGCHLD, &sa, NULL);
+    for (size_t i = 0; i < CM_ARRAY_SIZE(forwarded); i++) {
+        sigaddset(&set, forwarded[i]);
+        (void)sigaction(forwarded[i], &sa, NULL);
+    }
+    sigprocmask(SIG_SETMASK, &set, NULL);
+
+    pid_t task = fork();
+    if (task == 0) {
+        exec_task(a);
+    }
+    if (task < 0) {
+        iso__sync_report(a->sync_fd, errno, "fork task");
+        _exit(127);
+    }
+    /* The task holds the last copy of the sync socket now; its exec closes it. */
+    if (a->sync_fd >= 0) {
+        close(a->sync_fd);
+    }
+    for (;;) {
+        siginfo_t si;
+        int sig = sigwaitinfo(&set, &si);
+        if (sig < 0) {
+            continue; /* EINTR */
+        }
+        if (sig != SIGCHLD) {
+            (void)kill(task, sig);
+            continue;
+        }
+        /* SIGCHLD coalesces: reap everything that is ready. */
+        for (;;) {
+            int st;
+            pid_t p = waitpid(-1, &st, WNOHANG);
+            if (p <= 0) {
+                break;
+            }
+            if (p == task) {
+                /* Exit at once: as PID 1 our exit makes the kernel SIGKILL the
+                 * rest of the namespace. */
+                _exit(iso_exit_code(st));
+            }
+        }
+    }
+}
+
+int iso_init_main(int argc, char **argv)
+{
+    struct iso__init_args a = {.sync_fd = -1, .envp = environ};
+    int i = 1;
+    if (i < argc && strcmp(argv[i], "__init") == 0) {
+        i++;
+    }
+    if (i + 1 < argc && strcmp(argv[i], "--sync-fd") == 0) {
+        int64_t v;
+        if (cm_parse_i64(argv[i + 1], 0, 1 << 20, &v) != 0) {
+            return 2;
+        }
+        a.sync_fd = (int)v;
+        i += 2;
+    }
+    if (i + 1 < argc && strcmp(argv[i], "--cmd") == 0 && i + 2 == argc) {
+        a.cmd = argv[i + 1];
+    } else if (i + 1 < argc && strcmp(argv[i], "--") == 0) {
+        a.argv = &argv[i + 1];
+    } else {
+        return 2;
+    }
+    /* The task must not inherit the socket; the init closes its copy after fork. */
+    if (a.sync_fd >= 0) {
+        (void)fcntl(a.sync_fd, F_SETFD, FD_CLOEXEC);
+    }
+    iso__init_run(&a);
+}
