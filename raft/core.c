@@ -368,14 +368,12 @@ static void clear_votes(struct raft *r)
 /* Raft §5.2: increment the term, vote for ourselves, ask the others. */
 static void start_election(struct raft *r, bool disrupt)
 {
-    raft_id old_leader = r->leader;
     set_term(r, r->term + 1);
     r->voted_for = r->o.id;
     raft__tracef(r, "%s -> candidate term %llu", role_name(r->role),
                  (unsigned long long)r->term);
     r->role = RAFT_CANDIDATE;
     r->leader = 0;
-    (void)old_leader;
     raft__reset_election_timer(r);
     clear_votes(r);
     if (votes_quorum(r)) {
@@ -998,7 +996,6 @@ int raft_start(struct raft *r, const struct raft_load *l, raft_time now,
 
     /* Entries: keep those that continue the snapshot. Entries that end before
      * the snapshot, or disagree with it, are stale: drop them. */
-    unsigned skip = 0;
     unsigned n = l->n_entries;
     r->log.offset = l->snapshot_index;
     if (n > 0) {
@@ -1019,7 +1016,6 @@ int raft_start(struct raft *r, const struct raft_load *l, raft_time now,
             n = 0;
         }
     }
-    (void)skip;
     rv = raft__log_reserve(&r->log, n + 1);
     if (rv != 0) {
         goto err;

@@ -115,7 +115,9 @@ struct raft_append_result {
     raft_term term;
     uint8_t rejected;       /* 0: accepted; 1: log did not match at prev_index */
     raft_index last_index;  /* accepted: the follower's match index (durable);
-                               rejected: the follower's last log index (a hint) */
+                               rejected: a hint, the follower's last log index
+                               or lower (the last entry whose term is not
+                               newer than prev_term) */
     raft_index reject_index;/* rejected: the prev_index that did not match */
     uint64_t seq;           /* echoed from the request */
 };
@@ -154,7 +156,8 @@ struct raft_snapshot_result {
     raft_term term;
     raft_index last_index; /* of the snapshot being installed */
     uint64_t next_offset;  /* bytes received so far; 0 restarts the transfer */
-    uint8_t rejected;
+    uint8_t rejected;      /* 1: chunk not taken (out of order: resume at
+                              next_offset; or a stale term) */
 };
 
 struct raft_timeout_now {

@@ -1,7 +1,6 @@
 /* raft/replication.c: log replication (Raft §5.3), commitment (§5.4.2),
  * snapshots and InstallSnapshot (§7, thesis §5), one-at-a-time membership
  * changes (thesis §4.1-§4.3), proposals and ReadIndex (thesis §6.4). */
-#include <stdlib.h>
 #include <string.h>
 
 #include "raft/core_int.h"
@@ -238,13 +237,6 @@ void raft__leader_init(struct raft *r)
 
 /* ------------------------------------------------------------------ commitment */
 
-static int index_cmp_desc(const void *a, const void *b)
-{
-    raft_index x = *(const raft_index *)a;
-    raft_index y = *(const raft_index *)b;
-    return x < y ? 1 : (x > y ? -1 : 0);
-}
-
 static void commit_to(struct raft *r, raft_index index)
 {
     if (index <= r->commit) {
@@ -256,28 +248,43 @@ static void commit_to(struct raft *r, raft_index index)
     raft__config_committed(r);
 }
 
+/* The leader counts itself only for what it has persisted. */
+static raft_index progress_match(const struct raft *r, unsigned i)
+{
+    return r->progress[i].id == r->o.id ? r->persisted : r->progress[i].match;
+}
+
 /* Raft §5.3/§5.4.2: the highest index stored on a majority of voters commits,
  * but only if it belongs to the current term (counting replicas of older terms
- * is unsafe, Fig. 8). The leader counts itself only for what it has persisted;
- * a leader outside the configuration does not count itself (thesis §4.2.2). */
+ * is unsafe, Fig. 8). A leader outside the configuration does not count itself
+ * (thesis §4.2.2): only voters of the configuration count. */
 void raft__maybe_commit(struct raft *r)
 {
     if (r->role != RAFT_LEADER) {
         return;
     }
-    raft_index matches[64];
-    unsigned n = 0;
-    for (unsigned i = 0; i < r->config.n && n < CM_ARRAY_SIZE(matches); i++) {
+    /* The largest match index held by a majority of voters: configurations
+     * are small, so count for each candidate value instead of sorting. */
+    unsigned voters = raft_config_voter_count(&r->config);
+    raft_index q = 0;
+    for (unsigned i = 0; i < r->config.n; i++) {
         if (r->config.servers[i].role != RAFT_VOTER) {
             continue;
         }
-        matches[n++] = r->progress[i].id == r->o.id ? r->persisted : r->progress[i].match;
+        raft_index m = progress_match(r, i);
+        if (m <= q) {
+            continue;
+        }
+        unsigned n = 0;
+        for (unsigned j = 0; j < r->config.n; j++) {
+            if (r->config.servers[j].role == RAFT_VOTER && progress_match(r, j) >= m) {
+                n++;
+            }
+        }
+        if (n * 2 > voters) {
+            q = m;
+        }
     }
-    if (n == 0) {
-        return;
-    }
-    qsort(matches, n, sizeof matches[0], index_cmp_desc);
-    raft_index q = matches[n / 2];
     raft_term t;
     if (q > r->commit && raft__term_at(r, q, &t) && t == r->term) {
         commit_to(r, q);

@@ -12,7 +12,7 @@
 #include "raft/raft.h"
 #include "test.h"
 
-#define FUZZY_DEFAULT_SEEDS 2000
+#define FUZZY_DEFAULT_SEEDS 3000
 
 static uint64_t pick(struct cm_rng *rng, uint64_t n)
 {
