@@ -97,7 +97,7 @@ static int dup_to(int fd, int null, int target)
     return rv;
 }
 
-static _Noreturn void child_main(const struct iso_spawn_opts *o, int sync,
+static _Noreturn void child_main(const struct iso_spawn_opts *o, int sync, int init_fd,
                                  char **init_argv)
 {
     char go;
@@ -153,7 +153,10 @@ static _Noreturn void child_main(const struct iso_spawn_opts *o, int sync,
             CHILD_FAIL(sync, errno, "clear FD_CLOEXEC on the sync socket");
         }
         static char *const empty_env[] = {NULL};
-        execve(init_argv[0], init_argv, o->envp ? o->envp : empty_env);
+        /* By fd, opened before the mounts changed: the binary may live under
+         * the /tmp we just covered. */
+        syscall(SYS_execveat, init_fd, "", init_argv, o->envp ? o->envp : empty_env,
+                AT_EMPTY_PATH);
         CHILD_FAIL(sync, errno, "exec init `%s`", init_argv[0]);
     }
     static char *const empty_env[] = {NULL};
@@ -248,10 +251,21 @@ int iso_spawn(const struct iso_spawn_opts *o, pid_t *ret_pid, struct cm_errbuf *
     char fdbuf[16];
     snprintf(fdbuf, sizeof(fdbuf), "%d", sv[1]);
     char **init_argv = NULL;
-    if (o->init_path != NULL && (init_argv = build_init_argv(o, fdbuf)) == NULL) {
-        close(sv[0]);
-        close(sv[1]);
-        return cm_err_setf(eb, CM_ENOMEM, "spawn");
+    int init_fd = -1;
+    if (o->init_path != NULL) {
+        init_fd = open(o->init_path, O_PATH | O_CLOEXEC);
+        if (init_fd < 0) {
+            int err = cm_errno();
+            close(sv[0]);
+            close(sv[1]);
+            return cm_err_sys(eb, err, "open init `%s`", o->init_path);
+        }
+        if ((init_argv = build_init_argv(o, fdbuf)) == NULL) {
+            close(init_fd);
+            close(sv[0]);
+            close(sv[1]);
+            return cm_err_setf(eb, CM_ENOMEM, "spawn");
+        }
     }
     unsigned long flags = SIGCHLD;
     if (!(o->flags & ISO_SPAWN_NO_NEWNS)) {
@@ -265,10 +279,13 @@ int iso_spawn(const struct iso_spawn_opts *o, pid_t *ret_pid, struct cm_errbuf *
     pid_t pid = (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
     if (pid == 0) {
         close(sv[0]);
-        child_main(o, sv[1], init_argv);
+        child_main(o, sv[1], init_fd, init_argv);
     }
     int saved = errno;
     close(sv[1]);
+    if (init_fd >= 0) {
+        close(init_fd);
+    }
     cm_free(&init_argv);
     if (pid < 0) {
         close(sv[0]);
