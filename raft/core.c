@@ -438,6 +438,28 @@ static void election_timeout(struct raft *r)
     }
 }
 
+/* The transport saw the leader's connection close: most likely it crashed or
+ * exited. Waiting a whole election timeout (thesis §3.4) would leave the cluster
+ * without a leader for 1-2 s; instead forget the leader (which drops its lease,
+ * thesis §4.2.3) and campaign after a short random delay, spread over two
+ * heartbeat intervals so that followers which all saw the close do not split
+ * the vote. If the leader is in fact alive, the other followers still hold its
+ * lease and refuse the pre-vote (§9.6), so nothing is disrupted. */
+static void peer_lost(struct raft *r, raft_id id)
+{
+    if (r->role != RAFT_FOLLOWER || id == 0 || id != r->leader) {
+        return;
+    }
+    raft__tracef(r, "lost connection from leader %llu", (unsigned long long)id);
+    r->leader = 0;
+    if (!can_campaign(r)) {
+        return;
+    }
+    unsigned spread = 2 * r->o.heartbeat_ms;
+    r->election_start = r->now;
+    r->election_timeout = (unsigned)cm_rng_range(&r->rng, spread / 8, spread);
+}
+
 /* Thesis §6.2 check-quorum: a leader that has not heard from a majority of
  * voters within an election timeout steps down, so that a partitioned leader
  * stops serving (and stops holding its followers' leases). */
@@ -879,6 +901,7 @@ int raft_step(struct raft *r, const struct raft_event *ev, struct raft_update *o
     case RAFT_EVENT_RECEIVE:
     case RAFT_EVENT_PERSISTED:
     case RAFT_EVENT_SNAPSHOT_TAKEN:
+    case RAFT_EVENT_PEER_LOST:
         break;
     case RAFT_EVENT_SUBMIT:
     case RAFT_EVENT_CHANGE:
@@ -928,6 +951,9 @@ int raft_step(struct raft *r, const struct raft_event *ev, struct raft_update *o
         break;
     case RAFT_EVENT_READ_INDEX:
         rv = raft__read_index(r, ev->read.id);
+        break;
+    case RAFT_EVENT_PEER_LOST:
+        peer_lost(r, ev->peer.id);
         break;
     }
     if (rv != 0) {

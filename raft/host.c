@@ -86,6 +86,8 @@ struct raft_host {
     size_t chunk_cap;
 
     raft_index applied; /* last index handed to the state machine */
+    raft_id lost[8];    /* peers whose connection closed, for the next prepare */
+    unsigned n_lost;
     enum raft_role last_role;
     raft_term last_term;
     raft_id last_leader;
@@ -225,8 +227,7 @@ static bool fill_snapshot_chunk(struct raft_host *h, struct raft_message *m)
     int rv = raft_store_snapshot_read(h->store, s->last_index, s->offset, h->chunk_buf,
                                       s->chunk.len, &eb);
     if (rv != 0) {
-        cm_warn("raft", "snapshot chunk for %llu: %s", (unsigned long long)m->to,
-                eb.msg);
+        cm_warn("raft", "snapshot chunk for %llu: %s", (unsigned long long)m->to, eb.msg);
         return false;
     }
     s->chunk.base = h->chunk_buf;
@@ -471,8 +472,8 @@ static void carry_out(struct raft_host *h, struct raft_update *u)
         if (role != RAFT_LEADER) {
             /* Reads in flight on a former leader can no longer be confirmed. */
             for (size_t j = 0; j < h->reads.n; j++) {
-                complete(h, h->reads.items[j].cb, h->reads.items[j].data,
-                         CM_ENOTLEADER, 0);
+                complete(h, h->reads.items[j].cb, h->reads.items[j].data, CM_ENOTLEADER,
+                         0);
             }
             h->reads.n = 0;
         }
@@ -573,6 +574,12 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     (void)loop;
     (void)revents;
     struct raft_host *h = cm_container_of(w, struct raft_host, flush_w);
+    for (unsigned i = 0; i < h->n_lost && !h->failed; i++) {
+        struct raft_event ev = {.type = RAFT_EVENT_PEER_LOST, .now = host_now(h)};
+        ev.peer.id = h->lost[i];
+        host_step(h, &ev);
+    }
+    h->n_lost = 0;
     for (int round = 0; round < 8 && !h->failed; round++) {
         submit_queue(h);
         if (h->flush_pending) {
@@ -598,7 +605,7 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
         }
         break;
     }
-    if (!h->flush_pending && !h->snapshot_wanted && h->queue_n == 0) {
+    if (!h->flush_pending && !h->snapshot_wanted && h->queue_n == 0 && h->n_lost == 0) {
         ev_prepare_stop(h->loop, &h->flush_w);
     }
 }
@@ -611,6 +618,17 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     struct raft_event ev = {.type = RAFT_EVENT_TICK, .now = host_now(h)};
     if (host_step(h, &ev) != 0) {
         reschedule_tick(h);
+    }
+}
+
+/* The transport may not be re-entered from this callback: note the peer and
+ * let the next ev_prepare feed the core. */
+static void peer_lost_cb(void *data, raft_id id)
+{
+    struct raft_host *h = data;
+    if (h->n_lost < CM_ARRAY_SIZE(h->lost)) {
+        h->lost[h->n_lost++] = id;
+        ev_prepare_start(h->loop, &h->flush_w);
     }
 }
 
@@ -794,7 +812,8 @@ int raft_host_start(struct ev_loop *loop, const struct raft_host_options *o,
     if (load.snapshot_index > applied) {
         const char *path = raft_store_snapshot_path(h->store);
         if (path == NULL) {
-            rv = cm_err_setf(eb, CM_ECORRUPT, "snapshot %llu recorded but its file is "
+            rv = cm_err_setf(eb, CM_ECORRUPT,
+                             "snapshot %llu recorded but its file is "
                              "missing in %s",
                              (unsigned long long)load.snapshot_index, o->data_dir);
             goto err_after_load;
@@ -821,6 +840,7 @@ int raft_host_start(struct ev_loop *loop, const struct raft_host_options *o,
         .cluster_id = o->cluster_id,
         .bind_address = o->bind_address,
         .recv = recv_cb,
+        .peer_lost = peer_lost_cb,
         .data = h,
     };
     rv = raft_transport_start(loop, &to, &h->transport, eb);

@@ -246,6 +246,7 @@ enum raft_event_type {
     RAFT_EVENT_CHANGE = 6,         /* propose a membership change (leader only) */
     RAFT_EVENT_TRANSFER = 7,       /* hand leadership over (leader only) */
     RAFT_EVENT_READ_INDEX = 8,     /* start a linearizable read (leader only) */
+    RAFT_EVENT_PEER_LOST = 9,      /* the transport lost its connection from a peer */
 };
 
 enum raft_change_op {
@@ -294,6 +295,14 @@ struct raft_event {
         struct {
             uint64_t id;
         } read;
+        /* PEER_LOST: the connection @id had opened to us closed (its process
+         * exited or crashed, or the link broke). A follower that loses its
+         * leader this way drops the leader's lease and campaigns after a short
+         * random delay instead of a whole election timeout; pre-vote keeps a
+         * false alarm from disrupting a leader that is still alive. */
+        struct {
+            raft_id id;
+        } peer;
     };
 };
 
@@ -635,6 +644,9 @@ struct raft_transport_options {
     unsigned max_inbound;         /* inbound connections at once; default 256 */
     raft_transport_recv_fn recv;
     raft_transport_rpc_fn rpc;    /* optional: RPC frames are dropped without it */
+    /* Optional: an authenticated inbound connection from @id closed. Called
+     * after the connection is freed; it must not close the transport. */
+    void (*peer_lost)(void *data, raft_id id);
     void *data;
     /* Optional: turns each connected socket into a stream (net/net.h
      * cm_stream_wrap_fn; TLS plugs in here). Default: plain TCP. @fd transfers

@@ -606,6 +606,7 @@ size_t raft_transport_queued(const struct raft_transport *t, raft_id id)
 static void conn_close(struct conn *c, int err)
 {
     struct raft_transport *t = c->t;
+    raft_id lost = c->state == CONN_OPEN ? c->peer_id : 0;
     if (err < 0) {
         note_refused(t, err);
     }
@@ -616,6 +617,9 @@ static void conn_close(struct conn *c, int err)
     list_remove(&c->link);
     t->n_conns--;
     cm_free(&c);
+    if (lost != 0 && t->o.peer_lost != NULL) {
+        t->o.peer_lost(t->o.data, lost);
+    }
 }
 
 /* One whole frame. Errors refuse the connection; CM_ECLOSED: a user callback

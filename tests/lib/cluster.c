@@ -1105,6 +1105,26 @@ void cluster_crash(struct cluster *c, raft_id id)
                    n->disk.n_writes);
     disk_drop_writes(&n->disk);
     node_stop(n);
+    if (c->o.peer_lost_on_crash) {
+        for (unsigned i = 0; i < c->o.n; i++) {
+            raft_id other = i + 1;
+            if (other != id && c->nodes[i].up && !link_get(c, id, other)->cut) {
+                cluster_peer_lost(c, other, id);
+            }
+        }
+    }
+}
+
+void cluster_peer_lost(struct cluster *c, raft_id to, raft_id from)
+{
+    struct node *n = node_get(c, to);
+    if (!n->up) {
+        return;
+    }
+    cluster_tracef(c, to, "connection from %llu lost", (unsigned long long)from);
+    struct raft_event ev = {.type = RAFT_EVENT_PEER_LOST, .now = c->now};
+    ev.peer.id = from;
+    node_step(c, n, &ev);
 }
 
 /* ------------------------------------------------------------------ stepping */

@@ -44,6 +44,8 @@ struct cluster_options {
     struct raft_options raft; /* template; id, seed and tracer are set per node */
     bool trace_stdout;        /* print every trace line as it happens */
     bool capture;             /* cluster_capture(c, true) from the start */
+    bool peer_lost_on_crash;  /* a crash tells the nodes it can reach, as a TCP
+                                 transport would (RAFT_EVENT_PEER_LOST) */
 };
 
 /* Defaults: 3 voters, delays 5-15 ms network and 1-5 ms disk, raft defaults. */
@@ -63,6 +65,10 @@ void cluster_run(struct cluster *c, raft_time ms);
 /* Step until @pred holds or @ms passed; returns whether it holds. */
 bool cluster_run_until(struct cluster *c, bool (*pred)(struct cluster *c, void *arg),
                        void *arg, raft_time ms);
+
+/* Feed node @to a RAFT_EVENT_PEER_LOST for @from (a false alarm when @from is
+ * alive: what a connection reset does). */
+void cluster_peer_lost(struct cluster *c, raft_id to, raft_id from);
 
 /* The leader with the highest term among running nodes, 0 if none. */
 raft_id cluster_leader(const struct cluster *c);

@@ -70,6 +70,7 @@ static void run_seed(uint64_t seed, bool verbose)
     o.snapshot_pad = (unsigned)pick(&rng, 200);
     o.disk_delay_max = 1 + (unsigned)pick(&rng, 20);
     o.net_delay_max = 5 + (unsigned)pick(&rng, 30);
+    o.peer_lost_on_crash = pick(&rng, 2) == 0;
     o.trace_stdout = verbose;
     struct cluster *c = cluster_new(&o);
     cluster_tracef(c, 0,
@@ -89,7 +90,12 @@ static void run_seed(uint64_t seed, bool verbose)
                 cluster_submit(c, 0, 1 + (unsigned)pick(&rng, 8), NULL);
             }
         } else if (r < 43) {
-            cluster_crash(c, pick_node(c, &rng, o.n));
+            if (pick(&rng, 4) == 0) {
+                /* A connection reset: a false alarm about a live peer. */
+                cluster_peer_lost(c, pick_node(c, &rng, o.n), pick_node(c, &rng, o.n));
+            } else {
+                cluster_crash(c, pick_node(c, &rng, o.n));
+            }
         } else if (r < 53) {
             raft_id id = pick_node(c, &rng, o.n);
             if (id <= o.voters || pick(&rng, 2) == 0) {
