@@ -31,6 +31,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct cm_wire;
+
 /* ======================================================================= constants */
 
 #define DNS_HEADER_LEN  12
@@ -119,7 +121,6 @@ struct dns_name {
  * Errors (also set as the cursor's sticky error): CM_ETRUNC (packet ends inside
  * the name), CM_EMALFORMED (forward pointer, pointer loop, pointer into the header,
  * reserved label type 0x40/0x80), CM_ETOOBIG (name longer than 255 bytes). */
-struct cm_wire;
 int dns_name_read(struct cm_wire *w, struct dns_name *ret);
 
 /* Text ("api.backend.shop.cluster", trailing dot optional, "." or "" for the root)
@@ -384,7 +385,16 @@ struct dns_zone_config {
     const char *mname; /* NULL: the first NS name, else "ns1.<domain>" */
     const char *rname; /* NULL: "hostmaster.<domain>" */
     /* --dns-compat mesos: also the Mesos-DNS names of compat.md §3.2 under the
-     * same domain, with the framework label "marathon". */
+     * same domain (D), framework F = "marathon", with DiscoveryInfo semantics:
+     * T.F.D, L.F.D, C.F.D and the same under F.slave.D (A/AAAA);
+     * _L._<proto>.F.D and _<portname>._L._<proto>.F.D (SRV to C.F.D);
+     * _L._tcp/_udp.F.slave.D (SRV to C.F.slave.D, every port); F.D (the
+     * leader), _leader._tcp/_udp.D, _framework._tcp.F.D, master.D, masterN.D
+     * (the NS servers), slave.D, _slave._tcp.D. T is the reversed path with a
+     * label per segment, L its one-label form, C = L-H-S with H = zbase32(sha1(
+     * task id))[:5] and S the last '-' part of the agent id. As in Mesos-DNS,
+     * tasks count when running, whatever their health. Names that collide with
+     * native ones merge their records. */
     bool mesos_compat;
     uint16_t compat_leader_port;    /* _leader._tcp/_udp; 0: 5050 */
     uint16_t compat_framework_port; /* _framework._tcp.marathon; 0: 8080 */
@@ -394,9 +404,9 @@ struct dns_zone_config {
 struct dns_zone_builder;
 struct dns_zone;
 
-/* Limits on what one zone holds (STYLE.md rule 13). */
-#define DNS_ZONE_MAX_NAMES (1u << 22)
-#define DNS_RRSET_MAX      8192 /* records of one type at one name */
+/* Records of one type at one name (STYLE.md rule 13): an app with more tasks is
+ * refused; records merged from several sources beyond it are dropped. */
+#define DNS_RRSET_MAX 8192
 
 /* A builder for a zone with @cfg (copied). Errors: CM_EINVAL (bad domain, mname,
  * rname), CM_ETOOBIG, CM_ENOMEM. */
@@ -428,8 +438,9 @@ int dns_zone_add_node(struct dns_zone_builder *b, const char *node,
  * SRV _<last>._<proto>.<rest> per task and port, _<portname>._<proto>.<name>
  * per named port, target <task>.<node>.node.<domain> with the task's address.
  * Errors: CM_EINVAL (path empty or not starting with '/', first segment a
- * reserved label "vip", "node" or "leader", empty segment), CM_ETOOBIG (a name
- * over 255 bytes, more than DNS_RRSET_MAX records), CM_ENOMEM. */
+ * reserved label "vip", "node" or "leader", empty segment, a task without id,
+ * node or address, a port 0), CM_ETOOBIG (a name over 255 bytes, more than
+ * DNS_RRSET_MAX tasks), CM_ENOMEM. */
 int dns_zone_add_app(struct dns_zone_builder *b, const struct dns_app *app);
 /* <reversed path>.vip.<domain> A/AAAA. @path like an app path ("/web"). */
 int dns_zone_add_vip(struct dns_zone_builder *b, const char *path,
