@@ -318,8 +318,8 @@ static void parse_group_members(struct gctx *c, const cJSON *obj, const char *gi
                 c->rv = CM_ENOMEM;
                 return;
             }
-            char parent[CM_APP_MAX_ID + 1];
-            cm_app_path_parent(gid, parent, sizeof(parent));
+            /* Relative group dependencies resolve against the group itself, so that
+             * "../db" names a sibling (Marathon's canonicalPath(group id)). */
             for (const cJSON *e = deps->child; e != NULL; e = e->next, i++) {
                 char sfx[32], abs[CM_APP_MAX_ID + 1];
                 int code;
@@ -329,7 +329,7 @@ static void parse_group_members(struct gctx *c, const cJSON *obj, const char *gi
                     continue;
                 }
                 const char *why =
-                    app__path_norm(e->valuestring, parent, abs, sizeof(abs), &code);
+                    app__path_norm(e->valuestring, gid, abs, sizeof(abs), &code);
                 if (why != NULL) {
                     g_issue(c, CM_APP_ISSUE_INVALID, path, sfx, why);
                     continue;
