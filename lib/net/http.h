@@ -217,8 +217,11 @@ struct cm_http_req;
 
 /* Called for each routed request; answer now or later through @req. */
 typedef void (*cm_http_handler_fn)(struct cm_http_req *req, void *data);
-/* Called once when the connection of a request still being answered closes
- * (client gone, timeout, shutdown). @req stays valid (inert) until finished. */
+/* Called once when the connection of a request still being answered closes:
+ * the client left (a client that shuts down its sending side while its request
+ * is handled counts as gone), a write failed or timed out, or the server shut
+ * down. @req stays valid (inert) until finished. Not called when the close comes
+ * from the handler's own call (cm_http_req_abort, a failed stream write). */
 typedef void (*cm_http_close_fn)(struct cm_http_req *req, void *data);
 /* Called once when a graceful shutdown has closed every connection. */
 typedef void (*cm_http_shutdown_fn)(struct cm_http_server *srv, void *data);

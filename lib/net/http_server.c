@@ -151,6 +151,7 @@ struct conn {
     bool linger_after;         /* ... with a lingering close */
     bool dispatching;          /* a request is being dispatched (handler on the stack) */
     int timer_kind;            /* TIMER_*: which deadline c->timer runs */
+    unsigned wwant;            /* CM_STREAM_WANT_* the last blocked write waits for */
     unsigned busy;             /* our frames on the stack holding the conn */
     size_t lingered;
     char in[IN_BUF_SIZE];
@@ -618,12 +619,14 @@ static int conn_flush(struct conn *c)
     for (int i = 0; i < WRITES_PER_WAKEUP && has_output(c); i++) {
         ssize_t n = cm_stream_write(c->s, c->out.data + c->out_off, output_queued(c));
         if (n == CM_EAGAIN) {
+            c->wwant = c->s->want; /* TLS may need the fd readable to write */
             return 0;
         }
         if (n < 0) {
             return (int)n;
         }
         c->out_off += (size_t)n;
+        c->wwant = CM_STREAM_WANT_WRITE;
         if (c->timer_kind == TIMER_WRITE) {
             /* Progress: the write deadline starts again (re-armed in conn_after). */
             ev_timer_stop(c->srv->loop, &c->timer);
@@ -719,6 +722,9 @@ static void req_finish(struct conn *c)
         return;
     }
     cm_http_parser_reset(c->parser);
+    /* The idle deadline counts from this answer, not from an older state. */
+    ev_timer_stop(c->srv->loop, &c->timer);
+    c->timer_kind = TIMER_NONE;
     c->head_seen = false;
     c->route = NULL;
     c->route_status = 0;
@@ -764,7 +770,7 @@ static void conn_after(struct conn *c)
         ev |= EV_READ;
     }
     if (has_output(c)) {
-        ev |= (c->s->want & CM_STREAM_WANT_READ) ? EV_READ : EV_WRITE;
+        ev |= (c->wwant & CM_STREAM_WANT_READ) ? EV_READ : EV_WRITE;
     }
     io_set_events(srv->loop, &c->io, ev);
 
@@ -924,13 +930,16 @@ static void conn_read(struct conn *c)
             return;
         }
         if (n <= 0) {
-            if (n < 0 || c->state == CONN_STREAMING || c->state == CONN_LINGER ||
-                c->state == CONN_READING) {
-                /* Error, SSE subscriber gone, or a request cut short. */
-                conn_close(c, true);
-                return;
-            }
+            /* An error, or the end of the input. A client that shuts its side
+             * while its request is handled or streamed is taken as gone (as
+             * Go's net/http and nginx do), so the handler learns it through the
+             * close callback. Complete requests already buffered are still
+             * answered, then the connection closes (conn_after). */
             c->peer_eof = true;
+            if (n < 0 || c->state == CONN_HANDLING || c->state == CONN_STREAMING ||
+                c->state == CONN_LINGER || c->state == CONN_READING) {
+                conn_close(c, true);
+            }
             return;
         }
         if (c->state == CONN_LINGER) {
@@ -1033,12 +1042,15 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 /* Over a limit: answer 503 with one best-effort write and close. */
 static void refuse(struct cm_http_server *srv, int fd)
 {
-    static const char msg[] =
-        "HTTP/1.1 503 Service Unavailable\r\n"
-        "Content-Type: application/json\r\n"
-        "Content-Length: 36\r\n"
-        "Connection: close\r\n\r\n"
-        "{\"message\": \"too many connections\"}";
+    static const char body[] = "{\"message\": \"too many connections\"}";
+    char msg[256];
+    int len = snprintf(msg, sizeof(msg),
+                       "HTTP/1.1 503 Service Unavailable\r\n"
+                       "Date: %s\r\n"
+                       "Content-Type: application/json\r\n"
+                       "Content-Length: %zu\r\n"
+                       "Connection: close\r\n\r\n%s",
+                       srv_date(srv), sizeof(body) - 1, body);
     struct cm_stream *s;
     int rv = srv->o.wrap != NULL ? srv->o.wrap(srv->o.wrap_data, fd, true, &s)
                                  : cm_stream_tcp_new(fd, &s);
@@ -1046,7 +1058,7 @@ static void refuse(struct cm_http_server *srv, int fd)
         (void)close(fd);
         return;
     }
-    (void)cm_stream_write(s, msg, sizeof(msg) - 1);
+    (void)cm_stream_write(s, msg, (size_t)len);
     cm_stream_close(s);
 }
 
@@ -1080,6 +1092,7 @@ static int conn_new(struct cm_http_server *srv, int fd, const struct sockaddr_st
     c->srv = srv;
     c->peer = *ss;
     c->state = CONN_IDLE;
+    c->wwant = CM_STREAM_WANT_WRITE;
     ev_io_init(&c->io, conn_io_cb, fd, EV_READ);
     ev_timer_init(&c->timer, conn_timer_cb, 1., 0.);
     ev_timer_init(&c->kick, conn_kick_cb, 0., 0.);
