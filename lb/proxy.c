@@ -1,0 +1,826 @@
+/* Mode proxy: an L4 TCP proxy on libev.
+ *
+ * One lb_proxy per loop (per thread; with reuseport several share the VIP ports).
+ * A client connection goes INI -> QUE -> CON -> EST -> DIS -> CLO (enum below),
+ * after haproxy's stream-connector states. The data path moves bytes with
+ * splice(2) through one pipe per direction (the payload never enters userspace);
+ * when a pipe cannot be had, or splice refuses the socket, that direction copies
+ * through a buffer with read/write instead.
+ *
+ * Work per wake-up is bounded: at most max_accept accepts per listener and
+ * PUMP_ROUNDS chunks per direction; epoll in libev is level-triggered, so whatever
+ * is left wakes us again after the other connections had their turn.
+ *
+ * Close discipline (libuv's): a connection is freed only after its watchers are
+ * stopped, which in libev also clears a pending event, so no callback can see it
+ * afterwards; every function that may free a connection says so and its callers
+ * return right after.
+ */
+#include <arpa/inet.h>
+#include <ev.h>
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "base/base.h"
+#include "lb/lb_int.h"
+#include "net/net.h"
+
+#define PUMP_ROUNDS 16 /* chunks per direction per wake-up */
+#define PIPE_SIZE \
+    (256 * 1024) /* asked of F_SETPIPE_SZ; the default 64 KiB stays on refusal */
+#define COPY_BUF     (64 * 1024)
+#define RETRIES_MAX  8
+#define ACCEPT_PAUSE 0.1 /* s: back-off after EMFILE or the connection limit */
+#define DRAIN_TICK   0.1 /* s: how often drain deadlines are checked */
+
+/* The lifecycle of a client connection (STYLE.md rule 15). */
+enum lb_conn_state {
+    LB_ST_INI = 0, /* [transient] accepted; VIP looked up, nothing else done yet */
+    LB_ST_QUE,     /* [transient] choosing a backend (first try or a retry) */
+    LB_ST_CON,     /* connecting to the chosen backend; connect timeout armed */
+    LB_ST_EST,     /* established: bytes flow both ways; idle timeout armed */
+    LB_ST_DIS,     /* one direction has ended (FIN passed on with SHUT_WR); the other
+                    * still flows until it ends too, or the idle/drain timeout */
+    LB_ST_CLO,     /* [transient] closed: fds closed, counters released, being freed */
+};
+
+/* One direction of the data path: from src to dst. */
+struct lb_dir {
+    int src, dst;    /* borrowed from the connection */
+    int pipe[2];     /* splice path: pipe[0] read end; -1 when copying */
+    char *buf;       /* copy path */
+    size_t off;      /* copy path: first unwritten byte in buf */
+    size_t pending;  /* read from src, not yet written to dst */
+    bool eof;        /* src ended */
+    bool shut;       /* SHUT_WR sent to dst: this direction is over */
+    bool want_read;  /* wait for src readable */
+    bool want_write; /* wait for dst writable */
+};
+
+struct lb_listener {
+    ev_io io;
+    struct lb_proxy *p;
+    struct lb_endpoint vip;
+    int fd;
+    bool seen;
+    struct lb_listener *next;
+};
+
+struct lb_conn {
+    enum lb_conn_state st;
+    struct lb_proxy *p;
+    struct lb_conn *prev, *next;
+    int cfd, bfd;
+    ev_io cio, bio;
+    int cev, bev; /* events the watchers are started with (0: stopped) */
+    ev_timer timer;
+    ev_tstamp last;         /* last byte moved */
+    struct lb_table *table; /* reference: keeps vip and be valid */
+    const struct lb_vip *vip;
+    const struct lb_backend *be; /* counted in its active connections */
+    uint32_t tried[RETRIES_MAX + 1];
+    size_t ntried;
+    struct sockaddr_in client;
+    uint8_t hdr[LB_PP2_ENCODE_MAX]; /* PROXY v2 header still to send */
+    size_t hdr_len, hdr_off;
+    struct lb_dir up;   /* client -> backend */
+    struct lb_dir down; /* backend -> client */
+};
+
+struct lb_proxy {
+    struct ev_loop *loop;
+    struct lb_proxy_opts o;
+    struct cm_rng rng;
+    struct lb_table *table;
+    struct lb_slot *slot;
+    uint64_t slot_gen;
+    ev_async async;
+    ev_timer pause_timer;
+    ev_timer drain_timer;
+    bool paused;
+    struct lb_listener *listeners;
+    struct lb_conn *conns;
+    size_t nconns;
+};
+
+static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void connect_next(struct lb_conn *c);
+
+/* ------------------------------------------------------------------ helpers */
+
+static void io_set(struct ev_loop *loop, ev_io *w, int *cur, int fd, int events)
+{
+    if (*cur == events) {
+        return;
+    }
+    if (*cur != 0) {
+        ev_io_stop(loop, w);
+    }
+    *cur = events;
+    if (events != 0) {
+        ev_io_set(w, fd, events);
+        ev_io_start(loop, w);
+    }
+}
+
+static void ctr_add(atomic_uint_least64_t *ctr, uint64_t n)
+{
+    atomic_fetch_add_explicit(ctr, n, memory_order_relaxed);
+}
+
+static void nolinger(int fd)
+{
+    struct linger l = {.l_onoff = 1, .l_linger = 0};
+    (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+}
+
+static void dir_done(struct lb_dir *d)
+{
+    if (d->pipe[0] >= 0) {
+        close(d->pipe[0]);
+        close(d->pipe[1]);
+        d->pipe[0] = d->pipe[1] = -1;
+    }
+    cm_free(&d->buf);
+}
+
+/* ------------------------------------------------------------------ close */
+
+static void accept_resume(struct lb_proxy *p);
+
+/* Frees @c: callers return right after. @reset: abortive close (RST) toward both
+ * peers, for errors, so they do not take a truncated stream for a complete one. */
+static void conn_close(struct lb_conn *c, bool reset)
+{
+    struct lb_proxy *p = c->p;
+    c->st = LB_ST_CLO;
+    io_set(p->loop, &c->cio, &c->cev, c->cfd, 0);
+    io_set(p->loop, &c->bio, &c->bev, c->bfd, 0);
+    ev_timer_stop(p->loop, &c->timer);
+    if (reset) {
+        nolinger(c->cfd);
+        if (c->bfd >= 0) {
+            nolinger(c->bfd);
+        }
+    }
+    close(c->cfd);
+    if (c->bfd >= 0) {
+        close(c->bfd);
+    }
+    dir_done(&c->up);
+    dir_done(&c->down);
+    if (c->be != NULL) {
+        lb_backend_conn_end(c->be);
+    }
+    atomic_fetch_sub_explicit(&c->vip->state->active, 1, memory_order_relaxed);
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        p->conns = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    p->nconns--;
+    lb_table_unref(c->table);
+    cm_free(&c);
+    if (p->paused && p->nconns < p->o.max_conns) {
+        accept_resume(p);
+    }
+}
+
+/* ------------------------------------------------------------------ data path */
+
+static void dir_init(struct lb_dir *d, int src, int dst, bool splice_ok)
+{
+    memset(d, 0, sizeof(*d));
+    d->src = src;
+    d->dst = dst;
+    d->pipe[0] = d->pipe[1] = -1;
+    if (splice_ok && pipe2(d->pipe, O_NONBLOCK | O_CLOEXEC) == 0) {
+        (void)fcntl(d->pipe[1], F_SETPIPE_SZ, PIPE_SIZE);
+    } else {
+        d->pipe[0] = d->pipe[1] = -1;
+    }
+}
+
+/* Move what is waiting from src to dst, at most PUMP_ROUNDS chunks. Adds the bytes
+ * written to *moved. Returns 0 (progress or waiting: see want_*) or a negative
+ * errno (the connection is broken). */
+static int pump(struct lb_dir *d, uint64_t *moved)
+{
+    d->want_read = d->want_write = false;
+    if (d->shut) {
+        return 0;
+    }
+    for (int round = 0; round < PUMP_ROUNDS; round++) {
+        while (d->pending > 0) {
+            ssize_t n;
+            if (d->pipe[0] >= 0) {
+                n = splice(d->pipe[0], NULL, d->dst, NULL, d->pending,
+                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            } else {
+                n = send(d->dst, d->buf + d->off, d->pending, MSG_NOSIGNAL);
+            }
+            if (n < 0) {
+                if (errno == EINTR) {
+                    continue;
+                }
+                if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                    d->want_write = true; /* backpressure: no reading meanwhile */
+                    return 0;
+                }
+                return cm_errno();
+            }
+            d->pending -= (size_t)n;
+            d->off += (size_t)n;
+            *moved += (uint64_t)n;
+        }
+        if (d->eof) {
+            /* Half-close: pass the FIN on, keep the other direction going. */
+            (void)shutdown(d->dst, SHUT_WR);
+            d->shut = true;
+            return 0;
+        }
+        ssize_t n;
+        if (d->pipe[0] >= 0) {
+            n = splice(d->src, NULL, d->pipe[1], NULL, PIPE_SIZE,
+                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (n < 0 && errno == EINVAL) {
+                /* This socket does not splice: copy from now on (the pipe is empty). */
+                close(d->pipe[0]);
+                close(d->pipe[1]);
+                d->pipe[0] = d->pipe[1] = -1;
+                continue;
+            }
+        } else {
+            if (d->buf == NULL && (d->buf = cm_malloc(COPY_BUF)) == NULL) {
+                return CM_ENOMEM;
+            }
+            n = recv(d->src, d->buf, COPY_BUF, 0);
+            d->off = 0;
+        }
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                d->want_read = true;
+                return 0;
+            }
+            return cm_errno();
+        }
+        if (n == 0) {
+            d->eof = true;
+            continue;
+        }
+        d->pending = (size_t)n;
+    }
+    /* Out of rounds with more to do: level-triggered readiness calls us back. */
+    if (d->pending > 0) {
+        d->want_write = true;
+    } else {
+        d->want_read = true;
+    }
+    return 0;
+}
+
+static void conn_watch(struct lb_conn *c)
+{
+    struct ev_loop *loop = c->p->loop;
+    int cev = (c->up.want_read ? EV_READ : 0) | (c->down.want_write ? EV_WRITE : 0);
+    int bev = (c->down.want_read ? EV_READ : 0) | (c->up.want_write ? EV_WRITE : 0);
+    if (c->hdr_off < c->hdr_len) {
+        bev = EV_WRITE; /* the PROXY header goes first */
+        cev = c->down.want_write ? EV_WRITE : 0;
+    }
+    io_set(loop, &c->cio, &c->cev, c->cfd, cev);
+    io_set(loop, &c->bio, &c->bev, c->bfd, bev);
+}
+
+/* Runs the directions named; may free @c (returns true then). */
+static bool conn_flow(struct lb_conn *c, bool up, bool down)
+{
+    uint64_t in = 0, out = 0;
+    int rv = 0;
+
+    if (c->hdr_off < c->hdr_len) {
+        ssize_t n =
+            send(c->bfd, c->hdr + c->hdr_off, c->hdr_len - c->hdr_off, MSG_NOSIGNAL);
+        if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            conn_close(c, true);
+            return true;
+        }
+        c->hdr_off += n > 0 ? (size_t)n : 0;
+        if (c->hdr_off < c->hdr_len) {
+            conn_watch(c);
+            return false;
+        }
+        up = down = true;
+    }
+    if (up) {
+        rv = pump(&c->up, &in);
+    }
+    if (rv == 0 && down) {
+        rv = pump(&c->down, &out);
+    }
+    if (in + out > 0) {
+        c->last = ev_now(c->p->loop);
+        ctr_add(&c->vip->state->bytes_in, in);
+        ctr_add(&c->vip->state->bytes_out, out);
+    }
+    if (rv != 0) {
+        conn_close(c, true);
+        return true;
+    }
+    if (c->up.shut && c->down.shut) {
+        conn_close(c, false);
+        return true;
+    }
+    if (c->up.shut || c->down.shut) {
+        c->st = LB_ST_DIS;
+    }
+    conn_watch(c);
+    return false;
+}
+
+/* ------------------------------------------------------------------ connect */
+
+static void timer_arm(struct lb_conn *c, double after)
+{
+    ev_timer_stop(c->p->loop, &c->timer);
+    ev_timer_set(&c->timer, after, 0.);
+    ev_timer_start(c->p->loop, &c->timer);
+}
+
+static void established(struct lb_conn *c)
+{
+    struct lb_proxy *p = c->p;
+    c->st = LB_ST_EST;
+    c->last = ev_now(p->loop);
+    timer_arm(c, p->o.idle_timeout_ms / 1000.0);
+    if (c->vip->proxy_protocol) {
+        struct sockaddr_in dst = {.sin_family = AF_INET,
+                                  .sin_addr = c->vip->vip.addr,
+                                  .sin_port = htons(c->vip->vip.port)};
+        if (lb_pp2_encode((struct sockaddr *)&c->client, (struct sockaddr *)&dst, c->hdr,
+                          sizeof(c->hdr), &c->hdr_len) != 0) {
+            c->hdr_len = 0;
+        }
+        c->hdr_off = 0;
+    }
+    dir_init(&c->up, c->cfd, c->bfd, !p->o.no_splice);
+    dir_init(&c->down, c->bfd, c->cfd, !p->o.no_splice);
+    (void)conn_flow(c, true, true);
+}
+
+/* The current backend failed (refused, unreachable, timed out): try another or give
+ * up. May free @c. */
+static void backend_failed(struct lb_conn *c)
+{
+    io_set(c->p->loop, &c->bio, &c->bev, c->bfd, 0);
+    close(c->bfd);
+    c->bfd = -1;
+    lb_backend_conn_end(c->be);
+    c->be = NULL;
+    connect_next(c);
+}
+
+/* Choose a backend not tried yet and start connecting. May free @c. */
+static void connect_next(struct lb_conn *c)
+{
+    struct lb_proxy *p = c->p;
+    for (;;) {
+        c->st = LB_ST_QUE;
+        int idx = c->ntried <= p->o.retries
+                      ? lb_choose(c->vip, &p->rng, c->tried, c->ntried)
+                      : CM_ENOTFOUND;
+        if (idx < 0) {
+            atomic_fetch_add_explicit(&c->vip->state->failed, 1, memory_order_relaxed);
+            conn_close(c, true);
+            return;
+        }
+        c->tried[c->ntried++] = (uint32_t)idx;
+        c->be = &c->vip->backends[idx];
+        lb_backend_conn_begin(c->be);
+
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_addr = c->be->ep.addr,
+                                 .sin_port = htons(c->be->ep.port)};
+        c->bfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (c->bfd >= 0) {
+            (void)cm_tcp_nodelay(c->bfd);
+            if (connect(c->bfd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+                established(c);
+                return;
+            }
+            if (errno == EINPROGRESS) {
+                c->st = LB_ST_CON;
+                io_set(p->loop, &c->bio, &c->bev, c->bfd, EV_WRITE);
+                timer_arm(c, p->o.connect_timeout_ms / 1000.0);
+                return;
+            }
+            close(c->bfd);
+            c->bfd = -1;
+        }
+        lb_backend_conn_end(c->be);
+        c->be = NULL;
+    }
+}
+
+static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    bool is_client = false;
+    struct lb_conn *c;
+    if (w->data == NULL) {
+        c = cm_container_of(w, struct lb_conn, bio);
+    } else {
+        c = cm_container_of(w, struct lb_conn, cio);
+        is_client = true;
+    }
+    if (c->st == LB_ST_CON) {
+        if (cm_tcp_connect_result(c->bfd) != 0) {
+            backend_failed(c);
+            return;
+        }
+        established(c);
+        return;
+    }
+    bool up = false, down = false;
+    if (is_client) {
+        up = (revents & EV_READ) != 0;
+        down = (revents & EV_WRITE) != 0;
+    } else {
+        down = (revents & EV_READ) != 0;
+        up = (revents & EV_WRITE) != 0;
+    }
+    (void)conn_flow(c, up, down);
+}
+
+static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct lb_conn *c = cm_container_of(w, struct lb_conn, timer);
+    if (c->st == LB_ST_CON) {
+        backend_failed(c); /* connect timeout */
+        return;
+    }
+    double idle = c->p->o.idle_timeout_ms / 1000.0;
+    double left = c->last + idle - ev_now(loop);
+    if (left <= 0) {
+        conn_close(c, true);
+        return;
+    }
+    timer_arm(c, left);
+}
+
+/* ------------------------------------------------------------------ accept */
+
+static void conn_start(struct lb_proxy *p, struct lb_listener *l, int fd,
+                       const struct sockaddr_in *peer)
+{
+    const struct lb_vip *vip =
+        p->table != NULL ? lb_table_find(p->table, l->vip, LB_PROTO_TCP) : NULL;
+    struct lb_conn *c = vip != NULL ? cm_calloc(1, sizeof(*c)) : NULL;
+    if (c == NULL) {
+        close(fd);
+        return;
+    }
+    c->st = LB_ST_INI;
+    c->p = p;
+    c->cfd = fd;
+    c->bfd = -1;
+    c->client = *peer;
+    c->table = lb_table_ref(p->table);
+    c->vip = vip;
+    c->up.pipe[0] = c->up.pipe[1] = c->down.pipe[0] = c->down.pipe[1] = -1;
+    ev_io_init(&c->cio, conn_io_cb, fd, EV_READ);
+    c->cio.data = c; /* tells the client watcher from the backend one */
+    ev_io_init(&c->bio, conn_io_cb, -1, EV_WRITE);
+    c->bio.data = NULL;
+    ev_timer_init(&c->timer, conn_timer_cb, 0., 0.);
+    c->next = p->conns;
+    if (p->conns != NULL) {
+        p->conns->prev = c;
+    }
+    p->conns = c;
+    p->nconns++;
+    atomic_fetch_add_explicit(&vip->state->total, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&vip->state->active, 1, memory_order_relaxed);
+    connect_next(c);
+}
+
+static void accept_pause(struct lb_proxy *p)
+{
+    for (struct lb_listener *l = p->listeners; l != NULL; l = l->next) {
+        ev_io_stop(p->loop, &l->io);
+    }
+    p->paused = true;
+    ev_timer_stop(p->loop, &p->pause_timer);
+    ev_timer_set(&p->pause_timer, ACCEPT_PAUSE, 0.);
+    ev_timer_start(p->loop, &p->pause_timer);
+}
+
+static void accept_resume(struct lb_proxy *p)
+{
+    p->paused = false;
+    ev_timer_stop(p->loop, &p->pause_timer);
+    for (struct lb_listener *l = p->listeners; l != NULL; l = l->next) {
+        ev_io_start(p->loop, &l->io);
+    }
+}
+
+static void pause_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct lb_proxy *p = cm_container_of(w, struct lb_proxy, pause_timer);
+    if (p->nconns < p->o.max_conns) {
+        accept_resume(p);
+    } else {
+        accept_pause(p);
+    }
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct lb_listener *l = cm_container_of(w, struct lb_listener, io);
+    struct lb_proxy *p = l->p;
+    for (uint32_t i = 0; i < p->o.max_accept; i++) {
+        if (p->nconns >= p->o.max_conns) {
+            accept_pause(p);
+            return;
+        }
+        struct sockaddr_in peer;
+        socklen_t len = sizeof(peer);
+        int fd =
+            accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) {
+                continue;
+            }
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+                errno == ENOMEM) {
+                accept_pause(p); /* out of fds: retry later, do not spin */
+            }
+            return;
+        }
+        (void)cm_tcp_nodelay(fd);
+        conn_start(p, l, fd, &peer);
+    }
+}
+
+/* ------------------------------------------------------------------ listeners */
+
+static int listener_open(struct lb_proxy *p, struct lb_endpoint ep, struct cm_errbuf *eb)
+{
+    char es[LB_ENDPOINT_STRLEN];
+    struct sockaddr_in sa = {
+        .sin_family = AF_INET, .sin_addr = ep.addr, .sin_port = htons(ep.port)};
+    int one = 1, rv;
+    struct lb_listener *l = cm_calloc(1, sizeof(*l));
+    if (l == NULL) {
+        return cm_err_setf(eb, CM_ENOMEM, "listener");
+    }
+    l->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (l->fd < 0) {
+        rv = cm_err_sys(eb, cm_errno(), "socket for VIP %s", lb_endpoint_str(ep, es));
+        goto err_after_alloc;
+    }
+    (void)setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (p->o.reuseport) {
+        (void)setsockopt(l->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    }
+    /* The address may reach lo after the listener is up. */
+    (void)setsockopt(l->fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one));
+    if (bind(l->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+        listen(l->fd, 4096) != 0) {
+        rv = cm_err_sys(eb, cm_errno(), "listen on VIP %s", lb_endpoint_str(ep, es));
+        goto err_after_socket;
+    }
+    l->p = p;
+    l->vip = ep;
+    l->seen = true;
+    ev_io_init(&l->io, accept_cb, l->fd, EV_READ);
+    if (!p->paused) {
+        ev_io_start(p->loop, &l->io);
+    }
+    l->next = p->listeners;
+    p->listeners = l;
+    return 0;
+
+err_after_socket:
+    close(l->fd);
+err_after_alloc:
+    cm_free(&l);
+    return rv;
+}
+
+static void listener_close(struct lb_proxy *p, struct lb_listener *l)
+{
+    ev_io_stop(p->loop, &l->io);
+    close(l->fd);
+    cm_free(&l);
+}
+
+/* ------------------------------------------------------------------ drain */
+
+static void drain_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct lb_proxy *p = cm_container_of(w, struct lb_proxy, drain_timer);
+    uint64_t now = (uint64_t)(ev_now(loop) * 1e9);
+    struct lb_conn *next;
+    for (struct lb_conn *c = p->conns; c != NULL; c = next) {
+        next = c->next;
+        if (c->be == NULL) {
+            continue;
+        }
+        uint64_t dl = atomic_load(&c->be->state->drain_deadline_ns);
+        if (dl != 0 && now >= dl) {
+            conn_close(c, true);
+        }
+    }
+}
+
+static void drain_update(struct lb_proxy *p, struct lb_table *t)
+{
+    uint64_t deadline =
+        (uint64_t)(ev_now(p->loop) * 1e9) + (uint64_t)p->o.drain_timeout_ms * 1000000u;
+    bool any = false;
+    for (size_t i = 0; t != NULL && i < t->nvips; i++) {
+        const struct lb_vip *v = &t->vips[i];
+        for (size_t j = 0; j < v->nbackends; j++) {
+            if (v->backends[j].draining) {
+                uint_least64_t zero = 0;
+                /* The first proxy thread to see it sets the deadline. */
+                atomic_compare_exchange_strong(&v->backends[j].state->drain_deadline_ns,
+                                               &zero, deadline);
+                any = true;
+            }
+        }
+    }
+    if (any && !ev_is_active(&p->drain_timer)) {
+        ev_timer_set(&p->drain_timer, DRAIN_TICK, DRAIN_TICK);
+        ev_timer_start(p->loop, &p->drain_timer);
+    } else if (!any) {
+        ev_timer_stop(p->loop, &p->drain_timer);
+    }
+}
+
+/* ------------------------------------------------------------------ proxy */
+
+static bool serves(const struct lb_proxy *p, const struct lb_vip *v)
+{
+    return v->proto == LB_PROTO_TCP && (v->mode == LB_MODE_PROXY || v->proxy_protocol ||
+                                        (v->mode == LB_MODE_AUTO && p->o.serve_auto));
+}
+
+int lb_proxy_set_table(struct lb_proxy *p, struct lb_table *t, struct cm_errbuf *eb)
+{
+    int first = 0;
+    for (struct lb_listener *l = p->listeners; l != NULL; l = l->next) {
+        l->seen = false;
+    }
+    for (size_t i = 0; t != NULL && i < t->nvips; i++) {
+        const struct lb_vip *v = &t->vips[i];
+        if (!serves(p, v)) {
+            continue;
+        }
+        struct lb_listener *l = p->listeners;
+        while (l != NULL && !lb_endpoint_eq(l->vip, v->vip)) {
+            l = l->next;
+        }
+        if (l != NULL) {
+            l->seen = true;
+            continue;
+        }
+        int rv = listener_open(p, v->vip, first == 0 ? eb : NULL);
+        if (rv != 0 && first == 0) {
+            first = rv;
+        }
+    }
+    for (struct lb_listener **pl = &p->listeners; *pl != NULL;) {
+        struct lb_listener *l = *pl;
+        if (!l->seen) {
+            *pl = l->next;
+            listener_close(p, l);
+        } else {
+            pl = &l->next;
+        }
+    }
+    drain_update(p, t);
+    struct lb_table *old = p->table;
+    p->table = t != NULL ? lb_table_ref(t) : NULL;
+    lb_table_unref(old);
+    return first;
+}
+
+static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct lb_proxy *p = cm_container_of(w, struct lb_proxy, async);
+    uint64_t gen = lb_slot_generation(p->slot);
+    if (gen == p->slot_gen) {
+        return;
+    }
+    p->slot_gen = gen;
+    struct lb_table *t = lb_slot_get(p->slot);
+    (void)lb_proxy_set_table(p, t, NULL);
+    lb_table_unref(t);
+}
+
+void lb_proxy_publish(struct lb_proxy *p, struct lb_table *t)
+{
+    lb_slot_publish(p->slot, t);
+    ev_async_send(p->loop, &p->async);
+}
+
+int lb_proxy_new(struct ev_loop *loop, const struct lb_proxy_opts *opts,
+                 struct lb_proxy **ret, struct cm_errbuf *eb)
+{
+    struct lb_proxy *p = cm_calloc(1, sizeof(*p));
+    if (p == NULL || lb_slot_new(&p->slot) != 0) {
+        cm_free(&p);
+        return cm_err_setf(eb, CM_ENOMEM, "proxy");
+    }
+    p->loop = loop;
+    if (opts != NULL) {
+        p->o = *opts;
+    }
+    if (p->o.connect_timeout_ms == 0) {
+        p->o.connect_timeout_ms = 2000;
+    }
+    if (p->o.idle_timeout_ms == 0) {
+        p->o.idle_timeout_ms = 600000;
+    }
+    if (p->o.drain_timeout_ms == 0) {
+        p->o.drain_timeout_ms = 5000;
+    }
+    if (p->o.retries == 0) {
+        p->o.retries = 2;
+    }
+    p->o.retries = CM_MIN(p->o.retries, (uint32_t)RETRIES_MAX);
+    if (p->o.max_accept == 0) {
+        p->o.max_accept = 64;
+    }
+    if (p->o.max_conns == 0) {
+        p->o.max_conns = 65536;
+    }
+    cm_rng_seed(&p->rng, p->o.seed);
+    ev_async_init(&p->async, async_cb);
+    ev_async_start(loop, &p->async);
+    ev_unref(loop); /* the async watcher alone does not keep the loop running */
+    ev_timer_init(&p->pause_timer, pause_timer_cb, 0., 0.);
+    ev_timer_init(&p->drain_timer, drain_timer_cb, 0., 0.);
+    *ret = p;
+    return 0;
+}
+
+size_t lb_proxy_conns(const struct lb_proxy *p)
+{
+    return p->nconns;
+}
+
+uint16_t lb_proxy_port(const struct lb_proxy *p, struct lb_endpoint vip)
+{
+    for (const struct lb_listener *l = p->listeners; l != NULL; l = l->next) {
+        if (lb_endpoint_eq(l->vip, vip)) {
+            uint16_t port = 0;
+            return cm_tcp_local_port(l->fd, &port) == 0 ? port : 0;
+        }
+    }
+    return 0;
+}
+
+void lb_proxy_free(struct lb_proxy *p)
+{
+    if (p == NULL) {
+        return;
+    }
+    p->paused = false; /* closing connections must not restart the listeners */
+    while (p->conns != NULL) {
+        conn_close(p->conns, false);
+    }
+    while (p->listeners != NULL) {
+        struct lb_listener *l = p->listeners;
+        p->listeners = l->next;
+        listener_close(p, l);
+    }
+    ev_timer_stop(p->loop, &p->pause_timer);
+    ev_timer_stop(p->loop, &p->drain_timer);
+    ev_ref(p->loop);
+    ev_async_stop(p->loop, &p->async);
+    lb_table_unref(p->table);
+    lb_slot_free(p->slot);
+    cm_free(&p);
+}

@@ -1,0 +1,558 @@
+/* lb/: the TCP proxy on loopback (no root): the proxy runs its own loop on a
+ * thread, as in the daemon; backends are threads with blocking sockets; the test
+ * is the client. Ports are picked by the kernel. */
+#include <arpa/inet.h>
+#include <ev.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/base.h"
+#include "lb/lb.h"
+#include "net/net.h"
+#include "test.h"
+
+/* ------------------------------------------------------------------ backends */
+
+/* A backend answers each connection with "<id>|" and everything it received, once
+ * the client has half-closed: that checks the FIN crosses the proxy and the reply
+ * still comes back after it. */
+struct backend {
+    char id[8];
+    int lfd;
+    uint16_t port;
+    pthread_t th;
+    atomic_int conns;
+    atomic_bool stop;
+};
+
+static void *backend_conn(void *arg)
+{
+    struct backend *b = ((void **)arg)[0];
+    int fd = (int)(intptr_t)((void **)arg)[1];
+    free(arg);
+    char buf[65536];
+    struct cm_buf got = {0};
+    for (;;) {
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n <= 0) {
+            break;
+        }
+        cm_buf_append(&got, buf, (size_t)n);
+    }
+    char hdr[16];
+    int hl = snprintf(hdr, sizeof(hdr), "%s|", b->id);
+    (void)send(fd, hdr, (size_t)hl, MSG_NOSIGNAL);
+    size_t off = 0;
+    while (off < got.len) {
+        ssize_t n = send(fd, got.data + off, got.len - off, MSG_NOSIGNAL);
+        if (n <= 0) {
+            break;
+        }
+        off += (size_t)n;
+    }
+    cm_buf_done(&got);
+    close(fd);
+    return NULL;
+}
+
+static void *backend_main(void *arg)
+{
+    struct backend *b = arg;
+    while (!atomic_load(&b->stop)) {
+        struct pollfd pfd = {.fd = b->lfd, .events = POLLIN};
+        if (poll(&pfd, 1, 50) <= 0) {
+            continue;
+        }
+        int fd = accept(b->lfd, NULL, NULL);
+        if (fd < 0) {
+            continue;
+        }
+        atomic_fetch_add(&b->conns, 1);
+        void **a = malloc(2 * sizeof(void *));
+        a[0] = b;
+        a[1] = (void *)(intptr_t)fd;
+        pthread_t t;
+        pthread_create(&t, NULL, backend_conn, a);
+        pthread_detach(t);
+    }
+    return NULL;
+}
+
+static int listen_any(uint16_t *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    ASSERT_INT_EQ(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ASSERT_INT_EQ(listen(fd, 128), 0);
+    ASSERT_OK(cm_tcp_local_port(fd, port));
+    return fd;
+}
+
+static void backend_start(struct backend *b, const char *id)
+{
+    memset(b, 0, sizeof(*b));
+    snprintf(b->id, sizeof(b->id), "%s", id);
+    b->lfd = listen_any(&b->port);
+    pthread_create(&b->th, NULL, backend_main, b);
+}
+
+static void backend_stop(struct backend *b)
+{
+    atomic_store(&b->stop, true);
+    pthread_join(b->th, NULL);
+    close(b->lfd);
+}
+
+/* A port nothing listens on (connect: refused). */
+static uint16_t dead_port(void)
+{
+    uint16_t port;
+    int fd = listen_any(&port);
+    close(fd);
+    return port;
+}
+
+/* ------------------------------------------------------------------ proxy thread */
+
+struct lbt {
+    struct ev_loop *loop;
+    struct lb_proxy *p;
+    ev_async stop;
+    pthread_t th;
+    struct lb_endpoint vip;
+};
+
+static void stop_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)w;
+    (void)revents;
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void *lbt_main(void *arg)
+{
+    struct lbt *l = arg;
+    ev_run(l->loop, 0);
+    return NULL;
+}
+
+static struct lb_backend_spec bspec(uint16_t port, uint32_t w)
+{
+    struct lb_backend_spec s = {.weight = w};
+    s.ep.addr.s_addr = htonl(0x7f000001);
+    s.ep.port = port;
+    return s;
+}
+
+static struct lb_table *table1(struct lb_endpoint vip, const struct lb_backend_spec *b,
+                               size_t n, bool pp2, const struct lb_table *prev)
+{
+    struct lb_vip_spec v = {.vip = vip,
+                            .mode = LB_MODE_PROXY,
+                            .proxy_protocol = pp2,
+                            .backends = b,
+                            .nbackends = n};
+    struct lb_table *t;
+    ASSERT_OK(lb_table_new(&v, 1, prev, &t, NULL));
+    return t;
+}
+
+static void lbt_start(struct lbt *l, const struct lb_proxy_opts *o, struct lb_table *t)
+{
+    memset(l, 0, sizeof(*l));
+    l->loop = ev_loop_new(EVFLAG_AUTO);
+    ASSERT_NOT_NULL(l->loop);
+    struct cm_errbuf eb = {0};
+    ASSERT_OK(lb_proxy_new(l->loop, o, &l->p, &eb));
+    l->vip = lb_table_at(t, 0)->vip;
+    ASSERT_OK(lb_proxy_set_table(l->p, t, &eb));
+    ASSERT_UINT_EQ(lb_proxy_port(l->p, l->vip), l->vip.port);
+    ev_async_init(&l->stop, stop_cb);
+    ev_async_start(l->loop, &l->stop);
+    pthread_create(&l->th, NULL, lbt_main, l);
+}
+
+static void lbt_stop(struct lbt *l)
+{
+    ev_async_send(l->loop, &l->stop);
+    pthread_join(l->th, NULL);
+    ev_async_stop(l->loop, &l->stop);
+    lb_proxy_free(l->p);
+    ev_loop_destroy(l->loop);
+}
+
+/* A VIP on 127.0.0.1 and a free port. */
+static struct lb_endpoint vip_ep(void)
+{
+    struct lb_endpoint e;
+    e.addr.s_addr = htonl(0x7f000001);
+    e.port = dead_port();
+    return e;
+}
+
+/* ------------------------------------------------------------------ client */
+
+static int client_connect(struct lb_endpoint vip)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {
+        .sin_family = AF_INET, .sin_addr = vip.addr, .sin_port = htons(vip.port)};
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    ASSERT_INT_EQ(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return fd;
+}
+
+/* Read to EOF (or error) into @out; returns 0 on EOF, -errno otherwise. */
+static int read_all(int fd, struct cm_buf *out)
+{
+    char buf[65536];
+    for (;;) {
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n == 0) {
+            return 0;
+        }
+        if (n < 0) {
+            return -errno;
+        }
+        cm_buf_append(out, buf, (size_t)n);
+    }
+}
+
+/* One request: send @msg, half-close, read the reply; returns the backend id. */
+static char request(struct lb_endpoint vip, const char *msg, size_t len)
+{
+    int fd = client_connect(vip);
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = send(fd, msg + off, len - off, MSG_NOSIGNAL);
+        ASSERT_INT_OP(n, >, 0);
+        off += (size_t)n;
+    }
+    ASSERT_INT_EQ(shutdown(fd, SHUT_WR), 0);
+    struct cm_buf got = {0};
+    ASSERT_OK(read_all(fd, &got));
+    close(fd);
+    ASSERT_UINT_EQ(got.len, len + 3);
+    ASSERT_TRUE(got.data[2] == '|');
+    ASSERT_MEM_EQ(got.data + 3, msg, len);
+    char id = got.data[1];
+    cm_buf_done(&got);
+    return id;
+}
+
+static void wait_idle(struct lb_table *t, struct lbt *l)
+{
+    struct lb_vip_metrics m;
+    for (int i = 0; i < 200; i++) {
+        lb_vip_metrics_get(lb_table_at(t, 0), &m);
+        if (m.active == 0) {
+            return;
+        }
+        usleep(10000);
+    }
+    (void)l;
+    ASSERT_UINT_EQ(m.active, 0);
+}
+
+/* ------------------------------------------------------------------ tests */
+
+static void forward_and_spread(bool no_splice)
+{
+    struct backend b1, b2;
+    backend_start(&b1, "b1");
+    backend_start(&b2, "b2");
+    struct lb_backend_spec bs[] = {bspec(b1.port, 1), bspec(b2.port, 1)};
+    struct lb_table *t = table1(vip_ep(), bs, 2, false, NULL);
+    struct lb_proxy_opts o = {.seed = 1, .no_splice = no_splice};
+    struct lbt l;
+    lbt_start(&l, &o, t);
+
+    int seen1 = 0, seen2 = 0;
+    char msg[64];
+    for (int i = 0; i < 40; i++) {
+        int n = snprintf(msg, sizeof(msg), "hello %d", i);
+        char id = request(l.vip, msg, (size_t)n);
+        seen1 += id == '1';
+        seen2 += id == '2';
+    }
+    ASSERT_INT_EQ(seen1 + seen2, 40);
+    ASSERT_INT_OP(seen1, >=, 10); /* sequential: both idle, so about half each */
+    ASSERT_INT_OP(seen2, >=, 10);
+
+    /* A large body both ways (several pipe/buffer rounds, backpressure). */
+    size_t big = 3 * 1024 * 1024 + 17;
+    char *data = malloc(big);
+    for (size_t i = 0; i < big; i++) {
+        data[i] = (char)(i * 31 + 7);
+    }
+    (void)request(l.vip, data, big);
+    free(data);
+
+    wait_idle(t, &l);
+    struct lb_vip_metrics m;
+    lb_vip_metrics_get(lb_table_at(t, 0), &m);
+    ASSERT_UINT_EQ(m.total, 41);
+    ASSERT_UINT_EQ(m.failed, 0);
+    ASSERT_UINT_EQ(m.active, 0);
+    ASSERT_INT_OP(m.bytes_in, >=, big + 40 * 7);
+    ASSERT_UINT_EQ(m.bytes_out, m.bytes_in + 41 * 3);
+    ASSERT_UINT_EQ(lb_backend_active(&lb_table_at(t, 0)->backends[0]), 0);
+    lbt_stop(&l);
+    lb_table_unref(t);
+    backend_stop(&b1);
+    backend_stop(&b2);
+}
+
+TEST(forward_splice)
+{
+    forward_and_spread(false);
+}
+
+TEST(forward_copy)
+{
+    forward_and_spread(true);
+}
+
+TEST(retry_on_refused)
+{
+    struct backend b;
+    backend_start(&b, "b1");
+    struct lb_backend_spec bs[] = {bspec(dead_port(), 1), bspec(b.port, 1),
+                                   bspec(dead_port(), 1)};
+    struct lb_table *t = table1(vip_ep(), bs, 3, false, NULL);
+    struct lb_proxy_opts o = {.seed = 2, .retries = 2};
+    struct lbt l;
+    lbt_start(&l, &o, t);
+    for (int i = 0; i < 20; i++) {
+        ASSERT_INT_EQ(request(l.vip, "x", 1), '1');
+    }
+    wait_idle(t, &l);
+    struct lb_vip_metrics m;
+    lb_vip_metrics_get(lb_table_at(t, 0), &m);
+    ASSERT_UINT_EQ(m.failed, 0);
+    ASSERT_UINT_EQ(m.total, 20);
+    lbt_stop(&l);
+    lb_table_unref(t);
+    backend_stop(&b);
+}
+
+TEST(all_backends_down)
+{
+    struct lb_backend_spec bs[] = {bspec(dead_port(), 1), bspec(dead_port(), 1)};
+    struct lb_table *t = table1(vip_ep(), bs, 2, false, NULL);
+    struct lb_proxy_opts o = {.seed = 3};
+    struct lbt l;
+    lbt_start(&l, &o, t);
+    int fd = client_connect(l.vip);
+    struct cm_buf got = {0};
+    int rv = read_all(fd, &got);
+    ASSERT_TRUE(rv == 0 || rv == -ECONNRESET);
+    ASSERT_UINT_EQ(got.len, 0);
+    close(fd);
+    wait_idle(t, &l);
+    struct lb_vip_metrics m;
+    lb_vip_metrics_get(lb_table_at(t, 0), &m);
+    ASSERT_UINT_EQ(m.failed, 1);
+    lbt_stop(&l);
+    lb_table_unref(t);
+}
+
+/* A backend whose accept queue is full drops SYNs: the connect times out and the
+ * next backend is tried. */
+TEST(connect_timeout_then_retry)
+{
+    struct backend b;
+    backend_start(&b, "b1");
+    uint16_t hole_port;
+    int hole = listen_any(&hole_port);
+    close(hole);
+    hole = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(0x7f000001),
+                             .sin_port = htons(hole_port)};
+    ASSERT_INT_EQ(bind(hole, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ASSERT_INT_EQ(listen(hole, 0), 0);
+    int fill[4];
+    for (int i = 0; i < 4; i++) { /* fill the queue; later SYNs get no answer */
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        (void)connect(fill[i], (struct sockaddr *)&sa, sizeof(sa));
+    }
+    usleep(50000);
+    struct lb_backend_spec bs[] = {bspec(hole_port, 1), bspec(b.port, 1)};
+    struct lb_table *t = table1(vip_ep(), bs, 2, false, NULL);
+    struct lb_proxy_opts o = {.seed = 4, .connect_timeout_ms = 150};
+    struct lbt l;
+    lbt_start(&l, &o, t);
+    for (int i = 0; i < 6; i++) {
+        ASSERT_INT_EQ(request(l.vip, "y", 1), '1');
+    }
+    lbt_stop(&l);
+    lb_table_unref(t);
+    for (int i = 0; i < 4; i++) {
+        close(fill[i]);
+    }
+    close(hole);
+    backend_stop(&b);
+}
+
+TEST(proxy_protocol_v2)
+{
+    struct backend b;
+    backend_start(&b, "b1");
+    struct lb_backend_spec bs[] = {bspec(b.port, 1)};
+    struct lb_table *t = table1(vip_ep(), bs, 1, true, NULL);
+    struct lb_proxy_opts o = {.seed = 5};
+    struct lbt l;
+    lbt_start(&l, &o, t);
+    int fd = client_connect(l.vip);
+    struct sockaddr_in me;
+    socklen_t len = sizeof(me);
+    getsockname(fd, (struct sockaddr *)&me, &len);
+    ASSERT_INT_EQ(send(fd, "payload", 7, 0), 7);
+    shutdown(fd, SHUT_WR);
+    struct cm_buf got = {0};
+    ASSERT_OK(read_all(fd, &got));
+    close(fd);
+    ASSERT_TRUE(got.len > 3);
+    struct lb_pp2 p;
+    ASSERT_OK(lb_pp2_parse(got.data + 3, got.len - 3, &p));
+    ASSERT_INT_EQ(p.cmd, LB_PP2_PROXY);
+    ASSERT_INT_EQ(p.family, AF_INET);
+    const struct sockaddr_in *src = (const void *)&p.src, *dst = (const void *)&p.dst;
+    ASSERT_UINT_EQ(src->sin_addr.s_addr, me.sin_addr.s_addr); /* the client's address */
+    ASSERT_UINT_EQ(src->sin_port, me.sin_port);
+    ASSERT_UINT_EQ(dst->sin_addr.s_addr, l.vip.addr.s_addr);
+    ASSERT_UINT_EQ(ntohs(dst->sin_port), l.vip.port);
+    ASSERT_UINT_EQ(got.len, 3 + p.len + 7);
+    ASSERT_MEM_EQ(got.data + 3 + p.len, "payload", 7);
+    cm_buf_done(&got);
+    lbt_stop(&l);
+    lb_table_unref(t);
+    backend_stop(&b);
+}
+
+static uint64_t conns_of(struct lb_table *t, uint16_t port)
+{
+    uint64_t n = 0;
+    struct lb_endpoint e = bspec(port, 1).ep;
+    ASSERT_OK(lb_table_backend_conns(t, e, &n));
+    return n;
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+TEST(drain)
+{
+    struct backend b1, b2;
+    backend_start(&b1, "b1");
+    backend_start(&b2, "b2");
+    struct lb_backend_spec bs[] = {bspec(b1.port, 1), bspec(b2.port, 0)};
+    struct lb_table *t1 = table1(vip_ep(), bs, 2, false, NULL);
+    struct lb_proxy_opts o = {.seed = 6, .drain_timeout_ms = 400};
+    struct lbt l;
+    lbt_start(&l, &o, t1);
+
+    /* A long connection to b1 (b2 has weight 0: not eligible yet). */
+    int longc = client_connect(l.vip);
+    ASSERT_INT_EQ(send(longc, "long", 4, 0), 4);
+    for (int i = 0; i < 100 && conns_of(t1, b1.port) == 0; i++) {
+        usleep(5000);
+    }
+    ASSERT_UINT_EQ(conns_of(t1, b1.port), 1);
+
+    /* b1 draining, b2 healthy: new connections go to b2 only. */
+    bs[0].draining = true;
+    bs[1].weight = 1;
+    struct lb_table *t2 = table1(l.vip, bs, 2, false, t1);
+    lb_proxy_publish(l.p, lb_table_ref(t2));
+    uint64_t t0 = mono_ms();
+    usleep(50000);
+    for (int i = 0; i < 10; i++) {
+        ASSERT_INT_EQ(request(l.vip, "n", 1), '2');
+    }
+    ASSERT_UINT_EQ(conns_of(t2, b1.port), 1); /* still open, still counted */
+
+    /* Ended by the drain timeout, not before. */
+    struct cm_buf got = {0};
+    int rv = read_all(longc, &got);
+    uint64_t waited = mono_ms() - t0;
+    ASSERT_TRUE(rv == 0 || rv == -ECONNRESET);
+    ASSERT_INT_OP(waited, >=, 350);
+    ASSERT_INT_OP(waited, <, 3000);
+    cm_buf_done(&got);
+    close(longc);
+    for (int i = 0; i < 100 && conns_of(t2, b1.port) != 0; i++) {
+        usleep(5000);
+    }
+    ASSERT_UINT_EQ(conns_of(t2, b1.port), 0);
+    lbt_stop(&l);
+    lb_table_unref(t1);
+    lb_table_unref(t2);
+    backend_stop(&b1);
+    backend_stop(&b2);
+}
+
+TEST(idle_timeout)
+{
+    struct backend b;
+    backend_start(&b, "b1");
+    struct lb_backend_spec bs[] = {bspec(b.port, 1)};
+    struct lb_table *t = table1(vip_ep(), bs, 1, false, NULL);
+    struct lb_proxy_opts o = {.seed = 7, .idle_timeout_ms = 200};
+    struct lbt l;
+    lbt_start(&l, &o, t);
+    int fd = client_connect(l.vip);
+    uint64_t t0 = mono_ms();
+    struct cm_buf got = {0};
+    int rv = read_all(fd, &got);
+    ASSERT_TRUE(rv == 0 || rv == -ECONNRESET);
+    ASSERT_INT_OP(mono_ms() - t0, >=, 150);
+    close(fd);
+    cm_buf_done(&got);
+    lbt_stop(&l);
+    lb_table_unref(t);
+    backend_stop(&b);
+}
+
+/* Removing the VIP closes its listener; connections in flight are unaffected. */
+TEST(table_swap_listeners)
+{
+    struct backend b;
+    backend_start(&b, "b1");
+    struct lb_backend_spec bs[] = {bspec(b.port, 1)};
+    struct lb_table *t = table1(vip_ep(), bs, 1, false, NULL);
+    struct lb_proxy_opts o = {.seed = 8};
+    struct lbt l;
+    lbt_start(&l, &o, t);
+    ASSERT_INT_EQ(request(l.vip, "a", 1), '1');
+    struct lb_table *empty;
+    ASSERT_OK(lb_table_new(NULL, 0, t, &empty, NULL));
+    lb_proxy_publish(l.p, empty);
+    int refused = 0;
+    for (int i = 0; i < 100 && !refused; i++) {
+        usleep(5000);
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in sa = {
+            .sin_family = AF_INET, .sin_addr = l.vip.addr, .sin_port = htons(l.vip.port)};
+        refused = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0;
+        close(fd);
+    }
+    ASSERT_TRUE(refused);
+    lbt_stop(&l);
+    lb_table_unref(t);
+    backend_stop(&b);
+}
