@@ -77,7 +77,14 @@ void iso__init_run(const struct iso__init_args *a)
     }
     sigprocmask(SIG_SETMASK, &set, NULL);
 
+    /* _Fork: no atfork handlers, no malloc locks. The fork-based init runs in a
+     * raw-cloned copy of a possibly multi-threaded daemon, where a lock another
+     * thread held at clone time stays held forever. */
+#if defined(__GLIBC__) && __GLIBC_PREREQ(2, 34)
+    pid_t task = _Fork();
+#else
     pid_t task = fork();
+#endif
     if (task == 0) {
         exec_task(a);
     }
