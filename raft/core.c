@@ -441,10 +441,9 @@ static void election_timeout(struct raft *r)
 /* The transport saw the leader's connection close: most likely it crashed or
  * exited. Waiting a whole election timeout (thesis §3.4) would leave the cluster
  * without a leader for 1-2 s; instead forget the leader (which drops its lease,
- * thesis §4.2.3) and campaign after a short random delay, spread over two
- * heartbeat intervals so that followers which all saw the close do not split
- * the vote. If the leader is in fact alive, the other followers still hold its
- * lease and refuse the pre-vote (§9.6), so nothing is disrupted. */
+ * thesis §4.2.3) and campaign after a short delay. If the leader is in fact alive, the
+ * other followers still hold its lease and refuse the pre-vote (§9.6), so nothing is
+ * disrupted. */
 static void peer_lost(struct raft *r, raft_id id)
 {
     if (r->role != RAFT_FOLLOWER || id == 0 || id != r->leader) {
@@ -455,9 +454,20 @@ static void peer_lost(struct raft *r, raft_id id)
     if (!can_campaign(r)) {
         return;
     }
-    unsigned spread = 2 * r->o.heartbeat_ms;
+    /* Stagger by rank among the other voters so that the followers which all
+     * saw the close campaign one after another, a heartbeat apart, instead of
+     * splitting the vote (which would cost a whole election timeout). */
+    unsigned rank = 0;
+    for (unsigned i = 0; i < r->config.n; i++) {
+        const struct raft_server *sv = &r->config.servers[i];
+        if (sv->role == RAFT_VOTER && sv->id != id && sv->id < r->o.id) {
+            rank++;
+        }
+    }
+    unsigned hb = r->o.heartbeat_ms;
     r->election_start = r->now;
-    r->election_timeout = (unsigned)cm_rng_range(&r->rng, spread / 8, spread);
+    r->election_timeout =
+        hb / 4 + rank * hb + (unsigned)cm_rng_below(&r->rng, hb / 4 + 1);
 }
 
 /* Thesis §6.2 check-quorum: a leader that has not heard from a majority of

@@ -1106,11 +1106,26 @@ void cluster_crash(struct cluster *c, raft_id id)
     disk_drop_writes(&n->disk);
     node_stop(n);
     if (c->o.peer_lost_on_crash) {
+        /* The connection's close reaches each peer after the data already in
+         * flight on it, as with TCP: a marker flight (type 0) queued behind
+         * them. */
         for (unsigned i = 0; i < c->o.n; i++) {
             raft_id other = i + 1;
-            if (other != id && c->nodes[i].up && !link_get(c, id, other)->cut) {
-                cluster_peer_lost(c, other, id);
+            if (other == id) {
+                continue;
             }
+            raft_time due = c->now + net_delay(c);
+            for (unsigned k = 0; k < c->n_flights; k++) {
+                const struct flight *f = &c->flights[k];
+                if (f->m.from == id && f->m.to == other && f->due >= due) {
+                    due = f->due + 1;
+                }
+            }
+            struct raft_message close_marker;
+            memset(&close_marker, 0, sizeof close_marker);
+            close_marker.from = id;
+            close_marker.to = other;
+            flight_add(c, &close_marker, due);
         }
     }
 }
@@ -1170,6 +1185,14 @@ static void deliver(struct cluster *c, unsigned k)
     struct flight f = c->flights[k];
     c->flights[k] = c->flights[--c->n_flights];
     struct node *n = node_get(c, f.m.to);
+    if (f.m.type == 0) {
+        /* A connection-close marker (cluster_crash): like a FIN, it is lost
+         * with the link. */
+        if (n->up && !link_get(c, f.m.from, f.m.to)->cut) {
+            cluster_peer_lost(c, f.m.to, f.m.from);
+        }
+        return;
+    }
     char desc[128];
     msg_describe(&f.m, desc, sizeof desc);
     if (!n->up || link_get(c, f.m.from, f.m.to)->cut) {

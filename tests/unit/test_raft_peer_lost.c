@@ -1,6 +1,8 @@
 /* RAFT_EVENT_PEER_LOST: a follower that loses its leader's connection campaigns
  * after a short random delay instead of a whole election timeout; a false alarm
  * about a live leader disrupts nothing (the other followers keep its lease). */
+#include <stdlib.h>
+
 #include "base/base.h"
 #include "cluster.h"
 #include "raft/raft.h"
@@ -19,6 +21,8 @@ static struct cluster *three(uint64_t seed, bool notify)
     cluster_options_default(&o);
     o.seed = seed;
     o.peer_lost_on_crash = notify;
+    o.trace_stdout = notify && getenv("PEER_LOST_TRACE") != NULL &&
+                     (uint64_t)atoi(getenv("PEER_LOST_TRACE")) == seed;
     return cluster_new(&o);
 }
 
@@ -45,6 +49,10 @@ TEST(peer_lost_makes_failover_fast)
     raft_time worst_fast = 0, best_slow = UINT64_MAX;
     for (uint64_t seed = 1; seed <= 20; seed++) {
         raft_time fast = failover_ms(seed, true);
+        if (getenv("PEER_LOST_DEBUG") != NULL) {
+            printf("# seed %llu: %llu ms\n", (unsigned long long)seed,
+                   (unsigned long long)fast);
+        }
         raft_time slow = failover_ms(seed, false);
         worst_fast = CM_MAX(worst_fast, fast);
         best_slow = CM_MIN(best_slow, slow);
