@@ -297,6 +297,14 @@ int sched__cons_prepare(struct sched *s, uint32_t app, const struct sched_constr
     }
     pc->n = (uint32_t)num;
     pc->keyidx = SCHED__NONE;
+    pc->col = SCHED__NONE;
+    if (pc->key != 0) {
+        int rv = sched__col_get(s, pc->key, &pc->col);
+        if (rv != 0) {
+            sched__cons_done(pc);
+            return rv;
+        }
+    }
     if (pc->key != 0 && (pc->op == SCHED__OP_UNIQUE || pc->op == SCHED__OP_CLUSTER ||
                          pc->op == SCHED__OP_GROUP_BY || pc->op == SCHED__OP_MAX_PER)) {
         int rv = sched__app_key(s, app, pc->key, &pc->keyidx);
@@ -330,10 +338,10 @@ static bool regex_ok(const struct sched *s, struct sched__pcons *pc, uint32_t va
 }
 
 bool sched__cons_ok(const struct sched *s, const struct sched__app *app,
-                    struct sched__pcons *pc, const struct sched__node *n)
+                    struct sched__pcons *pc, uint32_t val)
 {
-    bool scalar;
-    uint32_t val = pc->key ? sched__node_val(n, pc->key, &scalar) : 0;
+    bool scalar = val & SCHED__COL_SCALAR;
+    val &= ~SCHED__COL_SCALAR;
     if (val == 0) {
         return pc->op == SCHED__OP_UNLIKE;
     }

@@ -53,8 +53,8 @@ enum fit {
     FIT_CONS,
 };
 
-static bool res_ok(const struct preq *pr, const struct sched__node *n,
-                   const struct sched__rsv *r, int k)
+static inline bool res_ok(const struct preq *pr, const struct sched__node *n,
+                          const struct sched__rsv *r, int k)
 {
     uint64_t avail = pr->star_ok ? sat_sub(n->star_cap[k], n->star_used[k]) : 0;
     if (r != NULL) {
@@ -77,7 +77,14 @@ static bool ports_ok(const struct preq *pr, const struct sched__node *n)
     return true;
 }
 
-static enum fit fits(const struct sched *s, struct preq *pr, struct sched__node *n)
+/* The full check, on the node itself. */
+static inline uint32_t col_val(const struct sched *s, const struct sched__pcons *pc,
+                               uint32_t pos)
+{
+    return pc->col == SCHED__NONE ? 0 : s->cols[pc->col].vals[pos];
+}
+
+static enum fit fits_slow(const struct sched *s, struct preq *pr, struct sched__node *n)
 {
     if (n->state != SCHED_NODE_UP) {
         return FIT_STATE;
@@ -96,8 +103,48 @@ static enum fit fits(const struct sched *s, struct preq *pr, struct sched__node 
     }
     const struct sched__app *app = &s->apps[pr->app];
     for (uint32_t i = 0; i < pr->n_cons; i++) {
-        if (!sched__cons_ok(s, app, &pr->cons[i], n)) {
+        if (!sched__cons_ok(s, app, &pr->cons[i],
+                            col_val(s, &pr->cons[i], n->live_pos))) {
             return FIT_CONS;
+        }
+    }
+    return FIT_OK;
+}
+
+/* The same verdict as fits_slow, reading the packed copy first: most nodes are
+ * rejected (or accepted) without touching the node itself. */
+static inline enum fit fits(const struct sched *s, struct preq *pr,
+                            const struct sched__hot *h)
+{
+    if (!h->up) {
+        return FIT_STATE;
+    }
+    if (h->n_rsv && pr->rsv_ok) {
+        return fits_slow(s, pr, &s->nodes[h->slot]);
+    }
+    if (!pr->star_ok) {
+        return FIT_ROLE;
+    }
+    const uint64_t *d = pr->req->res.v;
+    if ((d[0] > h->avail[0]) | (d[1] > h->avail[1]) | (d[2] > h->avail[2]) |
+        (d[3] > h->avail[3])) {
+        return FIT_RES;
+    }
+    if (pr->n_fixed | pr->n_dyn) {
+        if (pr->n_fixed + pr->n_dyn > h->ports_free) {
+            return FIT_PORTS;
+        }
+        if (pr->n_fixed && !ports_ok(pr, &s->nodes[h->slot])) {
+            return FIT_PORTS;
+        }
+    }
+    if (pr->n_cons) {
+        const struct sched__app *app = &s->apps[pr->app];
+        uint32_t pos = (uint32_t)(h - s->hot);
+        for (uint32_t i = 0; i < pr->n_cons; i++) {
+            if (!sched__cons_ok(s, app, &pr->cons[i], col_val(s, &pr->cons[i], pos))) {
+                return FIT_CONS;
+            }
         }
     }
     return FIT_OK;
@@ -123,21 +170,18 @@ static void explain(const struct sched *s, struct preq *pr, struct sched_explain
         }
         e->ports += !ports_ok(pr, n);
         for (uint32_t c = 0; c < pr->n_cons; c++) {
-            e->constraint[c] += !sched__cons_ok(s, app, &pr->cons[c], n);
+            e->constraint[c] +=
+                !sched__cons_ok(s, app, &pr->cons[c], col_val(s, &pr->cons[c], i));
         }
     }
 }
 
-/* How full @n would be with @d on it, over cpus and mem, in 1/2^20 units. */
-static uint64_t fullness(const struct sched__node *n, const uint64_t *d)
+/* How full the node would be with @d on it: the sum of its cpus and mem
+ * fractions. */
+static inline double fullness(const struct sched__hot *h, const uint64_t *d)
 {
-    uint64_t sc = 0;
-    for (int k = SCHED_RES_CPUS; k <= SCHED_RES_MEM; k++) {
-        if (n->total[k] > 0) {
-            sc += ((n->used[k] + d[k]) << 20) / n->total[k];
-        }
-    }
-    return sc;
+    return (double)(h->used[0] + d[0]) * h->inv_total[0] +
+           (double)(h->used[1] + d[1]) * h->inv_total[1];
 }
 
 static uint32_t gcd32(uint32_t a, uint32_t b)
@@ -181,20 +225,19 @@ static uint32_t pick_node(struct sched *s, struct preq *pr)
     bool binpack = s->opts.policy == SCHED_POLICY_BINPACK;
     const uint64_t *d = pr->req->res.v;
     uint32_t best = SCHED__NONE, found = 0;
-    uint64_t best_score = 0;
+    double best_score = 0;
     for (uint32_t i = 0; i < n; i++) {
-        uint32_t slot = s->live[pos];
+        const struct sched__hot *h = &s->hot[pos];
         pos += stride;
         if (pos >= n) {
             pos -= n;
         }
-        struct sched__node *node = &s->nodes[slot];
-        if (fits(s, pr, node) != FIT_OK) {
+        if (fits(s, pr, h) != FIT_OK) {
             continue;
         }
-        uint64_t sc = fullness(node, d);
+        double sc = fullness(h, d);
         if (best == SCHED__NONE || (binpack ? sc > best_score : sc < best_score)) {
-            best = slot;
+            best = h->slot;
             best_score = sc;
         }
         if (++found >= k) {
@@ -329,11 +372,30 @@ static int add_unplaced(struct place_ctx *c, uint32_t ri, const struct sched_exp
     return 0;
 }
 
+/* "<app>#<n>" with the app's next unused n. */
 static const char *gen_id(struct sched *s, struct preq *pr, char *buf, size_t cap)
 {
     struct sched__app *a = &s->apps[pr->app];
+    const char *name = s->strs.s[a->name_str];
+    size_t len = strlen(name);
+    if (len > cap - 16) {
+        len = cap - 16;
+    }
+    memcpy(buf, name, len);
+    buf[len] = '#';
     do {
-        snprintf(buf, cap, "%s#%u", s->strs.s[a->name_str], a->gen_seq++);
+        /* Formatted by hand: snprintf was a visible part of a placement. */
+        char digits[12];
+        size_t nd = 0;
+        uint32_t v = a->gen_seq++;
+        do {
+            digits[nd++] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v != 0);
+        for (size_t i = 0; i < nd; i++) {
+            buf[len + 1 + i] = digits[nd - 1 - i];
+        }
+        buf[len + 1 + nd] = '\0';
     } while (sched__task_exists(s, buf));
     return buf;
 }

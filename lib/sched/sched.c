@@ -88,6 +88,11 @@ void sched_free(struct sched *s)
     }
     cm_free(&s->nodes);
     cm_free(&s->live);
+    cm_free(&s->hot);
+    for (uint32_t i = 0; i < s->n_cols; i++) {
+        cm_free(&s->cols[i].vals);
+    }
+    cm_free(&s->cols);
     sched__imap_done(&s->node_by_id);
     for (uint32_t i = 0; i < s->n_tasks_slots; i++) {
         cm_free(&s->tasks[i].id);
@@ -366,6 +371,47 @@ bool sched_port_used(const struct sched *s, const char *node, uint16_t port)
 
 /* ------------------------------------------------------------------ tasks */
 
+int sched__col_get(struct sched *s, uint32_t key, uint32_t *ret_col)
+{
+    for (uint32_t c = 0; c < s->n_cols; c++) {
+        if (s->cols[c].key == key) {
+            *ret_col = c;
+            return 0;
+        }
+    }
+    uint32_t *vals = cm_calloc(s->cap_live ? s->cap_live : 1, sizeof(*vals));
+    struct sched__col *cols =
+        vals ? cm_reallocarray(s->cols, s->n_cols + 1, sizeof(*cols)) : NULL;
+    if (cols == NULL) {
+        cm_free(&vals);
+        return CM_ENOMEM;
+    }
+    s->cols = cols;
+    for (uint32_t i = 0; i < s->n_live; i++) {
+        vals[i] = sched__col_entry(&s->nodes[s->live[i]], key);
+    }
+    s->cols[s->n_cols] = (struct sched__col){.key = key, .vals = vals};
+    *ret_col = s->n_cols++;
+    return 0;
+}
+
+void sched__hot_sync(struct sched *s, const struct sched__node *n)
+{
+    struct sched__hot *h = &s->hot[n->live_pos];
+    for (int k = 0; k < NRES; k++) {
+        h->avail[k] =
+            n->star_cap[k] > n->star_used[k] ? n->star_cap[k] - n->star_used[k] : 0;
+    }
+    for (int k = 0; k < 2; k++) {
+        h->used[k] = n->used[k];
+        h->inv_total[k] = n->total[k] ? 1.0 / (double)n->total[k] : 0.0;
+    }
+    h->slot = (uint32_t)(n - s->nodes);
+    h->ports_free = n->ports_free;
+    h->up = n->state == SCHED_NODE_UP;
+    h->n_rsv = n->n_rsv > 0;
+}
+
 struct sched__rsv *sched__node_rsv(struct sched__node *n, uint32_t role)
 {
     for (uint32_t i = 0; i < n->n_rsv; i++) {
@@ -478,6 +524,7 @@ int sched__task_insert(struct sched *s, const char *id, uint32_t app, uint32_t r
     }
     sched__smap_insert(&s->task_by_id, h, idx);
     s->n_tasks++;
+    sched__hot_sync(s, n);
     if (ret_idx != NULL) {
         *ret_idx = idx;
     }
@@ -531,6 +578,7 @@ void sched__task_delete(struct sched *s, uint32_t idx)
     t->next = s->task_free;
     s->task_free = idx;
     s->n_tasks--;
+    sched__hot_sync(s, n);
 }
 
 static uint32_t node_find(const struct sched *s, const char *id)
@@ -785,6 +833,18 @@ int sched_node_upsert(struct sched *s, const struct sched_node *in)
                 goto err;
             }
             s->live = live;
+            struct sched__hot *hot = cm_reallocarray(s->hot, s->cap_nodes, sizeof(*hot));
+            if (hot == NULL) {
+                goto err;
+            }
+            s->hot = hot;
+            for (uint32_t c = 0; c < s->n_cols; c++) {
+                uint32_t *v = cm_reallocarray(s->cols[c].vals, s->cap_nodes, sizeof(*v));
+                if (v == NULL) {
+                    goto err;
+                }
+                s->cols[c].vals = v;
+            }
             s->cap_live = s->cap_nodes;
         }
     }
@@ -830,6 +890,10 @@ int sched_node_upsert(struct sched *s, const struct sched_node *in)
     n->ext_ports = ext;
     n->n_ext_ports = (uint32_t)in->n_used_ports;
     node_recount(s, n);
+    sched__hot_sync(s, n);
+    for (uint32_t c = 0; c < s->n_cols; c++) {
+        s->cols[c].vals[n->live_pos] = sched__col_entry(n, s->cols[c].key);
+    }
     cluster_add(s, n, +1);
     return 0;
 
@@ -856,6 +920,10 @@ int sched_node_remove(struct sched *s, const char *id)
     sched__imap_remove(&s->node_by_id, n->id_str);
     uint32_t last = s->live[--s->n_live];
     s->live[n->live_pos] = last;
+    s->hot[n->live_pos] = s->hot[s->n_live];
+    for (uint32_t c = 0; c < s->n_cols; c++) {
+        s->cols[c].vals[n->live_pos] = s->cols[c].vals[s->n_live];
+    }
     s->nodes[last].live_pos = n->live_pos;
     node_arrays_free(n);
     n->live = false;

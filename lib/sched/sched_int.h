@@ -151,6 +151,27 @@ struct sched__role {
     uint32_t q_head, q_tail;
 };
 
+/* What the candidate walk reads for every node, packed densely in the order of
+ * `live` so a walk touches one or two cache lines per node. Mirrors the node
+ * (sched__hot_sync after every change). */
+struct sched__hot {
+    uint64_t avail[NRES]; /* unreserved resources free */
+    uint64_t used[2];     /* cpus and mem in use, all pools */
+    double inv_total[2];  /* 1 / total cpus and mem, 0 when total is 0 */
+    uint32_t slot;
+    uint32_t ports_free;
+    uint8_t up;    /* state == SCHED_NODE_UP */
+    uint8_t n_rsv; /* has reservations */
+};
+
+/* One attribute (or hostname) of every node, parallel to `live`: value id, with
+ * SCHED__COL_SCALAR set for scalars. Built on the first constraint on that key. */
+#define SCHED__COL_SCALAR 0x80000000u
+struct sched__col {
+    uint32_t key;
+    uint32_t *vals;
+};
+
 struct sched {
     struct sched_options opts;
     struct cm_rng rng;
@@ -158,8 +179,11 @@ struct sched {
 
     struct sched__node *nodes; /* slots; !live = free */
     uint32_t n_nodes, cap_nodes;
-    uint32_t *live; /* slots of the known nodes, dense */
+    uint32_t *live;         /* slots of the known nodes, dense */
+    struct sched__hot *hot; /* parallel to live */
     uint32_t n_live, cap_live;
+    struct sched__col *cols;
+    uint32_t n_cols;
     struct sched__imap node_by_id; /* id string -> slot */
     uint64_t cluster_total[NRES];  /* sum over up nodes */
 
@@ -205,6 +229,7 @@ int sched__task_insert(struct sched *s, const char *id, uint32_t app, uint32_t r
                        const uint16_t *ports, uint32_t n_ports, uint32_t *ret_idx);
 void sched__task_delete(struct sched *s, uint32_t idx);
 bool sched__task_exists(const struct sched *s, const char *id);
+void sched__hot_sync(struct sched *s, const struct sched__node *n);
 /* The reservation of @node for @role, or NULL. */
 struct sched__rsv *sched__node_rsv(struct sched__node *n, uint32_t role);
 /* Port bitmap helpers. */
@@ -228,6 +253,7 @@ struct sched__pcons {
     enum sched__op op;
     uint32_t key;        /* string id, SCHED__KEY_HOST, or 0 (no node has it) */
     uint32_t keyidx;     /* into the app's keys, for counting operators */
+    uint32_t col;        /* into s->cols, SCHED__NONE when key == 0 */
     uint32_t val_raw;    /* string id of the value as given (0 = absent/unknown) */
     uint32_t val_scalar; /* string id of the value in "0.###" form (IS) */
     bool has_value;
@@ -243,8 +269,18 @@ int sched__op_parse(const char *op, enum sched__op *ret);
 int sched__cons_prepare(struct sched *s, uint32_t app, const struct sched_constraint *c,
                         struct sched__pcons *pc);
 void sched__cons_done(struct sched__pcons *pc);
+/* Whether a node whose value for the constraint's field is @val (a column entry:
+ * value id | SCHED__COL_SCALAR, 0 = absent) satisfies it. */
 bool sched__cons_ok(const struct sched *s, const struct sched__app *app,
-                    struct sched__pcons *pc, const struct sched__node *n);
+                    struct sched__pcons *pc, uint32_t val);
+static inline uint32_t sched__col_entry(const struct sched__node *n, uint32_t key)
+{
+    bool scalar = false;
+    uint32_t v = key ? sched__node_val(n, key, &scalar) : 0;
+    return v | (scalar ? SCHED__COL_SCALAR : 0);
+}
+/* The column of @key (built on first use). 0 or CM_ENOMEM. */
+int sched__col_get(struct sched *s, uint32_t key, uint32_t *ret_col);
 /* "0.###" form of a decimal number into @out; false when @s is not one. */
 bool sched__scalar_format(const char *s, char out[64]);
 
