@@ -23,8 +23,10 @@
  * otherwise, pointers passed in are borrowed for the duration of the call.
  *
  * Thread safety: none; each manager and cgroup is used from one thread. iso_spawn
- * forks: call it from a process whose other threads hold no locks the child needs
- * (the child uses only async-signal-safe calls and snprintf).
+ * clones the caller: the child uses only async-signal-safe calls (and snprintf)
+ * until it execs, and the fork-based init forks the task with _Fork(). A
+ * multi-threaded daemon should still prefer the re-exec'd init
+ * (iso_spawn_opts.init_path), which starts from a fresh image.
  */
 #ifndef ISO_H
 #define ISO_H
