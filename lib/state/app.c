@@ -735,7 +735,9 @@ static void read_port_mapping(struct rd *r, const cJSON *e,
         }
     } else {
         get_i32(r, e, "containerPort", &pm->container_port);
-        get_i32(r, e, "hostPort", &pm->host_port);
+        if (get_i32(r, e, "hostPort", &pm->host_port) && pm->host_port < 0) {
+            rd_invalid_at(r, "hostPort", "error.min");
+        }
         get_i32(r, e, "servicePort", &pm->service_port);
         get_str_arr(r, e, "networkNames", &pm->network_names, &pm->n_network_names);
     }
@@ -1083,8 +1085,13 @@ static void read_health_checks(struct rd *r, const cJSON *obj, struct cm_app *ap
         hc->proto = p < 0 ? CM_APP_HC_HTTP : (enum cm_app_hc_proto)p;
         hc->port_index = -1;
         hc->port = -1;
-        get_i32(r, e, "portIndex", &hc->port_index);
-        get_i32(r, e, "port", &hc->port);
+        /* -1 means "unset" inside; an explicit negative value is an error. */
+        if (get_i32(r, e, "portIndex", &hc->port_index) && hc->port_index < 0) {
+            rd_invalid_at(r, "portIndex", "error.min");
+        }
+        if (get_i32(r, e, "port", &hc->port) && hc->port < 0) {
+            rd_invalid_at(r, "port", "error.min");
+        }
         hc->grace_period_s = CM_APP_DEFAULT_HC_GRACE_PERIOD;
         hc->interval_s = CM_APP_DEFAULT_HC_INTERVAL;
         hc->timeout_s = CM_APP_DEFAULT_HC_TIMEOUT;
@@ -1234,8 +1241,12 @@ static void read_check(struct rd *r, const cJSON *obj, struct cm_app *app)
         const cJSON *h = http != NULL ? http : tcp;
         size_t o2 = rd_key(r, http != NULL ? "http" : "tcp");
         ck->kind = http != NULL ? CM_APP_CHECK_HTTP : CM_APP_CHECK_TCP;
-        get_i32(r, h, "portIndex", &ck->port_index);
-        get_i32(r, h, "port", &ck->port);
+        if (get_i32(r, h, "portIndex", &ck->port_index) && ck->port_index < 0) {
+            rd_invalid_at(r, "portIndex", "error.min");
+        }
+        if (get_i32(r, h, "port", &ck->port) && ck->port < 0) {
+            rd_invalid_at(r, "port", "error.min");
+        }
         if (http != NULL) {
             if (!get_str(r, h, "path", &ck->path)) {
                 ck->path = rd_dup(r, "/");
@@ -1758,7 +1769,10 @@ static void read_app(struct rd *r, const cJSON *obj, const struct cm_app_parse_o
     get_i32(r, obj, "backoffSeconds", &app->backoff_s);
     get_num(r, obj, "backoffFactor", &app->backoff_factor);
     get_i32(r, obj, "maxLaunchDelaySeconds", &app->max_launch_delay_s);
-    get_i32(r, obj, "taskKillGracePeriodSeconds", &app->task_kill_grace_period_s);
+    if (get_i32(r, obj, "taskKillGracePeriodSeconds", &app->task_kill_grace_period_s) &&
+        app->task_kill_grace_period_s < 0) {
+        rd_invalid_at(r, "taskKillGracePeriodSeconds", "error.min");
+    }
     static const char *const kills[] = {"YOUNGEST_FIRST", "OLDEST_FIRST"};
     app->kill_selection = get_enum(r, obj, "killSelection", kills, 2) == 1
                               ? CM_APP_KILL_OLDEST_FIRST
