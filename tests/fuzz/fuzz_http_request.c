@@ -62,7 +62,8 @@ static void run(const uint8_t *data, size_t size, const uint8_t *split, size_t n
         for (;;) {
             size_t piece = size - off;
             if (split != NULL && nsplit > 0) {
-                piece = CM_MIN(piece, (size_t)split[si++ % nsplit] % 64 + 1);
+                size_t k = (size_t)split[si++ % nsplit] % 64 + 1; /* CM_MIN: once */
+                piece = CM_MIN(piece, k);
             }
             size_t used = 0;
             rv = cm_http_parser_feed(p, data + off, piece, &used);

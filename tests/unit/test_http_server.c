@@ -244,8 +244,8 @@ struct raw_wait {
 static bool raw_has(void *arg)
 {
     struct raw_wait *w = arg;
-    struct resp tmp[16];
-    return raw_parse(w->r, tmp, 16, w->head) >= w->n;
+    static struct resp tmp[512];
+    return raw_parse(w->r, tmp, (int)CM_ARRAY_SIZE(tmp), w->head) >= w->n;
 }
 
 struct raw_text {
@@ -1106,4 +1106,70 @@ TEST(client_sync_helper)
     ASSERT_ERR(rv, CM_ECONNREFUSED);
     ASSERT_TRUE(strstr(eb.msg, "/v2/apps") != NULL);
     ASSERT_NULL(body);
+}
+
+/* Many pipelined requests in one write: more than the input buffer holds and
+ * more than the per-wake-up budget, all answered in order. */
+TEST(server_many_pipelined)
+{
+    struct fx f;
+    fx_start(&f, NULL);
+    ASSERT_OK(cm_http_server_route(f.srv, "GET", "/n/{name}", 0, h_echo, NULL));
+    enum { N = 300 };
+    struct cm_buf b = {0};
+    for (int i = 0; i < N; i++) {
+        ASSERT_OK(cm_buf_printf(&b,
+                                "GET /n/%d HTTP/1.1\r\nHost: x\r\nX-Pad: "
+                                "%0100d\r\n\r\n",
+                                i, 0));
+    }
+    ASSERT_TRUE(b.len > 32 * 1024);
+    struct raw r;
+    raw_connect(&r, &f);
+    raw_send(&r, b.data, b.len);
+    cm_buf_done(&b);
+    static struct resp out[N];
+    raw_expect(&f, &r, N, out, false);
+    for (int i = 0; i < N; i++) {
+        char want[64];
+        snprintf(want, sizeof(want), "GET /n/%d name=%d body=", i, i);
+        ASSERT_STR_EQ(out[i].body, want);
+    }
+    raw_close(&r);
+    WAIT(f.loop, no_conns, &f);
+    fx_end(&f);
+}
+
+/* A streamed answer to a client that does not read is bounded by max_output. */
+static void h_flood(struct cm_http_req *req, void *data)
+{
+    int *rv = data;
+    char chunk[1024];
+    memset(chunk, 'f', sizeof(chunk));
+    ASSERT_OK(cm_http_stream_begin(req, 200, "application/octet-stream"));
+    for (int i = 0; i < 1000; i++) {
+        *rv = cm_http_stream_write(req, chunk, sizeof(chunk));
+        if (*rv != 0) {
+            break;
+        }
+    }
+    ASSERT_ERR(cm_http_stream_write(req, chunk, 1), CM_ECLOSED);
+    ASSERT_ERR(cm_http_stream_end(req), CM_ECLOSED);
+}
+
+TEST(server_output_limit)
+{
+    struct fx f;
+    struct cm_http_server_options o = {.max_output = 64 * 1024};
+    fx_start(&f, &o);
+    int rv = 0;
+    ASSERT_OK(cm_http_server_route(f.srv, "GET", "/flood", 0, h_flood, &rv));
+    struct raw r;
+    raw_connect(&r, &f);
+    raw_sends(&r, "GET /flood HTTP/1.1\r\nHost: x\r\n\r\n");
+    WAIT(f.loop, raw_eof, &r);
+    ASSERT_ERR(rv, CM_ETOOBIG);
+    raw_close(&r);
+    WAIT(f.loop, no_conns, &f);
+    fx_end(&f);
 }
