@@ -29,7 +29,7 @@ static const char *const roles[] = {"*", "r1", "r2"};
 static const char *const racks[] = {"r-1", "r-2", "r-3", NULL};
 
 struct m_node {
-    char id[8];
+    char id[16];
     const char *rack; /* NULL = no rack_id attribute */
     bool up;
     uint64_t total[NR];
@@ -407,7 +407,7 @@ static void run_one(uint64_t seed, struct transcript *tr, bool check)
         }
         int app = (int)cm_rng_below(&rng, 4);
         int role = (int)cm_rng_below(&rng, 3);
-        char app_name[8];
+        char app_name[16];
         snprintf(app_name, sizeof(app_name), "/a%d", app);
         struct sched_request r = {
             .app = app_name,
@@ -592,7 +592,7 @@ static int oom_place(void *arg)
         ASSERT_UINT_EQ(sched_task_count(c->s, NULL, NULL), 1);
         struct sched_resources u;
         for (int i = 0; i < 4; i++) {
-            char id[8];
+            char id[16];
             snprintf(id, sizeof(id), "n%d", i);
             ASSERT_OK(sched_node_usage(c->s, id, &u, NULL));
             ASSERT_UINT_EQ(u.v[SCHED_RES_CPUS], i == 0 ? 100 : 0);
@@ -620,7 +620,7 @@ static struct sched *oom_cluster(int *ret)
     struct sched_role role = {.name = "r2", .weight = 2, .quota = &q};
     int rv = sched_role_set(s, &role);
     for (int i = 0; rv == 0 && i < 4; i++) {
-        char id[8], rack[8];
+        char id[16], rack[16];
         snprintf(id, sizeof(id), "n%d", i);
         snprintf(rack, sizeof(rack), "r-%d", i % 2);
         struct sched_attr attr = {"rack_id", rack};
