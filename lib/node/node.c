@@ -11,7 +11,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "node/node.h"
+#include "node/node_int.h"
 #include "raft/raft.h"
 #include "state/db.h"
 
@@ -27,6 +27,8 @@ struct cm_node {
     struct cm_state *state;
     struct raft_host *raft;
     bool registered_term; /* node.up proposed in the current leadership */
+    struct cm_controller *controller;
+    ev_prepare changes_w; /* after each loop iteration: react to applied changes */
     ev_signal sigterm_w;
     ev_signal sigint_w;
 };
@@ -154,6 +156,66 @@ static raft_index fsm_applied(void *data)
     return cm_state_applied_index(((struct cm_node *)data)->state);
 }
 
+/* ------------------------------------------------------------------ proposing */
+
+struct proposal {
+    cm_api_done_fn done;
+    void *arg;
+};
+
+static void proposal_done(void *data, int status, raft_index index)
+{
+    struct proposal *p = data;
+    p->done(p->arg, status, index, NULL);
+    cm_free(&p);
+}
+
+/* Validate @cmd against the local replica and propose it. Followers will
+ * forward to the leader (the multi-node issue); for now they refuse with
+ * CM_ENOTLEADER. */
+static int node_propose(void *data, const char *cmd, size_t len, cm_api_done_fn done,
+                        void *arg, struct cm_errbuf *eb)
+{
+    struct cm_node *n = data;
+    int rv = cm_state_validate(n->state, cmd, len, eb);
+    if (rv != 0) {
+        return rv;
+    }
+    struct proposal *p = cm_malloc(sizeof(*p));
+    if (p == NULL) {
+        return cm_err_setf(eb, CM_ENOMEM, "out of memory");
+    }
+    p->done = done;
+    p->arg = arg;
+    rv = raft_host_propose(n->raft, cmd, len, proposal_done, p);
+    if (rv != 0) {
+        cm_free(&p);
+        return cm_err_setf(
+            eb, rv, "%s",
+            rv == CM_ENOTLEADER ? "this node is not the leader" : cm_strerror(rv));
+    }
+    return 0;
+}
+
+static int64_t node_now_ms(void *data)
+{
+    return cm_clock_real_ms(((struct cm_node *)data)->clock);
+}
+
+/* Once per loop iteration, after the commands of the iteration were applied:
+ * tell whoever depends on the replica (DESIGN.md §1: nothing polls). */
+static void changes_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct cm_node *n = cm_container_of(w, struct cm_node, changes_w);
+    unsigned changes = cm_state_take_changes(n->state);
+    if (changes == 0) {
+        return;
+    }
+    cm_controller_kick(n->controller);
+}
+
 /* ------------------------------------------------------------------ registration */
 
 static void registered(void *data, int status, raft_index index)
@@ -226,6 +288,7 @@ static void on_raft_change(void *data, enum raft_role role, raft_term term,
     } else if (role != RAFT_LEADER) {
         n->registered_term = false;
     }
+    cm_controller_set_leader(n->controller, role == RAFT_LEADER);
 }
 
 static void on_raft_fatal(void *data, const struct cm_errbuf *eb)
@@ -323,16 +386,32 @@ int cm_node_start(struct ev_loop *loop, const struct cm_node_config *c,
     ho.on_change = on_raft_change;
     ho.on_fatal = on_raft_fatal;
     ho.data = n;
+    struct cm_node_ctl_ops co = {
+        .data = n,
+        .state = n->state,
+        .propose = node_propose,
+        .now_ms = node_now_ms,
+    };
+    rv = cm_controller_new(loop, &co, &n->controller);
+    if (rv != 0) {
+        raft_config_close(&boot);
+        cm_err_setf(eb, rv, "controller: %s", cm_strerror(rv));
+        goto err_after_state;
+    }
     rv = raft_host_start(loop, &ho, &n->raft, eb);
     raft_config_close(&boot);
     if (rv != 0) {
-        goto err_after_state;
+        goto err_after_controller;
     }
+    ev_prepare_init(&n->changes_w, changes_cb);
+    ev_prepare_start(loop, &n->changes_w);
     cm_info("node", "node %s (raft id %llx) data dir %s, rpc %s", n->name,
             (unsigned long long)n->raft_id, n->c.data_dir, rpc);
     *ret = n;
     return 0;
 
+err_after_controller:
+    cm_controller_free(n->controller);
 err_after_state:
     cm_state_close(n->state);
 err_after_lock:
@@ -351,7 +430,9 @@ void cm_node_free(struct cm_node *n)
     if (n == NULL) {
         return;
     }
+    ev_prepare_stop(n->loop, &n->changes_w);
     raft_host_close(n->raft);
+    cm_controller_free(n->controller);
     cm_state_close(n->state);
     if (n->temp_dir) {
         nftw(n->c.data_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);

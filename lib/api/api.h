@@ -1,0 +1,67 @@
+/* lib/api: the HTTP API every node serves (DESIGN.md §10): Marathon v2
+ * compatible routes, the native /v1 routes, /ping and /metrics.
+ *
+ * The handlers know nothing of raft or the daemon: they read the local replica
+ * (state.db) and change things only by proposing commands through the ops the
+ * daemon provides (struct cm_api_ops). A write is acknowledged once its command
+ * is applied on this node, so a client that reads from the same node next sees
+ * its own write.
+ *
+ * Thread safety: everything runs on the daemon's loop thread.
+ */
+#ifndef CM_API_H
+#define CM_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/base.h"
+
+struct cm_http_server;
+struct cm_state;
+
+/* Completion of a proposal: status 0 once applied here at @index; otherwise a
+ * cm_err (CM_ENOTLEADER when no leader could take it, CM_EVALIDATION with
+ * @msg naming the field, CM_ESHUTDOWN, ...). @msg is borrowed for the call. */
+typedef void (*cm_api_done_fn)(void *arg, int status, uint64_t index, const char *msg);
+
+/* What the daemon gives the handlers. All callbacks get @data. */
+struct cm_api_ops {
+    void *data;
+    /* The local replica (borrowed; valid for the daemon's life). */
+    struct cm_state *(*state)(void *data);
+    /* Validate and propose a command (JSON text, copied): on the leader
+     * directly, on a follower forwarded to the leader. Returns 0 when @done
+     * will run (exactly once, from the loop, never inside this call), or an
+     * error (then @done never runs) with @eb saying why. */
+    int (*propose)(void *data, const char *cmd, size_t len, cm_api_done_fn done,
+                   void *arg, struct cm_errbuf *eb);
+    /* Wall-clock ms since the epoch (the leader stamps commands with it). */
+    int64_t (*now_ms)(void *data);
+    /* The leader's HTTP address "host:port" into @buf; false when unknown. */
+    bool (*leader)(void *data, char *buf, size_t cap);
+    /* This node: its name (node id in the state) and HTTP address. */
+    const char *(*node_name)(void *data);
+    const char *(*http_address)(void *data);
+    /* Logs of a task that runs on this node: up to @max bytes of @stream
+     * ("stdout" or "stderr") from @offset (negative: from the end) into @out;
+     * *ret_next is the offset after them. CM_ENOTFOUND when the task has no
+     * sandbox here. */
+    int (*task_log)(void *data, const char *task_id, const char *stream,
+                    int64_t offset, size_t max, struct cm_buf *out, int64_t *ret_next);
+    /* Prometheus text lines the daemon adds to /metrics (may be NULL). */
+    void (*metrics)(void *data, struct cm_buf *out);
+};
+
+struct cm_api;
+
+/* Register every route on @srv. @ops is copied. Errors: CM_ENOMEM, CM_EINVAL
+ * (a route conflicts). */
+int cm_api_start(struct cm_http_server *srv, const struct cm_api_ops *ops,
+                 struct cm_api **ret);
+/* Stop: pending proposals complete into closed requests harmlessly. Accepts
+ * NULL. */
+void cm_api_free(struct cm_api *api);
+
+#endif /* CM_API_H */
