@@ -232,6 +232,9 @@ static uint32_t pick_node(struct sched *s, struct preq *pr)
         if (pos >= n) {
             pos -= n;
         }
+        /* The walk's order is known: fetch the next node while checking this one
+         * (a random walk defeats the hardware prefetcher). */
+        __builtin_prefetch(&s->hot[pos]);
         if (fits(s, pr, h) != FIT_OK) {
             continue;
         }
