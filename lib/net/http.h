@@ -232,7 +232,9 @@ struct cm_http_server_options {
     size_t body_limit;         /* default per route; 0: CM_HTTP_DEFAULT_BODY_LIMIT */
     size_t max_output;         /* queued answer bytes per connection before a
                                 * stream write fails; 0: 8 MiB */
-    unsigned read_timeout_ms;  /* a request partly received: 408; 0: 10000 */
+    unsigned read_timeout_ms;  /* a request partly received: its head must arrive
+                                * within this, then its body must progress within
+                                * this, else 408; 0: 10000 */
     unsigned idle_timeout_ms;  /* keep-alive with no request: close; 0: 60000 */
     unsigned write_timeout_ms; /* output pending without progress; 0: 30000 */
     unsigned linger_ms;        /* reading and discarding after an error answer
@@ -277,7 +279,7 @@ int cm_http_server_route(struct cm_http_server *srv, const char *method,
 /* Graceful shutdown: stop accepting and close the listener, close idle
  * connections, let requests in progress finish (answers then close the
  * connection) until @deadline_ms, then close everything. @cb (may be NULL) runs
- * once every connection is gone, possibly before this returns. */
+ * once every connection is gone, from the loop (never from inside this call). */
 void cm_http_server_shutdown(struct cm_http_server *srv, unsigned deadline_ms,
                              cm_http_shutdown_fn cb, void *data);
 

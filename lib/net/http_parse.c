@@ -1233,8 +1233,10 @@ int cm_http_parser_feed(struct cm_http_parser *p, const void *data, size_t len,
                 p->resp.status >= 100 && p->resp.status < 200 && p->resp.status != 101) {
                 /* Interim response (RFC 9110 §15.2): skip it, keep the mode. */
                 bool head_req = p->head_request;
+                size_t limit = p->body_limit;
                 cm_http_parser_reset(p);
                 p->head_request = head_req;
+                p->body_limit = limit;
                 rv = 0;
             }
             break;
