@@ -423,6 +423,15 @@ int iso_cgroup_kill(struct iso_cgroup *cg, unsigned timeout_ms, struct cm_errbuf
     }
 }
 
+int iso_cgroup_kill_start(struct iso_cgroup *cg, struct cm_errbuf *eb)
+{
+    int rv = cg->m->ops->kill_pass(cg, eb);
+    if (rv != 0) {
+        return cm_err_wrapf(eb, "kill cgroup `%s/%s`", cg->m->parent, cg->name);
+    }
+    return 0;
+}
+
 int iso_cgroup_oom(struct iso_cgroup *cg, struct iso_cg_oom *ret, struct cm_errbuf *eb)
 {
     struct iso_cg_oom out;

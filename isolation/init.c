@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -56,6 +57,31 @@ static _Noreturn void exec_task(const struct iso__init_args *a)
     int err = errno;
     iso__sync_report(a->sync_fd, err, "exec `%s`", a->argv[0]);
     _exit(err == ENOENT ? 127 : 126);
+}
+
+/* Leave the task's exit code where a supervisor that is not our parent can find
+ * it: write a temporary file, then rename it, so readers see all or nothing. */
+static void write_status(const char *path, int code)
+{
+    char tmp[4096];
+    int n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    if (n < 0 || (size_t)n >= sizeof(tmp)) {
+        return;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        return;
+    }
+    char buf[16];
+    int len = snprintf(buf, sizeof(buf), "%d\n", code);
+    ssize_t w;
+    do {
+        w = write(fd, buf, (size_t)len);
+    } while (w < 0 && errno == EINTR);
+    close(fd);
+    if (w != len || rename(tmp, path) != 0) {
+        unlink(tmp);
+    }
 }
 
 void iso__init_run(const struct iso__init_args *a)
@@ -116,7 +142,11 @@ void iso__init_run(const struct iso__init_args *a)
             if (p == task) {
                 /* Exit at once: as PID 1 our exit makes the kernel SIGKILL the
                  * rest of the namespace. */
-                _exit(iso_exit_code(st));
+                int code = iso_exit_code(st);
+                if (a->status_file != NULL) {
+                    write_status(a->status_file, code);
+                }
+                _exit(code);
             }
         }
     }
@@ -135,6 +165,13 @@ int iso_init_main(int argc, char **argv)
             return 2;
         }
         a.sync_fd = (int)v;
+        i += 2;
+    }
+    if (i + 1 < argc && strcmp(argv[i], "--status-file") == 0) {
+        if (argv[i + 1][0] == '\0') {
+            return 2;
+        }
+        a.status_file = argv[i + 1];
         i += 2;
     }
     if (i + 1 < argc && strcmp(argv[i], "--cmd") == 0 && i + 2 == argc) {

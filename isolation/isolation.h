@@ -310,6 +310,13 @@ int iso_cgroup_add_pid(struct iso_cgroup *cg, pid_t pid, struct cm_errbuf *eb);
 int iso_cgroup_pids(struct iso_cgroup *cg, pid_t **ret_pids, size_t *ret_n,
                     struct cm_errbuf *eb);
 
+/* One kill pass without waiting: SIGKILL every current member (v2 cgroup.kill
+ * when the kernel has it, else freeze, SIGKILL each pid, thaw; the v1 freeze may
+ * wait up to ~100 ms for FROZEN). For event loops: the caller learns that the
+ * processes are gone from its own watchers and may call it again.
+ * Errors: errno of the syscalls. */
+int iso_cgroup_kill_start(struct iso_cgroup *cg, struct cm_errbuf *eb);
+
 /* Kill every process in the cgroup with SIGKILL and wait until it is empty: v2
  * cgroup.kill when the kernel has it, else freeze, SIGKILL each pid, thaw; looping
  * until cgroup.procs is empty or @timeout_ms passes.
@@ -383,6 +390,14 @@ struct iso_spawn_opts {
     const char *init_path;
     /* How long to wait for the child to report exec (ms); 0: 30 s. */
     unsigned timeout_ms;
+    /* When set, the init writes the task's exit code (what it exits with, as
+     * decimal text and '\n') to this file just before it exits: first to
+     * "<status_file>.tmp", then renamed, so a reader sees all or nothing. A
+     * supervisor that is not the init's parent (re-adopted after a daemon restart)
+     * learns the status from it. A relative path is resolved against @workdir (the
+     * init's working directory); an absolute one is seen through the task's mount
+     * namespace (its private /tmp). Borrowed. */
+    const char *status_file;
 };
 
 /* Start a task. The child is the init (PID 1 of its PID namespace): it forks the
@@ -395,13 +410,18 @@ struct iso_spawn_opts {
  * was reaped. */
 int iso_spawn(const struct iso_spawn_opts *opts, pid_t *ret_pid, struct cm_errbuf *eb);
 
+/* Parse the text an init wrote to its status_file: a decimal exit code 0-255 and
+ * an optional '\n'. Errors: CM_EMALFORMED, CM_ERANGE. */
+int iso_parse_status_file(const char *text, size_t len, int *ret_code);
+
 /* The exit code a shell would report for a wait status: the exit status, or
  * 128+signal. */
 int iso_exit_code(int wstatus);
 
-/* Entry point for `clusterctl __init --sync-fd N (--cmd CMD | -- ARGV...)`, the
- * re-exec'd init. argv[1] is "__init". Returns only on bad arguments (with exit
- * code 2); otherwise exits with the task's status. */
+/* Entry point for `clusterctl __init --sync-fd N [--status-file PATH] (--cmd CMD |
+ * -- ARGV...)`, the re-exec'd init. argv[1] is "__init" (or argv[0], when the
+ * caller strips the program name). Returns only on bad arguments (with exit code
+ * 2); otherwise exits with the task's status. */
 int iso_init_main(int argc, char **argv);
 
 /* ======================================================================= internal
@@ -508,6 +528,7 @@ extern const struct iso__cg_ops iso__cg_v1_ops;
  * init once the task is forked. */
 struct iso__init_args {
     int sync_fd;
+    const char *status_file; /* or NULL: see iso_spawn_opts.status_file */
     const char *cmd;
     char *const *argv;
     char *const *envp;

@@ -320,6 +320,20 @@ int iso_parse_u64(const char *text, size_t len, uint64_t *ret)
     return parse_dec(chomp(text, len), ret);
 }
 
+int iso_parse_status_file(const char *text, size_t len, int *ret_code)
+{
+    uint64_t v;
+    int rv = parse_dec(chomp(text, len), &v);
+    if (rv != 0) {
+        return rv;
+    }
+    if (v > 255) {
+        return CM_ERANGE;
+    }
+    *ret_code = (int)v;
+    return 0;
+}
+
 int iso_parse_limit(const char *text, size_t len, uint64_t *ret)
 {
     struct iso_str s = chomp(text, len);

@@ -108,6 +108,12 @@ static _Noreturn void child_main(const struct iso_spawn_opts *o, int sync, int i
     if (r != 1) {
         _exit(127); /* the parent gave up (cgroup join failed) */
     }
+    /* Open the working directory before the mounts change: a sandbox under /tmp
+     * would be hidden by the private tmpfs, but this fd keeps reaching it. */
+    int wd = open(o->workdir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (wd < 0) {
+        CHILD_FAIL(sync, errno, "chdir `%s`", o->workdir);
+    }
     if (!(o->flags & ISO_SPAWN_NO_NEWNS)) {
         if (o->hostname && sethostname(o->hostname, strlen(o->hostname)) < 0) {
             CHILD_FAIL(sync, errno, "sethostname `%s`", o->hostname);
@@ -128,9 +134,10 @@ static _Noreturn void child_main(const struct iso_spawn_opts *o, int sync, int i
             CHILD_FAIL(sync, errno, "bring up loopback");
         }
     }
-    if (chdir(o->workdir) < 0) {
+    if (fchdir(wd) < 0) {
         CHILD_FAIL(sync, errno, "chdir `%s`", o->workdir);
     }
+    close(wd);
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null < 0) {
         CHILD_FAIL(sync, errno, "open `/dev/null`");
@@ -162,6 +169,7 @@ static _Noreturn void child_main(const struct iso_spawn_opts *o, int sync, int i
     static char *const empty_env[] = {NULL};
     struct iso__init_args a = {
         .sync_fd = sync,
+        .status_file = o->status_file,
         .cmd = o->cmd,
         .argv = o->argv,
         .envp = o->envp ? o->envp : empty_env,
@@ -169,10 +177,11 @@ static _Noreturn void child_main(const struct iso_spawn_opts *o, int sync, int i
     iso__init_run(&a);
 }
 
-/* argv for `<init_path> __init --sync-fd N (--cmd CMD | -- ARGV...)`. */
+/* argv for `<init_path> __init --sync-fd N [--status-file F] (--cmd CMD |
+ * -- ARGV...)`. */
 static char **build_init_argv(const struct iso_spawn_opts *o, char *fdbuf)
 {
-    size_t n = 6;
+    size_t n = 8;
     for (size_t i = 0; o->argv && o->argv[i]; i++) {
         n++;
     }
@@ -185,6 +194,10 @@ static char **build_init_argv(const struct iso_spawn_opts *o, char *fdbuf)
     v[k++] = (char *)"__init";
     v[k++] = (char *)"--sync-fd";
     v[k++] = fdbuf;
+    if (o->status_file) {
+        v[k++] = (char *)"--status-file";
+        v[k++] = (char *)o->status_file;
+    }
     if (o->cmd) {
         v[k++] = (char *)"--cmd";
         v[k++] = (char *)o->cmd;
@@ -240,7 +253,7 @@ static int wait_sync(int fd, pid_t pid, unsigned timeout_ms, struct cm_errbuf *e
 int iso_spawn(const struct iso_spawn_opts *o, pid_t *ret_pid, struct cm_errbuf *eb)
 {
     if ((o->cmd == NULL) == (o->argv == NULL || o->argv[0] == NULL) ||
-        o->workdir == NULL) {
+        o->workdir == NULL || (o->status_file != NULL && o->status_file[0] == '\0')) {
         return cm_err_setf(eb, CM_EINVAL,
                            "spawn needs a workdir and exactly one of cmd and argv");
     }

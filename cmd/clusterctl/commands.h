@@ -21,6 +21,7 @@ struct cmd {
 };
 
 int cmd_agent(int argc, char **argv);
+int cmd_init(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 int cmd_help(int argc, char **argv);
 

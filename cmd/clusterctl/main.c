@@ -7,6 +7,7 @@
 #include "base/base.h"
 
 static const struct cmd commands[] = {
+    {"__init", "task init (internal)", cmd_init, 1},
     {"agent", "run the node daemon", cmd_agent, 0},
     {"help", "show help for clusterctl or one verb", cmd_help, 0},
     {"version", "print the version", cmd_version, 0},
