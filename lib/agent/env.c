@@ -4,8 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
-
 #include "agent/agent.h"
 #include "state/state.h"
 
@@ -95,6 +93,10 @@ static void env_done(struct env_list *l)
  * "0.5", "128.0" (the shortest text that reads back the same). */
 static void java_double(double d, char *out, size_t cap)
 {
+    if (d == (double)(int64_t)d && d > -1e15 && d < 1e15) {
+        snprintf(out, cap, "%.1f", d);
+        return;
+    }
     for (int prec = 1; prec <= 17; prec++) {
         snprintf(out, cap, "%.*g", prec, d);
         if (strtod(out, NULL) == d) {
@@ -206,28 +208,65 @@ static void set_port_name(struct env_list *l, const char *name, int value)
     }
 }
 
+static const char *skip_ws(const char *p)
+{
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') {
+        p++;
+    }
+    return p;
+}
+
+/* The task row's ports: a JSON array of integers 0-65535. Parsed by hand, without
+ * allocating, so that an allocation failure is never mistaken for bad data. */
+static int parse_ports(const char *s, int *out, size_t *ret_n)
+{
+    const char *p = skip_ws(s);
+    size_t n = 0;
+    if (*p++ != '[') {
+        return CM_EMALFORMED;
+    }
+    p = skip_ws(p);
+    if (*p == ']') {
+        p++;
+    } else {
+        for (;;) {
+            long v = 0;
+            const char *start = p;
+            while (*p >= '0' && *p <= '9' && p - start < 6) {
+                v = v * 10 + (*p++ - '0');
+            }
+            if (p == start || v > 65535 || n == MAX_TASK_PORTS ||
+                (*p >= '0' && *p <= '9')) {
+                return CM_EMALFORMED;
+            }
+            out[n++] = (int)v;
+            p = skip_ws(p);
+            if (*p == ']') {
+                p++;
+                break;
+            }
+            if (*p++ != ',') {
+                return CM_EMALFORMED;
+            }
+            p = skip_ws(p);
+        }
+    }
+    if (*skip_ws(p) != '\0') {
+        return CM_EMALFORMED;
+    }
+    *ret_n = n;
+    return 0;
+}
+
 static int ports_env(struct env_list *l, const struct cm_app *app, const char *ports_json)
 {
     int host_ports[MAX_TASK_PORTS];
     size_t n_host = 0;
     if (ports_json != NULL) {
-        cJSON *arr = cJSON_Parse(ports_json);
-        if (arr == NULL || !cJSON_IsArray(arr) ||
-            cJSON_GetArraySize(arr) > MAX_TASK_PORTS) {
-            cJSON_Delete(arr);
-            return CM_EMALFORMED;
+        int rv = parse_ports(ports_json, host_ports, &n_host);
+        if (rv != 0) {
+            return rv;
         }
-        const cJSON *p;
-        cJSON_ArrayForEach(p, arr)
-        {
-            if (!cJSON_IsNumber(p) || p->valuedouble < 0 || p->valuedouble > 65535 ||
-                p->valuedouble != (double)(int)p->valuedouble) {
-                cJSON_Delete(arr);
-                return CM_EMALFORMED;
-            }
-            host_ports[n_host++] = (int)p->valuedouble;
-        }
-        cJSON_Delete(arr);
     }
     struct port_req reqs[MAX_TASK_PORTS];
     size_t n_req = 0;
