@@ -54,6 +54,16 @@ void test_skip(const char *fmt, ...)
     longjmp(test_jmp, 1);
 }
 
+void test_note(const char *text)
+{
+    while (*text != '\0') {
+        const char *nl = strchr(text, '\n');
+        size_t len = nl != NULL ? (size_t)(nl - text) : strlen(text);
+        printf("# %.*s\n", (int)len, text);
+        text += len + (nl != NULL ? 1 : 0);
+    }
+}
+
 static void assert_hook(const char *msg)
 {
     test__fail("library", 0, "%s", msg);

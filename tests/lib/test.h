@@ -87,6 +87,9 @@ _Noreturn void test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 
 #define ASSERT_NULL(p)     ASSERT_TRUE((p) == NULL)
 #define ASSERT_NOT_NULL(p) ASSERT_TRUE((p) != NULL)
 
+/* Print @text as TAP comment lines ("# " before every line). */
+void test_note(const char *text);
+
 /* Walk an injected allocation failure over every allocation @fn makes: for
  * i = 0, 1, ... run @fn with the i-th allocation failing, until a run finishes
  * without reaching the fault. @fn returns 0 on success or a negative cm_err; when

@@ -218,7 +218,7 @@ static void expect_corrupt(const struct tdir *d)
     } else {
         ASSERT_NULL(s);
     }
-    printf("# %s\n", eb.msg);
+    test_note(eb.msg);
     ASSERT_ERR(rv, CM_ECORRUPT);
     ASSERT_NOT_NULL(strstr(eb.msg, d->path));
     ASSERT_NOT_NULL(strstr(eb.msg, "raft.db"));
