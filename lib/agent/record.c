@@ -156,7 +156,7 @@ int cm_agent_record_parse(const char *text, size_t len, struct cm_agent_record *
             r.phase = CM_AGENT_PHASE_EXITED;
             char st[32];
             double ex;
-            enum cm_task_state ts;
+            enum cm_task_state ts = CM_TASK_FAILED;
             ok = get_str(o, "state", st, sizeof(st)) &&
                  cm_task_state_parse(st, &ts) == 0 && cm_task_state_terminal(ts) &&
                  get_int(o, "exit", -1, 65535, &ex) &&

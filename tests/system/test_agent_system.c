@@ -553,15 +553,28 @@ TEST(exits_finish_or_fail_with_status)
     cleanup();
 }
 
+static bool log_says_ready(void *arg)
+{
+    struct cm_buf out = {0};
+    uint64_t pos = 0;
+    bool ready =
+        cm_agent_log_read(fx.agent, arg, CM_AGENT_STDOUT, 0, 64, &out, &pos) == 0 &&
+        out.data != NULL && strcmp(out.data, "ready\n") == 0;
+    cm_buf_done(&out);
+    return ready;
+}
+
 TEST(kill_escalates_after_the_grace_period)
 {
     setup();
     put_app(
-        "{\"id\":\"/stubborn\",\"cmd\":\"trap '' TERM; sleep 1000\","
+        "{\"id\":\"/stubborn\",\"cmd\":\"trap '' TERM; echo ready; sleep 1000\","
         "\"taskKillGracePeriodSeconds\":1}");
     assign("stubborn.1", "/stubborn", "[]");
     new_agent(0, 0);
     wait_state("stubborn.1", CM_TASK_RUNNING, 10000);
+    /* Only once the trap is set: "running" means exec'd, not "trap done". */
+    ASSERT_TRUE(run_until(log_says_ready, (void *)"stubborn.1", 10000));
     kill_task("stubborn.1");
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
@@ -708,5 +721,37 @@ TEST(logs_are_written_rotated_and_readable)
     cm_buf_done(&out);
     kill_task("chatty.1");
     wait_state("chatty.1", CM_TASK_KILLED, 5000);
+    cleanup();
+}
+
+/* isolation's iso_cgroup_kill_start (added for the agent): one pass, no wait. */
+TEST(cgroup_kill_start_kills_without_waiting)
+{
+    setup();
+    struct cm_errbuf eb = {0};
+    struct iso_cgroup *cg = NULL;
+    ASSERT_OK(iso_cgroup_create(mgr, "kill-start", NULL, &cg, &eb));
+    char *const env[] = {(char *)"PATH=/usr/bin:/bin", NULL};
+    struct iso_spawn_opts o = {
+        .cmd = "sleep 1000 & sleep 1000",
+        .envp = env,
+        .workdir = "/",
+        .stdout_fd = -1,
+        .stderr_fd = -1,
+        .cgroup = cg,
+    };
+    pid_t pid = 0;
+    if (iso_spawn(&o, &pid, &eb) != 0) {
+        iso_cgroup_remove(cg, 1000, &eb);
+        iso_cgroup_free(cg);
+        test__fail(__FILE__, __LINE__, "spawn: %s", eb.msg);
+    }
+    ASSERT_OK(iso_cgroup_kill_start(cg, &eb));
+    int st;
+    ASSERT_INT_EQ(waitpid(pid, &st, 0), pid);
+    ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    ASSERT_OK(iso_cgroup_kill(cg, 5000, &eb)); /* empty by now, or soon */
+    ASSERT_OK(iso_cgroup_remove(cg, 5000, &eb));
+    iso_cgroup_free(cg);
     cleanup();
 }
