@@ -1090,6 +1090,11 @@ int raft_start(struct raft *r, const struct raft_load *l, raft_time now,
     r->leader = 0;
     r->started = true;
     raft__reset_election_timer(r);
+    if (raft_config_voter_count(&r->config) == 1 && raft__is_voter(r, r->o.id)) {
+        /* The only voter cannot be disrupted by anyone nor split a vote: waiting
+         * out an election timeout would only delay a single-node cluster. */
+        r->election_timeout = 0;
+    }
     raft__tracef(r, "start term %llu last %llu snapshot %llu voters %u",
                  (unsigned long long)r->term, (unsigned long long)raft__last_index(r),
                  (unsigned long long)r->snap.index, raft_config_voter_count(&r->config));
