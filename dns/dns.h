@@ -498,4 +498,188 @@ int dns_answer(const struct dns_zone *z, const uint8_t *q, size_t qlen, uint8_t 
                size_t cap, const struct dns_answer_opts *opts,
                struct dns_answer_info *info);
 
+/* ======================================================================= server
+ *
+ * The I/O side of dns/ (dns/server.c, forward.c, zone_state.c, resolv.c,
+ * zone_text.c): a UDP/TCP server on libev that answers from the zone last
+ * published and forwards other names through c-ares, the zone built from the
+ * local state.db replica, and resolv.conf parsing. These use libev, c-ares,
+ * sockets and lib/state; the parts above stay pure.
+ */
+
+struct cm_state;
+struct cm_buf;
+struct cm_errbuf;
+struct ev_loop;
+
+/* ----------------------------------------------------------------- upstreams */
+
+#define DNS_UPSTREAM_MAX 8 /* resolvers we forward to, at most */
+
+/* An upstream resolver. */
+struct dns_upstream {
+    struct dns_addr addr;
+    uint16_t port; /* 53 unless given */
+};
+
+/* "192.0.2.1", "192.0.2.1:5353", "2001:db8::1", "[2001:db8::1]:5353" into @ret.
+ * Errors: CM_EINVAL (not a numeric address, a scope id, port 0 or over 65535). */
+int dns_upstream_parse(const char *s, struct dns_upstream *ret);
+
+/* Parse resolv.conf text (resolv.conf(5); pure): the address of every
+ * "nameserver ADDR" line, in order, into @ret (@cap entries; later ones are
+ * ignored, as libc keeps its first three). Lines whose first non-blank byte is
+ * '#' or ';' are comments, words after the address are ignored, other keywords
+ * (search, options, ...) are skipped, and so are addresses that do not parse or
+ * carry a scope id ("fe80::1%eth0": c-ares cannot use them). @text need not be
+ * NUL-terminated. *ret_n receives the number stored (0 is not an error). */
+void dns_resolv_conf_parse(const char *text, size_t len, struct dns_upstream *ret,
+                           size_t cap, size_t *ret_n);
+
+/* Read the file @path (at most 64 KiB) and parse it as above.
+ * Errors: from open/read (CM_ENOENT, CM_EACCES, ...), CM_ETOOBIG. */
+int dns_resolv_conf_load(const char *path, struct dns_upstream *ret, size_t cap,
+                         size_t *ret_n);
+
+/* ----------------------------------------------------------------- zone from state */
+
+/* A named VIP to publish (<reversed path>.vip.<domain>). */
+struct dns_vip {
+    const char *path; /* "/web" */
+    struct dns_addr addr;
+};
+
+/* Parsed app specs kept between builds, so that a rebuild after a task change
+ * parses only the apps whose spec changed. One cache per thread of use. */
+struct dns_state_cache;
+
+/* Errors: CM_ENOMEM. */
+int dns_state_cache_new(struct dns_state_cache **ret_cache);
+/* Accepts NULL. */
+void dns_state_cache_free(struct dns_state_cache *c);
+
+/* What dns_zone_from_state takes besides the replica. Every field may be 0/NULL. */
+struct dns_state_info {
+    const char *leader;                 /* node id of the raft leader */
+    const struct dns_addr *leader_addr; /* else looked up from @leader's node row */
+    const struct dns_vip *vips;         /* named VIPs (borrowed for the call) */
+    size_t nvips;
+    struct dns_state_cache *cache; /* NULL: parse every app spec each time */
+};
+
+/* What a build found, for logs and tests. */
+struct dns_state_report {
+    size_t apps;          /* app rows */
+    size_t tasks;         /* running task rows */
+    size_t nodes;         /* node rows published (not down) */
+    size_t skipped_tasks; /* running tasks without a usable address or app */
+    size_t skipped_apps;  /* apps the builder refused (e.g. too many tasks) */
+    size_t parsed_specs;  /* specs parsed in this build (the rest came from the cache) */
+};
+
+/* Build the whole zone from the replica @s (DESIGN.md §8): every app with its
+ * running tasks (A/AAAA and SRV for the healthy ones, port names and protocols
+ * from the app's spec: portDefinitions for host networking, else the port
+ * mappings that have a host port, matched in order with the task's host ports),
+ * every node that is not down as <node>.node.<domain> and as an NS of the zone,
+ * leader.<domain>, and @info's VIPs. Health counts as "healthy" for an app
+ * without health checks and as "unknown" (not served) for one whose checks have
+ * not reported yet. A task's address is its host column when numeric, else its
+ * node's address. cfg->serial 0 means the applied index. @info and @ret_report
+ * may be NULL. A task or app the builder refuses is counted in the report and
+ * left out; the rest of the zone is still built.
+ * Thread safety: uses @s and info->cache from the calling thread only.
+ * Errors: CM_EINVAL (@cfg), CM_ENOMEM, storage errors of lib/state. */
+int dns_zone_from_state(struct cm_state *s, const struct dns_zone_config *cfg,
+                        const struct dns_state_info *info, struct dns_zone **ret_zone,
+                        struct dns_state_report *ret_report);
+
+/* Append the zone as an RFC 1035 §5 master file ($ORIGIN, $TTL, SOA, NS, then
+ * every name's A, AAAA and SRV records in name order) to @out: for debugging
+ * and for loading the same data into another server. Errors: CM_ENOMEM. */
+int dns_zone_to_text(const struct dns_zone *z, struct cm_buf *out);
+
+/* ----------------------------------------------------------------- server */
+
+struct dns_server;
+
+struct dns_server_config {
+    /* "127.0.0.1:53", "[::1]:8600", "0.0.0.0:53" (UDP and TCP). Port 0 picks a
+     * free port, the same for UDP and TCP (dns_server_port). Replies to a
+     * wildcard address leave from the address the query came to. */
+    const char *addr;
+    /* 0: run on @loop, in the caller's thread. N >= 1: N worker threads, each
+     * with its own loop and its own SO_REUSEPORT UDP and TCP sockets. */
+    unsigned threads;
+    struct ev_loop *loop; /* threads == 0 only */
+    uint16_t udp_max;     /* our EDNS payload size; 0: DNS_EDNS_SIZE */
+    /* TCP (RFC 7766): several queries per connection, answered in order except
+     * forwarded ones, which come back when upstream answers. */
+    unsigned tcp_max_conns; /* open connections, all threads together; 0: 512 */
+    unsigned tcp_idle_ms;   /* a connection with nothing to do is closed; 0: 10 s */
+    size_t tcp_out_max;     /* pending output before reading stops; 0: 128 KiB */
+    size_t tcp_query_max;   /* longest query accepted (longer: close); 0: 16 KiB */
+    /* Forwarding of names outside the zone. Off: they get REFUSED. */
+    bool forward;
+    const struct dns_upstream *upstreams; /* copied; NULL: from @resolv_conf */
+    size_t nupstreams;
+    const char *resolv_conf;     /* NULL: "/etc/resolv.conf" */
+    unsigned forward_max;        /* outstanding forwards per thread; 0: 1024 */
+    unsigned forward_timeout_ms; /* per try; 0: 1500 */
+    unsigned forward_tries;      /* tries per upstream; 0: 2 */
+};
+
+/* Counters since start, summed over the threads (each read is atomic, the set
+ * is not a snapshot). */
+struct dns_server_stats {
+    uint64_t udp_queries;     /* datagrams received */
+    uint64_t tcp_queries;     /* TCP messages received */
+    uint64_t answered;        /* responses sent from the zone */
+    uint64_t dropped;         /* no response: QR set, too short, or send failed */
+    uint64_t truncated;       /* UDP responses with TC (ours or relayed) */
+    uint64_t forwarded;       /* queries sent upstream */
+    uint64_t forward_ok;      /* upstream responses relayed */
+    uint64_t forward_failed;  /* SERVFAIL for an upstream failure or timeout */
+    uint64_t forward_limited; /* SERVFAIL because forward_max were outstanding */
+    uint64_t tcp_accepted;    /* connections accepted */
+    uint64_t tcp_refused;     /* connections closed at once (tcp_max_conns) */
+    uint64_t tcp_closed_idle; /* connections closed by the idle timeout */
+    uint64_t tcp_closed_bad;  /* connections closed for a query over the limit */
+    uint64_t zone_swaps;      /* zones picked up by the threads */
+};
+
+/* Bind the sockets and start serving (threads: started before the return; else
+ * the watchers are started on cfg->loop). Until a zone is published every name
+ * is outside the zone (forwarded, or REFUSED).
+ * @eb (may be NULL) names what failed.
+ * Errors: CM_EINVAL (address, forward on without usable upstreams), CM_EADDRINUSE,
+ * CM_EACCES (port < 1024 without the capability), CM_ENOMEM, others from the OS
+ * and c-ares (CM_EIO). */
+int dns_server_new(const struct dns_server_config *cfg, struct dns_server **ret_s,
+                   struct cm_errbuf *eb);
+
+/* The port the server listens on (useful with port 0). */
+uint16_t dns_server_port(const struct dns_server *s);
+
+/* The upstreams in use (after resolv.conf and the removal of our own address),
+ * in *ret_n; borrowed while the server lives. */
+const struct dns_upstream *dns_server_upstreams(const struct dns_server *s,
+                                                size_t *ret_n);
+
+/* Make @z (may be NULL) the zone answered from. The reference transfers to the
+ * server. Queries handled after the return see @z; a thread still answering
+ * from the previous zone keeps its own reference until its current batch ends,
+ * and the previous zone is freed when the last one lets go (threads that are
+ * idle are woken to let go). Call from one thread (the one that owns the
+ * server), never from a callback of the server. */
+void dns_server_publish(struct dns_server *s, struct dns_zone *z);
+
+/* Counters. Any thread. */
+void dns_server_stats(const struct dns_server *s, struct dns_server_stats *ret);
+
+/* Stop (joins the threads; with threads == 0, stops the watchers on the
+ * caller's loop), close every socket and connection, cancel forwards, drop the
+ * zone. Call from the thread that created the server. Accepts NULL. */
+void dns_server_free(struct dns_server *s);
+
 #endif /* DNS_H */
