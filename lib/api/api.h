@@ -20,6 +20,7 @@
 
 struct cm_http_server;
 struct cm_state;
+struct ev_loop;
 
 /* Completion of a proposal: status 0 once applied here at @index; otherwise a
  * cm_err (CM_ENOTLEADER when no leader could take it, CM_EVALIDATION with
@@ -48,10 +49,22 @@ struct cm_api_ops {
      * ("stdout" or "stderr") from @offset (negative: from the end) into @out;
      * *ret_next is the offset after them. CM_ENOTFOUND when the task has no
      * sandbox here. */
-    int (*task_log)(void *data, const char *task_id, const char *stream,
-                    int64_t offset, size_t max, struct cm_buf *out, int64_t *ret_next);
+    int (*task_log)(void *data, const char *task_id, const char *stream, int64_t offset,
+                    size_t max, struct cm_buf *out, int64_t *ret_next);
     /* Prometheus text lines the daemon adds to /metrics (may be NULL). */
     void (*metrics)(void *data, struct cm_buf *out);
+
+    /* Optional (zero/NULL means "not available"): */
+    /* The daemon's loop, for the timers of `logs -f` (follow is refused with
+     * 503 without it). Borrowed. */
+    struct ev_loop *loop;
+    /* enum cm_app_feature bits this node honours (cm_app_parse_opts.features);
+     * 0: none, today's node. */
+    unsigned features;
+    /* The binary's version for /v2/info (borrowed; NULL: "unknown"). */
+    const char *version;
+    /* The cluster's identity for /v2/info's frameworkId (may be NULL). */
+    const char *(*cluster_id)(void *data);
 };
 
 struct cm_api;
@@ -60,7 +73,9 @@ struct cm_api;
  * (a route conflicts). */
 int cm_api_start(struct cm_http_server *srv, const struct cm_api_ops *ops,
                  struct cm_api **ret);
-/* Stop: pending proposals complete into closed requests harmlessly. Accepts
+/* Stop: pending proposals complete into closed requests harmlessly, log
+ * followers end. The routes stay registered on the server with the api as
+ * their data: free (or stop) the HTTP server first, then the api. Accepts
  * NULL. */
 void cm_api_free(struct cm_api *api);
 

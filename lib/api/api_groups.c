@@ -1,0 +1,474 @@
+/* Marathon v2 groups (shared/specs/compat.md §2.1, §2.2).
+ *
+ * Groups are not stored: they are the paths of the apps. GET builds the tree
+ * from the app ids; POST and PUT validate the whole body (every app, every
+ * dependency) before proposing anything, then propose one app.put per changed
+ * app, all with one version. Not yet: a PUT does not remove the apps the body
+ * leaves out (Marathon's desired-state replace), and group `version` rollback
+ * is refused, both until groups are stored with their versions.
+ */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api_int.h"
+
+/* The group of the route ("/" without one). False (and answered 404) when it is
+ * not a valid path. */
+static bool route_group(struct cm_http_req *req, char *out, size_t cap)
+{
+    const char *raw = cm_http_req_param(req, "id");
+    if (raw == NULL) {
+        snprintf(out, cap, "/");
+        return true;
+    }
+    if (cm_app_path_normalize(raw, "/", out, cap) != 0) {
+        cm_http_respond_error(req, 404, "Group '/%s' does not exist", raw);
+        return false;
+    }
+    return true;
+}
+
+/* [*lo, *hi): the apps (sorted by id) under @group. */
+static void apps_under(const struct api_apps *apps, size_t from, size_t to,
+                       const char *group, size_t *lo, size_t *hi)
+{
+    size_t i = from;
+    while (i < to && !(cm_app_path_within(apps->v[i].id, group) &&
+                       strcmp(apps->v[i].id, group) != 0)) {
+        i++;
+    }
+    size_t j = i;
+    while (j < to && cm_app_path_within(apps->v[j].id, group) &&
+           strcmp(apps->v[j].id, group) != 0) {
+        j++;
+    }
+    *lo = i;
+    *hi = j;
+}
+
+struct group_ctx {
+    struct cm_api *api;
+    const struct api_apps *apps;
+    const struct api_tasks *tasks;
+    unsigned app_embed;
+    bool embed_apps;
+    bool embed_groups;
+};
+
+/* One group of the tree: apps [lo, hi) are all under @g. */
+static int render_group(const struct group_ctx *c, const char *g, size_t lo, size_t hi,
+                        struct cm_buf *b)
+{
+    size_t plen = strcmp(g, "/") == 0 ? 1 : strlen(g) + 1;
+    const char *newest = NULL;
+    for (size_t i = lo; i < hi; i++) {
+        if (newest == NULL || strcmp(c->apps->v[i].version, newest) > 0) {
+            newest = c->apps->v[i].version;
+        }
+    }
+    int rv = cm_buf_puts(b, "{\"id\":");
+    rv = rv ? rv : api__json_str(b, g);
+    if (rv == 0 && c->embed_apps) {
+        rv = cm_buf_puts(b, ",\"apps\":[");
+        bool first = true;
+        for (size_t i = lo; rv == 0 && i < hi; i++) {
+            const struct api_app *a = &c->apps->v[i];
+            if (strchr(a->id + plen, '/') != NULL) {
+                continue;
+            }
+            size_t tb, te;
+            api__tasks_of(c->tasks, a->id, &tb, &te);
+            rv = first ? 0 : cm_buf_puts(b, ",");
+            first = false;
+            rv = rv ? rv : api__app_info(c->api, a, c->tasks, tb, te, c->app_embed, b);
+        }
+        rv = rv ? rv : cm_buf_puts(b, "]");
+    }
+    if (rv == 0 && c->embed_groups) {
+        rv = cm_buf_puts(b, ",\"groups\":[");
+        bool first = true;
+        size_t i = lo;
+        while (rv == 0 && i < hi) {
+            const char *id = c->apps->v[i].id;
+            const char *slash = strchr(id + plen, '/');
+            if (slash == NULL) {
+                i++;
+                continue;
+            }
+            char child[CM_APP_MAX_ID + 1];
+            snprintf(child, sizeof(child), "%.*s", (int)(slash - id), id);
+            size_t clo, chi;
+            apps_under(c->apps, i, hi, child, &clo, &chi);
+            rv = first ? 0 : cm_buf_puts(b, ",");
+            first = false;
+            rv = rv ? rv : render_group(c, child, clo, chi, b);
+            i = chi > i ? chi : i + 1;
+        }
+        rv = rv ? rv : cm_buf_puts(b, "]");
+    }
+    rv = rv ? rv : cm_buf_puts(b, ",\"pods\":[],\"dependencies\":[]");
+    if (rv == 0 && newest != NULL) {
+        rv = cm_buf_puts(b, ",\"version\":");
+        rv = rv ? rv : api__json_str(b, newest);
+    }
+    return rv ? rv : cm_buf_puts(b, "}");
+}
+
+static void h_group_get(struct cm_http_req *req, void *data)
+{
+    struct cm_api *api = data;
+    const struct cm_http_request *r = cm_http_req_request(req);
+    char g[CM_APP_MAX_ID + 1];
+    if (!route_group(req, g, sizeof(g))) {
+        return;
+    }
+    struct api_apps apps;
+    struct api_tasks tasks;
+    int rv = api__apps_load(api, NULL, &apps);
+    if (rv != 0) {
+        api__respond_internal(req, rv);
+        return;
+    }
+    rv = api__tasks_load(api, NULL, &tasks);
+    if (rv != 0) {
+        api__apps_done(&apps);
+        api__respond_internal(req, rv);
+        return;
+    }
+    struct group_ctx c = {api, &apps, &tasks, api__embed(r, "group.apps."), true, true};
+    bool any_embed = false;
+    for (size_t i = 0; i < r->nquery; i++) {
+        if (strcmp(r->query_params[i].name, "embed") == 0) {
+            any_embed = true;
+        }
+    }
+    if (any_embed) {
+        /* Marathon: an explicit embed list replaces the defaults. */
+        c.embed_apps = c.embed_groups = false;
+        for (size_t i = 0; i < r->nquery; i++) {
+            const struct cm_http_param *p = &r->query_params[i];
+            if (strcmp(p->name, "embed") != 0) {
+                continue;
+            }
+            c.embed_groups |= strcmp(p->value, "group.groups") == 0;
+            c.embed_apps |= strncmp(p->value, "group.apps", 10) == 0;
+        }
+    }
+    size_t lo, hi;
+    apps_under(&apps, 0, apps.n, g, &lo, &hi);
+    struct cm_buf b = {0};
+    if (lo == hi && strcmp(g, "/") != 0) {
+        cm_http_respond_error(req, 404, "Group '%s' does not exist", g);
+    } else {
+        rv = render_group(&c, g, lo, hi, &b);
+        if (rv == 0) {
+            api__respond_json(req, 200, &b);
+        } else {
+            api__respond_internal(req, rv);
+        }
+    }
+    cm_buf_done(&b);
+    api__apps_done(&apps);
+    api__tasks_done(&tasks);
+}
+
+/* ------------------------------------------------------------------ writes */
+
+static void respond_report(struct cm_http_req *req, int rv,
+                           const struct cm_app_report *rep)
+{
+    struct cm_buf b = {0};
+    if (cm_app_report_body(rep, rv, &b) != 0) {
+        cm_buf_done(&b);
+        api__respond_internal(req, CM_ENOMEM);
+        return;
+    }
+    api__respond_json(req, cm_app_http_status(rv), &b);
+    cm_buf_done(&b);
+}
+
+static const char *action_of(const struct cm_app *next, const struct api_app *cur)
+{
+    if (cur == NULL || cur->spec == NULL) {
+        return "StartApplication";
+    }
+    if (cm_app_equal(next, cur->spec)) {
+        return NULL;
+    }
+    struct cm_app *copy = NULL;
+    if (cm_app_copy(next, &copy) != 0) {
+        return "RestartApplication";
+    }
+    copy->instances = cur->spec->instances;
+    bool scale = cm_app_equal(copy, cur->spec);
+    cm_app_free(copy);
+    return scale ? "ScaleApplication" : "RestartApplication";
+}
+
+/* POST (create only) and PUT (create or update) of a group body. */
+static void group_write(struct cm_http_req *req, struct cm_api *api, bool create)
+{
+    const struct cm_http_request *r = cm_http_req_request(req);
+    char base[CM_APP_MAX_ID + 1];
+    if (!route_group(req, base, sizeof(base))) {
+        return;
+    }
+    struct cm_app_report rep = {0};
+    struct cm_app_group *grp = NULL;
+    struct cm_app_parse_opts o = {.base = base, .features = api->ops.features};
+    struct api_apps all = {0};
+    struct api_apps *curs = NULL;
+    struct cm_buf cmd = {0};
+    int rv = cm_app_group_parse(r->body, r->body_len, &o, &grp, &rep);
+    if (rv != 0) {
+        respond_report(req, rv, &rep);
+        goto out;
+    }
+    if (grp->version != NULL) {
+        cm_http_respond_error(
+            req, 422,
+            "version: rolling a group back to a version is not supported "
+            "yet; PUT the apps of that version instead");
+        goto out;
+    }
+    rv = api__apps_load(api, NULL, &all);
+    if (rv != 0) {
+        api__respond_internal(req, rv);
+        goto out;
+    }
+    size_t lo, hi;
+    apps_under(&all, 0, all.n, grp->id, &lo, &hi);
+    if (create && lo < hi) {
+        cm_http_respond_error(
+            req, 409, "Group %s is already created. Use PUT to change this group.",
+            grp->id);
+        goto out;
+    }
+    bool dry = api__query_bool(r, "dryRun", false);
+    char version[32];
+    api__new_version(api, NULL, version);
+
+    /* scaleBy: every app under the group, nothing else (compat.md §2.1). */
+    if (grp->has_scale_by && !create) {
+        struct api_write *w = dry ? NULL : api__write_new(api, req, 200);
+        if (!dry && w == NULL) {
+            goto out;
+        }
+        char dep[37];
+        rv = cm_uuid4(dep);
+        struct cm_buf steps = {0};
+        rv = rv ? rv : cm_buf_puts(&steps, "{\"steps\":[{\"actions\":[");
+        for (size_t i = lo; rv == 0 && i < hi; i++) {
+            struct cm_app *copy = NULL;
+            if (all.v[i].spec == NULL || cm_app_copy(all.v[i].spec, &copy) != 0) {
+                rv = CM_ENOMEM;
+                break;
+            }
+            double n = (double)copy->instances * grp->scale_by;
+            int32_t want = (int32_t)n;
+            want += (double)want < n;
+            copy->instances = want > CM_APP_MAX_INSTANCES ? CM_APP_MAX_INSTANCES : want;
+            cm_buf_clear(&cmd);
+            rv = i > lo ? cm_buf_puts(&steps, ",") : 0;
+            rv = rv ? rv
+                    : cm_buf_puts(&steps, "{\"action\":\"ScaleApplication\",\"app\":");
+            rv = rv ? rv : api__json_str(&steps, copy->id);
+            rv = rv ? rv : cm_buf_puts(&steps, "}");
+            rv = rv ? rv : api__app_put_cmd(copy, all.v[i].version, &cmd);
+            if (rv == 0 && !dry) {
+                api__write_propose(w, cmd.data, cmd.len);
+            }
+            cm_app_free(copy);
+        }
+        rv = rv ? rv : cm_buf_puts(&steps, "]}]}");
+        if (dry) {
+            if (rv == 0) {
+                api__respond_json(req, 200, &steps);
+            } else {
+                api__respond_internal(req, rv);
+            }
+        } else {
+            rv = rv ? rv
+                    : cm_buf_printf(api__write_body(w),
+                                    "{\"version\":\"%s\",\"deploymentId\":\"%s\"}",
+                                    version, dep);
+            rv = rv ? rv : api__write_header(w, "Marathon-Deployment-Id", dep);
+            if (rv != 0) {
+                api__write_fail(w, rv, NULL);
+            } else {
+                api__write_commit(w);
+            }
+        }
+        cm_buf_done(&steps);
+        goto out;
+    }
+
+    curs = cm_calloc(grp->apps.n + 1, sizeof(*curs));
+    if (curs == NULL) {
+        api__respond_internal(req, CM_ENOMEM);
+        goto out;
+    }
+    for (size_t i = 0; i < grp->apps.n; i++) {
+        rv = api__apps_load(api, grp->apps.v[i]->id, &curs[i]);
+        if (rv != 0 && rv != CM_ENOTFOUND) {
+            api__respond_internal(req, rv);
+            goto out;
+        }
+    }
+    if (dry) {
+        struct cm_buf b = {0};
+        rv = cm_buf_puts(&b, "{\"steps\":[{\"actions\":[");
+        bool first = true;
+        for (size_t i = 0; rv == 0 && i < grp->apps.n; i++) {
+            const char *action =
+                action_of(grp->apps.v[i], curs[i].n > 0 ? &curs[i].v[0] : NULL);
+            if (action == NULL) {
+                continue;
+            }
+            rv = first ? 0 : cm_buf_puts(&b, ",");
+            first = false;
+            rv = rv ? rv : cm_buf_printf(&b, "{\"action\":\"%s\",\"app\":", action);
+            rv = rv ? rv : api__json_str(&b, grp->apps.v[i]->id);
+            rv = rv ? rv : cm_buf_puts(&b, "}");
+        }
+        rv = rv ? rv : cm_buf_puts(&b, "]}]}");
+        if (rv == 0) {
+            api__respond_json(req, 200, &b);
+        } else {
+            api__respond_internal(req, rv);
+        }
+        cm_buf_done(&b);
+        goto out;
+    }
+    struct api_write *w = api__write_new(api, req, create ? 201 : 200);
+    if (w == NULL) {
+        goto out;
+    }
+    char dep[37];
+    rv = cm_uuid4(dep);
+    rv = rv ? rv
+            : cm_buf_printf(api__write_body(w),
+                            "{\"version\":\"%s\",\"deploymentId\":\"%s\"}", version, dep);
+    rv = rv ? rv : api__write_header(w, "Marathon-Deployment-Id", dep);
+    if (rv == 0 && create) {
+        rv = api__write_header(w, "Location", grp->id);
+    }
+    for (size_t i = 0; rv == 0 && i < grp->apps.n; i++) {
+        const struct api_app *cur = curs[i].n > 0 ? &curs[i].v[0] : NULL;
+        const char *action = action_of(grp->apps.v[i], cur);
+        if (action == NULL) {
+            continue;
+        }
+        bool scale = strcmp(action, "ScaleApplication") == 0;
+        cm_buf_clear(&cmd);
+        rv = api__app_put_cmd(grp->apps.v[i], scale ? cur->version : version, &cmd);
+        if (rv == 0) {
+            api__write_propose(w, cmd.data, cmd.len);
+        }
+    }
+    if (rv != 0) {
+        api__write_fail(w, rv, NULL);
+    } else {
+        api__write_commit(w);
+    }
+out:
+    for (size_t i = 0; curs != NULL && grp != NULL && i < grp->apps.n; i++) {
+        api__apps_done(&curs[i]);
+    }
+    cm_free(&curs);
+    cm_buf_done(&cmd);
+    api__apps_done(&all);
+    cm_app_group_free(grp);
+    cm_app_report_done(&rep);
+}
+
+static void h_group_post(struct cm_http_req *req, void *data)
+{
+    group_write(req, data, true);
+}
+
+static void h_group_put(struct cm_http_req *req, void *data)
+{
+    group_write(req, data, false);
+}
+
+/* DELETE a group: every app under it (the root: every app). */
+static void h_group_delete(struct cm_http_req *req, void *data)
+{
+    struct cm_api *api = data;
+    char g[CM_APP_MAX_ID + 1];
+    if (!route_group(req, g, sizeof(g))) {
+        return;
+    }
+    struct api_apps all;
+    int rv = api__apps_load(api, NULL, &all);
+    if (rv != 0) {
+        api__respond_internal(req, rv);
+        return;
+    }
+    size_t lo, hi;
+    apps_under(&all, 0, all.n, g, &lo, &hi);
+    if (lo == hi && strcmp(g, "/") != 0) {
+        cm_http_respond_error(req, 404, "Group '%s' does not exist", g);
+        api__apps_done(&all);
+        return;
+    }
+    struct api_write *w = api__write_new(api, req, 200);
+    if (w != NULL) {
+        char version[32], dep[37];
+        api__new_version(api, NULL, version);
+        rv = cm_uuid4(dep);
+        rv = rv ? rv
+                : cm_buf_printf(api__write_body(w),
+                                "{\"version\":\"%s\",\"deploymentId\":\"%s\"}", version,
+                                dep);
+        rv = rv ? rv : api__write_header(w, "Marathon-Deployment-Id", dep);
+        struct cm_buf cmd = {0};
+        for (size_t i = lo; rv == 0 && i < hi; i++) {
+            cm_buf_clear(&cmd);
+            rv = cm_buf_printf(&cmd, "{\"type\":\"app.delete\",\"at\":%lld,\"id\":",
+                               (long long)api->ops.now_ms(api->ops.data));
+            rv = rv ? rv : api__json_str(&cmd, all.v[i].id);
+            rv = rv ? rv : cm_buf_puts(&cmd, "}");
+            if (rv == 0) {
+                api__write_propose(w, cmd.data, cmd.len);
+            }
+        }
+        cm_buf_done(&cmd);
+        if (rv != 0) {
+            api__write_fail(w, rv, NULL);
+        } else {
+            api__write_commit(w);
+        }
+    }
+    api__apps_done(&all);
+}
+
+int api__routes_groups(struct cm_api *api)
+{
+    static const struct {
+        const char *method;
+        const char *pattern;
+        size_t limit;
+        cm_http_handler_fn fn;
+    } routes[] = {
+        {"GET", "/v2/groups", API_BODY_LIMIT_NONE, h_group_get},
+        {"GET", "/v2/groups/{id*}", API_BODY_LIMIT_NONE, h_group_get},
+        {"POST", "/v2/groups", API_BODY_LIMIT_APP, h_group_post},
+        {"POST", "/v2/groups/{id*}", API_BODY_LIMIT_APP, h_group_post},
+        {"PUT", "/v2/groups", API_BODY_LIMIT_APP, h_group_put},
+        {"PUT", "/v2/groups/{id*}", API_BODY_LIMIT_APP, h_group_put},
+        {"DELETE", "/v2/groups", API_BODY_LIMIT_NONE, h_group_delete},
+        {"DELETE", "/v2/groups/{id*}", API_BODY_LIMIT_NONE, h_group_delete},
+    };
+    for (size_t i = 0; i < CM_ARRAY_SIZE(routes); i++) {
+        int rv = cm_http_server_route(api->srv, routes[i].method, routes[i].pattern,
+                                      routes[i].limit, routes[i].fn, api);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    return 0;
+}
