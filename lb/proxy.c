@@ -30,9 +30,9 @@
 #include "net/net.h"
 
 #define PUMP_ROUNDS 16 /* chunks per direction per wake-up */
-#define PIPE_SIZE \
-    (256 * 1024) /* asked of F_SETPIPE_SZ; the default 64 KiB stays on refusal */
-#define COPY_BUF     (64 * 1024)
+/* Asked of F_SETPIPE_SZ; the default 64 KiB stays when it is refused. */
+#define PIPE_SIZE    (256 * 1024)
+#define SCRATCH      (16 * 1024) /* copy-path read size (HAProxy's bufsize) */
 #define RETRIES_MAX  8
 #define ACCEPT_PAUSE 0.1 /* s: back-off after EMFILE or the connection limit */
 #define DRAIN_TICK   0.1 /* s: how often drain deadlines are checked */
@@ -51,10 +51,14 @@ enum lb_conn_state {
 /* One direction of the data path: from src to dst. */
 struct lb_dir {
     int src, dst;    /* borrowed from the connection */
-    int pipe[2];     /* splice path: pipe[0] read end; -1 when copying */
-    char *buf;       /* copy path */
-    size_t off;      /* copy path: first unwritten byte in buf */
-    size_t pending;  /* read from src, not yet written to dst */
+    int pipe[2];     /* splice path, made on the first full read; -1 before */
+    size_t pipe_cap; /* what the pipe holds */
+    size_t ppending; /* bytes in the pipe, not yet written to dst */
+    char *buf;       /* copy path: what a short write left over; else NULL */
+    size_t off;      /* first unwritten byte in buf */
+    size_t pending;  /* bytes in buf not yet written (they go before the pipe's) */
+    bool splice_ok;  /* may switch to splice */
+    bool drained;    /* the last read was short: wait for readiness before the next */
     bool eof;        /* src ended */
     bool shut;       /* SHUT_WR sent to dst: this direction is over */
     bool want_read;  /* wait for src readable */
@@ -105,6 +109,7 @@ struct lb_proxy {
     struct lb_listener *listeners;
     struct lb_conn *conns;
     size_t nconns;
+    char scratch[SCRATCH]; /* read buffer shared by every connection of this loop */
 };
 
 static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents);
@@ -202,68 +207,111 @@ static void dir_init(struct lb_dir *d, int src, int dst, bool splice_ok)
     d->src = src;
     d->dst = dst;
     d->pipe[0] = d->pipe[1] = -1;
-    if (splice_ok && pipe2(d->pipe, O_NONBLOCK | O_CLOEXEC) == 0) {
-        (void)fcntl(d->pipe[1], F_SETPIPE_SZ, PIPE_SIZE);
-    } else {
-        d->pipe[0] = d->pipe[1] = -1;
-    }
+    d->splice_ok = splice_ok;
 }
 
-/* Move what is waiting from src to dst, at most PUMP_ROUNDS chunks. Adds the bytes
- * written to *moved. Returns 0 (progress or waiting: see want_*) or a negative
- * errno (the connection is broken). */
-static int pump(struct lb_dir *d, uint64_t *moved)
+/* After a read that filled the scratch buffer this direction carries bulk data:
+ * from now on it goes through a pipe with splice(2) and never enters userspace.
+ * Short exchanges (requests, small answers) never pay for the pipe. */
+static void dir_want_splice(struct lb_dir *d)
+{
+    if (!d->splice_ok || d->pipe[0] >= 0) {
+        return;
+    }
+    if (pipe2(d->pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
+        d->pipe[0] = d->pipe[1] = -1;
+        d->splice_ok = false; /* out of fds or pipe quota: keep copying */
+        return;
+    }
+    int sz = fcntl(d->pipe[1], F_SETPIPE_SZ, PIPE_SIZE);
+    if (sz <= 0) {
+        sz = fcntl(d->pipe[1], F_GETPIPE_SZ);
+    }
+    d->pipe_cap = sz > 0 ? (size_t)sz : 65536;
+}
+
+/* Write what waits in buf, then in the pipe. 0 when all is out, CM_EAGAIN when dst
+ * is full, or a negative errno. */
+static int dir_flush(struct lb_dir *d, uint64_t *moved)
+{
+    while (d->pending > 0 || d->ppending > 0) {
+        ssize_t n;
+        bool from_buf = d->pending > 0;
+        if (from_buf) {
+            n = send(d->dst, d->buf + d->off, d->pending, MSG_NOSIGNAL);
+        } else {
+            n = splice(d->pipe[0], NULL, d->dst, NULL, d->ppending,
+                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        }
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return errno == EAGAIN || errno == EWOULDBLOCK ? CM_EAGAIN : cm_errno();
+        }
+        if (from_buf) {
+            d->pending -= (size_t)n;
+            d->off += (size_t)n;
+        } else {
+            d->ppending -= (size_t)n;
+        }
+        *moved += (uint64_t)n;
+    }
+    return 0;
+}
+
+/* Move what is waiting from src to dst, at most PUMP_ROUNDS chunks. @scratch
+ * (SCRATCH bytes, the proxy's) holds what was read until it is written: only a
+ * short write makes the direction keep a buffer of its own. Adds the bytes written
+ * to *moved. Returns 0 (progress or waiting: see want_*) or a negative errno (the
+ * connection is broken). */
+static int pump(struct lb_dir *d, const struct lb_dir *other, char *scratch,
+                uint64_t *moved)
 {
     d->want_read = d->want_write = false;
     if (d->shut) {
         return 0;
     }
     for (int round = 0; round < PUMP_ROUNDS; round++) {
-        while (d->pending > 0) {
-            ssize_t n;
-            if (d->pipe[0] >= 0) {
-                n = splice(d->pipe[0], NULL, d->dst, NULL, d->pending,
-                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-            } else {
-                n = send(d->dst, d->buf + d->off, d->pending, MSG_NOSIGNAL);
-            }
-            if (n < 0) {
-                if (errno == EINTR) {
-                    continue;
-                }
-                if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                    d->want_write = true; /* backpressure: no reading meanwhile */
-                    return 0;
-                }
-                return cm_errno();
-            }
-            d->pending -= (size_t)n;
-            d->off += (size_t)n;
-            *moved += (uint64_t)n;
+        int rv = dir_flush(d, moved);
+        if (rv == CM_EAGAIN) {
+            d->want_write = true; /* backpressure: no reading meanwhile */
+            return 0;
+        }
+        if (rv != 0) {
+            return rv;
         }
         if (d->eof) {
-            /* Half-close: pass the FIN on, keep the other direction going. */
-            (void)shutdown(d->dst, SHUT_WR);
+            /* Half-close: pass the FIN on, keep the other direction going. When
+             * that one is over too, both sockets are closed right away and close
+             * sends the FIN: the shutdown would be a wasted syscall. */
+            if (!other->shut) {
+                (void)shutdown(d->dst, SHUT_WR);
+            }
             d->shut = true;
+            return 0;
+        }
+        if (d->drained) {
+            /* A short read emptied the socket: epoll says when there is more, which
+             * saves a read that would only fail with EAGAIN. */
+            d->drained = false;
+            d->want_read = true;
             return 0;
         }
         ssize_t n;
         if (d->pipe[0] >= 0) {
-            n = splice(d->src, NULL, d->pipe[1], NULL, PIPE_SIZE,
+            n = splice(d->src, NULL, d->pipe[1], NULL, d->pipe_cap,
                        SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
             if (n < 0 && errno == EINVAL) {
                 /* This socket does not splice: copy from now on (the pipe is empty). */
                 close(d->pipe[0]);
                 close(d->pipe[1]);
                 d->pipe[0] = d->pipe[1] = -1;
+                d->splice_ok = false;
                 continue;
             }
         } else {
-            if (d->buf == NULL && (d->buf = cm_malloc(COPY_BUF)) == NULL) {
-                return CM_ENOMEM;
-            }
-            n = recv(d->src, d->buf, COPY_BUF, 0);
-            d->off = 0;
+            n = recv(d->src, scratch, SCRATCH, 0);
         }
         if (n < 0) {
             if (errno == EINTR) {
@@ -279,10 +327,34 @@ static int pump(struct lb_dir *d, uint64_t *moved)
             d->eof = true;
             continue;
         }
-        d->pending = (size_t)n;
+        if (d->pipe[0] >= 0) {
+            d->ppending = (size_t)n;
+            d->drained = (size_t)n < d->pipe_cap;
+            continue;
+        }
+        d->drained = n < SCRATCH;
+        ssize_t w = send(d->dst, scratch, (size_t)n, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                return cm_errno();
+            }
+            w = 0;
+        }
+        *moved += (uint64_t)w;
+        if (w < n) {
+            if (d->buf == NULL && (d->buf = cm_malloc(SCRATCH)) == NULL) {
+                return CM_ENOMEM;
+            }
+            memcpy(d->buf, scratch + w, (size_t)(n - w));
+            d->off = 0;
+            d->pending = (size_t)(n - w);
+        }
+        if (n == SCRATCH) {
+            dir_want_splice(d);
+        }
     }
     /* Out of rounds with more to do: level-triggered readiness calls us back. */
-    if (d->pending > 0) {
+    if (d->pending > 0 || d->ppending > 0) {
         d->want_write = true;
     } else {
         d->want_read = true;
@@ -324,10 +396,10 @@ static bool conn_flow(struct lb_conn *c, bool up, bool down)
         up = down = true;
     }
     if (up) {
-        rv = pump(&c->up, &in);
+        rv = pump(&c->up, &c->down, c->p->scratch, &in);
     }
     if (rv == 0 && down) {
-        rv = pump(&c->down, &out);
+        rv = pump(&c->down, &c->up, c->p->scratch, &out);
     }
     if (in + out > 0) {
         c->last = ev_now(c->p->loop);
