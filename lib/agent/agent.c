@@ -85,6 +85,10 @@ struct cm_agent {
     unsigned spawn_flags;
     ev_timer tick_w;
     struct agent_task *tasks;
+    bool synced; /* the first sync (re-adoption, strays) is done */
+    /* Task cgroups that no task of the replica owns, still being removed. */
+    char **strays;
+    size_t n_strays;
 };
 
 static void trace(struct cm_agent *a, const char *fmt, ...) CM_PRINTF(2, 3);
@@ -929,6 +933,74 @@ static int collect_row(void *data, const struct cm_task_row *row)
     return r->err;
 }
 
+static bool cgroup_owned(struct cm_agent *a, const char *name)
+{
+    for (struct agent_task *t = a->tasks; t != NULL; t = t->next) {
+        if (strcmp(t->rec.cgroup, name) == 0) {
+            return true;
+        }
+        char mine[256];
+        cm_agent_cgroup_name(t->id, mine, sizeof(mine));
+        if (strcmp(mine, name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Kill and remove the stray cgroups; those still busy stay in the list for the
+ * next tick. */
+static void remove_strays(struct cm_agent *a)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < a->n_strays; i++) {
+        struct iso_cgroup *cg = NULL;
+        struct cm_errbuf eb;
+        int rv = iso_cgroup_open(a->cgroups, a->strays[i], &cg, &eb);
+        if (rv == 0) {
+            iso_cgroup_kill_start(cg, &eb);
+            rv = iso_cgroup_remove(cg, 0, &eb);
+            iso_cgroup_free(cg);
+        }
+        if (rv == CM_EBUSY) {
+            a->strays[keep++] = a->strays[i];
+            continue;
+        }
+        trace(a, "stray cgroup=%s removed rv=%d", a->strays[i], rv);
+        cm_free(&a->strays[i]);
+    }
+    a->n_strays = keep;
+}
+
+/* At the first sync: task cgroups under our parent that belong to no task of this
+ * node in the replica (expunged while the daemon was down, or left by a launch
+ * whose task is gone from the state) run nothing anyone asked for. */
+static void find_strays(struct cm_agent *a)
+{
+    char **names = NULL;
+    size_t n = 0;
+    struct cm_errbuf eb;
+    if (iso_cgroup_manager_list(a->cgroups, &names, &n, &eb) != 0) {
+        return;
+    }
+    char **v = cm_calloc(n ? n : 1, sizeof(*v));
+    if (v == NULL) {
+        iso_names_free(names, n);
+        return;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(names[i], "task-", 5) == 0 && !cgroup_owned(a, names[i])) {
+            v[k++] = names[i];
+            names[i] = NULL;
+        }
+    }
+    iso_names_free(names, n);
+    a->strays = v;
+    a->n_strays = k;
+    remove_strays(a);
+}
+
 int cm_agent_sync(struct cm_agent *a, struct cm_errbuf *eb)
 {
     struct rows rows = {0};
@@ -975,6 +1047,10 @@ int cm_agent_sync(struct cm_agent *a, struct cm_errbuf *eb)
             }
         }
         pp = &t->next;
+    }
+    if (!a->synced) {
+        a->synced = true;
+        find_strays(a);
     }
     return 0;
 }
@@ -1093,6 +1169,9 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
         }
         maybe_report(t);
     }
+    if (a->n_strays > 0) {
+        remove_strays(a);
+    }
 }
 
 /* ------------------------------------------------------------------ new / free */
@@ -1196,6 +1275,10 @@ void cm_agent_free(struct cm_agent *a)
         a->tasks = t->next;
         task_free(t); /* the process keeps running; its record stays */
     }
+    for (size_t i = 0; i < a->n_strays; i++) {
+        cm_free(&a->strays[i]);
+    }
+    cm_free(&a->strays);
     if (a->own_cgroups) {
         iso_cgroup_manager_free(a->cgroups);
     }

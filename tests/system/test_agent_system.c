@@ -755,3 +755,48 @@ TEST(cgroup_kill_start_kills_without_waiting)
     iso_cgroup_free(cg);
     cleanup();
 }
+
+static bool cgroup_gone(void *arg)
+{
+    struct iso_cgroup *cg = NULL;
+    struct cm_errbuf eb = {0};
+    if (iso_cgroup_open(mgr, arg, &cg, &eb) != 0) {
+        return true;
+    }
+    iso_cgroup_free(cg);
+    return false;
+}
+
+/* A task cgroup that no task of the replica owns is killed and removed at start. */
+TEST(stray_task_cgroup_is_removed_at_start)
+{
+    setup();
+    struct cm_errbuf eb = {0};
+    struct iso_cgroup *cg = NULL;
+    ASSERT_OK(iso_cgroup_create(mgr, "task-stray.1", NULL, &cg, &eb));
+    char *const env[] = {(char *)"PATH=/usr/bin:/bin", NULL};
+    struct iso_spawn_opts o = {
+        .cmd = "sleep 1000",
+        .envp = env,
+        .workdir = "/",
+        .stdout_fd = -1,
+        .stderr_fd = -1,
+        .cgroup = cg,
+    };
+    pid_t pid = 0;
+    int rv = iso_spawn(&o, &pid, &eb);
+    iso_cgroup_free(cg);
+    if (rv != 0) {
+        test__fail(__FILE__, __LINE__, "spawn: %s", eb.msg);
+    }
+    /* One task of the replica keeps its (not yet existing) cgroup name. */
+    put_app("{\"id\":\"/keep\",\"cmd\":\"sleep 1000\"}");
+    assign("keep.1", "/keep", "[]");
+    new_agent(0, 0);
+    int st;
+    ASSERT_INT_EQ(waitpid(pid, &st, 0), pid);
+    ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    ASSERT_TRUE(run_until(cgroup_gone, (void *)"task-stray.1", 5000));
+    wait_state("keep.1", CM_TASK_RUNNING, 5000);
+    cleanup();
+}
