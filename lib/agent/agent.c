@@ -56,8 +56,9 @@ struct agent_task {
     bool adopted;
     bool stop_requested;
     bool sigkilled;
-    bool orphan; /* its row is gone from the replica */
-    bool seen;   /* in the latest sync */
+    bool orphan;         /* its row is gone from the replica */
+    bool corrupt_record; /* task.json exists but cannot be trusted */
+    bool seen;           /* in the latest sync */
     enum cm_task_state row_state;
     /* The last report handed to the daemon: state and when (mono ms). */
     int reported_state; /* -1: none */
@@ -743,7 +744,9 @@ static void adopt(struct agent_task *t)
             iso_cgroup_kill_start(t->cg, &eb);
         }
         t->phase = CM_AGENT_PHASE_RUNNING;
-        finish(t, -1, "launch interrupted by an agent restart");
+        finish(t, -1,
+               t->corrupt_record ? "lost: its local record is unreadable"
+                                 : "launch interrupted by an agent restart");
         return;
     default:
         break;
@@ -817,6 +820,7 @@ static struct agent_task *task_new(struct cm_agent *a, const char *id)
             t->rec.phase = CM_AGENT_PHASE_LAUNCHING;
             t->rec.exit_code = -1;
             t->has_record = true;
+            t->corrupt_record = true;
         } else {
             memset(&t->rec, 0, sizeof(t->rec));
             t->rec.exit_code = -1;

@@ -251,7 +251,8 @@ struct cm_agent_record {
 int cm_agent_record_format(const struct cm_agent_record *r, struct cm_buf *out);
 /* Parse a record. Unknown fields are ignored; missing required ones, wrong types
  * or out-of-range values make it corrupt. *ret is set on success only.
- * Errors: CM_ECORRUPT, CM_ENOMEM. */
+ * Errors: CM_ECORRUPT (also when cJSON cannot allocate: it does not tell OOM from
+ * bad syntax, and the caller's answer, "lost", is the same). */
 int cm_agent_record_parse(const char *text, size_t len, struct cm_agent_record *ret);
 
 /* The process start time (field 22) from the text of /proc/<pid>/stat, whose
