@@ -680,6 +680,11 @@ static int apply_task_status(struct cm_state *s, const cJSON *cmd, int64_t at,
     if (cur < 0 || cm_task_state_terminal((enum cm_task_state)cur)) {
         return 0;
     }
+    /* A task being killed only ends: a report sent before the kill was
+     * committed (say "running") must not revive it. */
+    if (cur == CM_TASK_KILLING && !cm_task_state_terminal(next)) {
+        return 0;
+    }
     sqlite3_stmt *st = s->stmt[ST_TASK_STATUS];
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, (int)next);

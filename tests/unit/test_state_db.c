@@ -99,19 +99,24 @@ TEST(state_apply_lifecycle)
     ASSERT_INT_EQ(r.exit_status, -1);
     ASSERT_OK(apply(&f, 4, "{\"type\":\"task.kill\",\"at\":1600,\"ids\":[\"web.1\"]}"));
     ASSERT_INT_EQ(task_state(&f, "web.1"), CM_TASK_KILLING);
-    ASSERT_OK(apply(&f, 5,
+    /* A "running" report sent before the kill committed does not revive it. */
+    ASSERT_OK(apply(&f, 40,
+                    "{\"type\":\"task.status\",\"at\":1650,\"id\":\"web.1\","
+                    "\"state\":\"running\"}"));
+    ASSERT_INT_EQ(task_state(&f, "web.1"), CM_TASK_KILLING);
+    ASSERT_OK(apply(&f, 45,
                     "{\"type\":\"task.status\",\"at\":1700,\"id\":\"web.1\","
                     "\"state\":\"killed\",\"exit\":143}"));
     /* A late report after a terminal state changes nothing. */
-    ASSERT_OK(apply(&f, 6,
+    ASSERT_OK(apply(&f, 46,
                     "{\"type\":\"task.status\",\"at\":1800,\"id\":\"web.1\","
                     "\"state\":\"running\"}"));
     ASSERT_INT_EQ(task_state(&f, "web.1"), CM_TASK_KILLED);
-    ASSERT_OK(apply(&f, 7, "{\"type\":\"task.expunge\",\"ids\":[\"web.1\",\"web.2\"]}"));
+    ASSERT_OK(apply(&f, 47, "{\"type\":\"task.expunge\",\"ids\":[\"web.1\",\"web.2\"]}"));
     ASSERT_INT_EQ(tasks_of(&f, "/web", NULL), 1); /* web.2 is not terminal */
-    ASSERT_OK(apply(&f, 8, "{\"type\":\"app.delete\",\"id\":\"/web\"}"));
+    ASSERT_OK(apply(&f, 48, "{\"type\":\"app.delete\",\"id\":\"/web\"}"));
     ASSERT_INT_EQ(task_state(&f, "web.2"), CM_TASK_KILLING);
-    ASSERT_UINT_EQ(cm_state_applied_index(f.s), 8);
+    ASSERT_UINT_EQ(cm_state_applied_index(f.s), 48);
     fx_close(&f);
 }
 
