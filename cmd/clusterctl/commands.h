@@ -2,6 +2,8 @@
 #ifndef CLUSTERCTL_COMMANDS_H
 #define CLUSTERCTL_COMMANDS_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 
 /* Exit codes shared by every verb (DESIGN.md §10). */
@@ -24,6 +26,82 @@ int cmd_agent(int argc, char **argv);
 int cmd_init(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 int cmd_help(int argc, char **argv);
+
+/* Verbs that talk to the agent's API (DESIGN.md §10), one file each. */
+int cmd_run(int argc, char **argv);
+int cmd_apps(int argc, char **argv);
+int cmd_ps(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_scale(int argc, char **argv);
+int cmd_restart(int argc, char **argv);
+int cmd_stop(int argc, char **argv);
+int cmd_logs(int argc, char **argv);
+int cmd_leader(int argc, char **argv);
+
+/* ---- shared by the API verbs (cmd_client.c) */
+
+struct cJSON;
+
+/* A verb's own option: a flag (@arg_name NULL, sets *flag) or one with a value
+ * (sets *value, borrowed from argv). */
+struct cmd_opt {
+    const char *long_name; /* "--detach" */
+    char short_name;       /* 'f', or 0 */
+    const char *arg_name;  /* "SECONDS", or NULL for a flag */
+    const char *help;
+    bool *flag;
+    const char **value;
+};
+
+struct cmd_client {
+    const char *usage; /* "run FILE [--detach] [--timeout SECONDS]" (set by the verb) */
+    const char *about; /* a paragraph for --help (set by the verb) */
+    const char *verb;
+    char addr[256]; /* --addr, $CLUSTERCTL_ADDR or 127.0.0.1:7070 */
+    bool json;      /* --json */
+    const char *pos[4];
+    size_t n_pos;
+};
+
+/* Parse --help, --addr, --json, @opts and [@min_pos, @max_pos] positional
+ * arguments. Returns -1 when the verb goes on, else its exit code (help
+ * printed: 0; usage error printed: 2). */
+int cmd_client_parse(struct cmd_client *c, int argc, char **argv, const struct cmd_opt *opts,
+                     size_t n_opts, size_t min_pos, size_t max_pos);
+/* One request: the HTTP status and *ret_body (free with cm_free), or -1 after
+ * printing why the agent cannot be reached and what to do. */
+int cmd_client_call(const struct cmd_client *c, const char *method, const char *path,
+                    const char *body, char **ret_body);
+/* Print an API error answer: its message, each field error, a hint. */
+void cmd_client_api_error(const struct cmd_client *c, int status, const char *body);
+void cmd_client_unreachable(const struct cmd_client *c, int code, const char *why);
+/* A request whose answer must be @ok_status (200 also takes 201) with JSON:
+ * *ret parsed (cJSON_Delete), *ret_text (may be NULL) the raw body. Returns an
+ * exit code; errors are printed. */
+int cmd_client_get_json(const struct cmd_client *c, const char *method, const char *path,
+                        const char *body, int ok_status, char **ret_text, struct cJSON **ret);
+/* "<prefix><absolute app id><suffix>" for an app id as users type it.
+ * Errors: CM_EINVAL (not an app id), CM_ETOOBIG. */
+int cmd_client_app_path(const char *prefix, const char *id, const char *suffix, char *out,
+                        size_t cap);
+/* Percent-encode one path segment. */
+void cmd_client_escape(const char *s, char *out, size_t cap);
+
+/* A text table: columns sized to their widest cell. */
+struct cmd_table {
+    const char *const *head;
+    size_t ncols;
+    char ***rows;
+    size_t nrows;
+};
+int cmd_table_add(struct cmd_table *t, const char *const *cells);
+void cmd_table_print(struct cmd_table *t, FILE *out);
+void cmd_table_done(struct cmd_table *t);
+
+const char *cmd_json_str(const struct cJSON *obj, const char *key);
+double cmd_json_num(const struct cJSON *obj, const char *key, double dflt);
+/* "TASK_RUNNING" -> "running" (static buffer). */
+const char *cmd_task_state(const char *marathon);
 
 /* Print the top-level usage to @out. */
 void cmd_usage(FILE *out);

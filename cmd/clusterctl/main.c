@@ -11,6 +11,15 @@ static const struct cmd commands[] = {
     {"agent", "run the node daemon", cmd_agent, 0},
     {"help", "show help for clusterctl or one verb", cmd_help, 0},
     {"version", "print the version", cmd_version, 0},
+    {"run", "create or update apps from a Marathon JSON file and wait for them", cmd_run, 0},
+    {"apps", "list the apps", cmd_apps, 0},
+    {"ps", "list the tasks (of every app, or of one)", cmd_ps, 0},
+    {"status", "show an app, its tasks and why instances wait", cmd_status, 0},
+    {"scale", "set the instances of an app", cmd_scale, 0},
+    {"restart", "restart every task of an app", cmd_restart, 0},
+    {"stop", "remove an app and stop its tasks", cmd_stop, 0},
+    {"logs", "print (or follow) the output of a task or an app", cmd_logs, 0},
+    {"leader", "print the leader's API address", cmd_leader, 0},
 };
 
 static const struct cmd *find_command(const char *name)

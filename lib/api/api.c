@@ -681,10 +681,8 @@ static int last_failure(const struct api_tasks *t, size_t begin, size_t end,
         return 0;
     }
     char msg[320];
-    if (last->reason != NULL && last->exit_status >= 0) {
-        snprintf(msg, sizeof(msg), "%s (exit status %lld)", last->reason,
-                 (long long)last->exit_status);
-    } else if (last->reason != NULL) {
+    /* The executor's reason already says how the task ended. */
+    if (last->reason != NULL) {
         snprintf(msg, sizeof(msg), "%s", last->reason);
     } else if (last->exit_status >= 0) {
         snprintf(msg, sizeof(msg), "exited with status %lld",

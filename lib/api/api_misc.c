@@ -180,14 +180,9 @@ static void h_metrics(struct cm_http_req *req, void *data)
                   "clusterctl_nodes{state=\"up\"} %lld\n"
                   "clusterctl_nodes{state=\"unreachable\"} %lld\n"
                   "clusterctl_nodes{state=\"down\"} %lld\n"
-                  "clusterctl_nodes{state=\"draining\"} %lld\n"
-                  "# HELP clusterctl_state_applied_index Raft index applied "
-                  "to this replica.\n"
-                  "# TYPE clusterctl_state_applied_index gauge\n"
-                  "clusterctl_state_applied_index %llu\n",
+                  "clusterctl_nodes{state=\"draining\"} %lld\n",
                   (long long)healthy, (long long)unhealthy, (long long)nodes[0],
-                  (long long)nodes[1], (long long)nodes[2], (long long)nodes[3],
-                  (unsigned long long)cm_state_applied_index(st));
+                  (long long)nodes[1], (long long)nodes[2], (long long)nodes[3]);
     if (rv == 0 && api->ops.metrics != NULL) {
         api->ops.metrics(api->ops.data, &b);
     }
