@@ -5,7 +5,7 @@
  * gets an ev_io, and one ev_timer follows ares_timeout() so that a silent
  * upstream turns into ARES_ETIMEOUT, never a hang. ares_send() takes the
  * client's query bytes as they are (its EDNS included), puts its own ID in, and
- * hands back the matching response. */
+ * hands back the matching response (c-ares checks ID and question). */
 #include <ares.h>
 #include <ev.h>
 #include <pthread.h>
@@ -126,10 +126,15 @@ int dns__fwd_new(struct ev_loop *loop, const struct dns_upstream *ups, size_t n,
 
     struct ares_options o;
     memset(&o, 0, sizeof(o));
-    /* IGNTC: a truncated UDP answer is relayed with TC, and the client retries
-     * over TCP itself (same transport as the client, as Mesos-DNS does). */
-    o.flags = ARES_FLAG_IGNTC | ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES |
-              ARES_FLAG_STAYOPEN | (tcp ? ARES_FLAG_USEVC : 0);
+    /* Not IGNTC: c-ares then reads at most 512 bytes of a UDP answer (and cuts
+     * longer ones without setting TC). Without it, a truncated or longer UDP
+     * answer is asked again over TCP, so we always get the whole answer and
+     * cut it to the client's size ourselves. Not EDNS either: on a FORMERR
+     * c-ares would strip 11 bytes off the (client's) query, assuming they are
+     * its own OPT, and turn EDNS off for the channel. Not STAYOPEN: sockets
+     * close when no query is pending, so an idle TCP connection that upstream
+     * dropped is never reused. */
+    o.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES | (tcp ? ARES_FLAG_USEVC : 0);
     o.timeout = (int)timeout_ms;
     o.tries = (int)tries;
     o.sock_state_cb = sock_state_cb;

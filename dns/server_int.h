@@ -21,8 +21,9 @@ struct dns__fwd;
 typedef void (*dns__fwd_cb)(void *data, int status, const uint8_t *resp, size_t len);
 
 /* A forwarder on @loop to @ups (@n >= 1, copied). @tcp: every query over TCP
- * (the client came over TCP), else UDP with truncated answers relayed as they
- * are. @timeout_ms per try, @tries per upstream.
+ * (the client came over TCP), else UDP, and TCP again for an answer that was
+ * truncated or over 512 bytes, so a response is always whole. @timeout_ms per
+ * try, @tries per upstream.
  * Errors: CM_ENOMEM, CM_EIO (c-ares failed to start). */
 int dns__fwd_new(struct ev_loop *loop, const struct dns_upstream *ups, size_t n, bool tcp,
                  unsigned timeout_ms, unsigned tries, struct dns__fwd **ret);
