@@ -272,7 +272,7 @@ static void on_status(struct ev_loop *loop, ev_timer *w, int revents)
     write_status();
 }
 
-static void usage(void)
+_Noreturn static void usage(void)
 {
     fprintf(stderr,
             "usage: lbd --config FILE [--mode auto|nat|proxy] [--threads N] "
@@ -334,7 +334,7 @@ int main(int argc, char **argv)
             usage();
         }
     }
-    enum lb_mode mode;
+    enum lb_mode mode = LB_MODE_AUTO;
     if (opt.config == NULL || opt.threads < 1 || opt.threads > MAX_THREADS ||
         parse_mode(opt.mode, &mode) != 0) {
         usage();
