@@ -11,6 +11,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "agent/agent.h"
+#include "net/http.h"
 #include "node/node_int.h"
 #include "raft/raft.h"
 #include "state/db.h"
@@ -28,6 +30,10 @@ struct cm_node {
     struct raft_host *raft;
     bool registered_term; /* node.up proposed in the current leadership */
     struct cm_controller *controller;
+    struct cm_agent *agent;
+    struct cm_http_server *http;
+    struct cm_api *api;
+    char http_address[96];
     ev_prepare changes_w; /* after each loop iteration: react to applied changes */
     ev_signal sigterm_w;
     ev_signal sigint_w;
@@ -202,6 +208,37 @@ static int64_t node_now_ms(void *data)
     return cm_clock_real_ms(((struct cm_node *)data)->clock);
 }
 
+static void report_done(void *arg, int status, uint64_t index, const char *msg)
+{
+    (void)arg;
+    (void)index;
+    (void)msg;
+    /* The agent resends what the replica does not show after a while. */
+    if (status != 0 && status != CM_ENOTLEADER) {
+        cm_debug("node", "task report: %s", cm_strerror(status));
+    }
+}
+
+static int agent_report(void *data, const char *cmd, size_t len)
+{
+    struct cm_errbuf eb;
+    cm_errbuf_clear(&eb);
+    int rv = node_propose(data, cmd, len, report_done, NULL, &eb);
+    if (rv != 0 && rv != CM_ENOTLEADER) {
+        cm_warn("node", "task report refused: %s", eb.msg);
+    }
+    return rv;
+}
+
+static void agent_sync(struct cm_node *n)
+{
+    struct cm_errbuf eb;
+    cm_errbuf_clear(&eb);
+    if (cm_agent_sync(n->agent, &eb) != 0) {
+        cm_warn("agent", "%s", eb.msg);
+    }
+}
+
 /* Once per loop iteration, after the commands of the iteration were applied:
  * tell whoever depends on the replica (DESIGN.md §1: nothing polls). */
 static void changes_cb(struct ev_loop *loop, ev_prepare *w, int revents)
@@ -214,6 +251,138 @@ static void changes_cb(struct ev_loop *loop, ev_prepare *w, int revents)
         return;
     }
     cm_controller_kick(n->controller);
+    if (changes & CM_STATE_CHANGED_TASKS) {
+        agent_sync(n);
+    }
+}
+
+/* ------------------------------------------------------------------ API ops */
+
+static struct cm_state *api_state(void *data)
+{
+    return ((struct cm_node *)data)->state;
+}
+
+/* The leader's HTTP address: its raft address's host with our HTTP port (every
+ * node of a cluster serves the API on the same port). */
+static bool api_leader(void *data, char *buf, size_t cap)
+{
+    struct cm_node *n = data;
+    const struct raft *r = raft_host_core(n->raft);
+    raft_id id = raft_leader(r);
+    if (id == 0) {
+        return false;
+    }
+    if (id == n->raft_id) {
+        snprintf(buf, cap, "%s", n->http_address);
+        return true;
+    }
+    const struct raft_server *sv = raft_config_get(raft_config_current(r), id);
+    if (sv == NULL) {
+        return false;
+    }
+    char host[RAFT_ADDRESS_MAX];
+    uint16_t port;
+    if (cm_parse_hostport(sv->address, host, sizeof(host), &port) != 0) {
+        return false;
+    }
+    snprintf(buf, cap, strchr(host, ':') != NULL ? "[%s]:%u" : "%s:%u", host,
+             n->c.http_port);
+    return true;
+}
+
+static const char *api_node_name(void *data)
+{
+    return ((struct cm_node *)data)->name;
+}
+
+static const char *api_http_address(void *data)
+{
+    return ((struct cm_node *)data)->http_address;
+}
+
+static int api_task_log(void *data, const char *task_id, const char *stream,
+                        int64_t offset, size_t max, struct cm_buf *out, int64_t *ret_next)
+{
+    struct cm_node *n = data;
+    enum cm_agent_stream st;
+    if (strcmp(stream, "stdout") == 0) {
+        st = CM_AGENT_STDOUT;
+    } else if (strcmp(stream, "stderr") == 0) {
+        st = CM_AGENT_STDERR;
+    } else {
+        return CM_EINVAL;
+    }
+    size_t before = out->len;
+    uint64_t pos = 0;
+    int rv;
+    if (offset >= 0) {
+        rv = cm_agent_log_read(n->agent, task_id, st, (uint64_t)offset, max, out, &pos);
+    } else {
+        size_t tail = (size_t)(-offset) < max ? (size_t)(-offset) : max;
+        rv = cm_agent_log_tail(n->agent, task_id, st, tail, out, &pos, NULL);
+    }
+    if (rv == CM_ENOENT) {
+        return CM_ENOTFOUND;
+    }
+    if (rv == 0) {
+        *ret_next = (int64_t)(pos + (out->len - before));
+    }
+    return rv;
+}
+
+static void api_metrics(void *data, struct cm_buf *out)
+{
+    struct cm_node *n = data;
+    const struct raft *r = raft_host_core(n->raft);
+    cm_buf_printf(out,
+                  "# TYPE clusterctl_raft_term gauge\nclusterctl_raft_term %llu\n"
+                  "# TYPE clusterctl_raft_leader gauge\nclusterctl_raft_leader %d\n"
+                  "# TYPE clusterctl_raft_commit_index gauge\n"
+                  "clusterctl_raft_commit_index %llu\n"
+                  "# TYPE clusterctl_state_applied_index gauge\n"
+                  "clusterctl_state_applied_index %llu\n",
+                  (unsigned long long)raft_current_term(r),
+                  raft_role(r) == RAFT_LEADER ? 1 : 0,
+                  (unsigned long long)raft_commit_index(r),
+                  (unsigned long long)cm_state_applied_index(n->state));
+}
+
+static int start_api(struct cm_node *n, struct cm_errbuf *eb)
+{
+    struct cm_http_server_options so = {.server_name = "clusterctl"};
+    int rv = cm_http_server_new(n->loop, &so, &n->http);
+    if (rv != 0) {
+        return cm_err_setf(eb, rv, "http server: %s", cm_strerror(rv));
+    }
+    char listen[96];
+    snprintf(listen, sizeof(listen), strchr(n->c.bind, ':') != NULL ? "[%s]:%u" : "%s:%u",
+             n->c.bind, n->c.http_port);
+    rv = cm_http_server_listen(n->http, listen, eb);
+    if (rv != 0) {
+        return cm_err_wrapf(eb, "API on %s", listen);
+    }
+    snprintf(n->http_address, sizeof(n->http_address),
+             strchr(n->c.advertise, ':') != NULL ? "[%s]:%u" : "%s:%u", n->c.advertise,
+             cm_http_server_port(n->http));
+    struct cm_api_ops ops = {
+        .data = n,
+        .loop = n->loop,
+        .state = api_state,
+        .propose = node_propose,
+        .now_ms = node_now_ms,
+        .leader = api_leader,
+        .node_name = api_node_name,
+        .http_address = api_http_address,
+        .task_log = api_task_log,
+        .metrics = api_metrics,
+    };
+    rv = cm_api_start(n->http, &ops, &n->api);
+    if (rv != 0) {
+        return cm_err_setf(eb, rv, "API routes: %s", cm_strerror(rv));
+    }
+    cm_info("node", "API on http://%s", n->http_address);
+    return 0;
 }
 
 /* ------------------------------------------------------------------ registration */
@@ -398,18 +567,49 @@ int cm_node_start(struct ev_loop *loop, const struct cm_node_config *c,
         cm_err_setf(eb, rv, "controller: %s", cm_strerror(rv));
         goto err_after_state;
     }
+    char tasks_dir[1100];
+    snprintf(tasks_dir, sizeof(tasks_dir), "%s/tasks", n->c.data_dir);
+    struct cm_agent_opts ao = {
+        .node = n->name,
+        .tasks_dir = tasks_dir,
+        .init_path = "/proc/self/exe",
+        .host = n->c.advertise,
+        .state = n->state,
+        .report = agent_report,
+        .report_data = n,
+        .clock = n->clock,
+    };
+    rv = cm_agent_new(loop, &ao, &n->agent, eb);
+    if (rv != 0) {
+        raft_config_close(&boot);
+        cm_err_wrapf(eb, "executor");
+        goto err_after_controller;
+    }
     rv = raft_host_start(loop, &ho, &n->raft, eb);
     raft_config_close(&boot);
     if (rv != 0) {
-        goto err_after_controller;
+        goto err_after_agent;
     }
+    /* Re-adopt what runs here and report what died while we were down. */
+    agent_sync(n);
     ev_prepare_init(&n->changes_w, changes_cb);
     ev_prepare_start(loop, &n->changes_w);
+    rv = start_api(n, eb);
+    if (rv != 0) {
+        goto err_after_raft;
+    }
     cm_info("node", "node %s (raft id %llx) data dir %s, rpc %s", n->name,
             (unsigned long long)n->raft_id, n->c.data_dir, rpc);
     *ret = n;
     return 0;
 
+err_after_raft:
+    ev_prepare_stop(loop, &n->changes_w);
+    cm_api_free(n->api);
+    cm_http_server_free(n->http);
+    raft_host_close(n->raft);
+err_after_agent:
+    cm_agent_free(n->agent);
 err_after_controller:
     cm_controller_free(n->controller);
 err_after_state:
@@ -431,7 +631,10 @@ void cm_node_free(struct cm_node *n)
         return;
     }
     ev_prepare_stop(n->loop, &n->changes_w);
+    cm_api_free(n->api);
+    cm_http_server_free(n->http);
     raft_host_close(n->raft);
+    cm_agent_free(n->agent);
     cm_controller_free(n->controller);
     cm_state_close(n->state);
     if (n->temp_dir) {
