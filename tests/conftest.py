@@ -20,6 +20,18 @@ def build_path(*parts):
     return p
 
 
+def marathon_example(name):
+    """A file of ../shared/examples/marathon (beside the clone, as on CI), or its
+    byte-identical copy in the app JSON fuzz corpus."""
+    for d in (os.environ.get("CM_MARATHON_EXAMPLES", ""),
+              os.path.join(TOP, "..", "shared", "examples", "marathon"),
+              os.path.join(TOP, "tests", "fuzz", "fuzz_app_json.in")):
+        p = os.path.join(d, name)
+        if d and os.path.exists(p):
+            return p
+    pytest.fail("Marathon example %s not found" % name)
+
+
 @pytest.fixture(scope="session")
 def clusterctl_bin():
     return build_path("cmd", "clusterctl", "clusterctl")

@@ -10,9 +10,8 @@ import urllib.request
 
 import pytest
 
-from conftest import free_port, wait_for_port
+from conftest import free_port, marathon_example, wait_for_port
 
-EXAMPLES = "/work/shared/examples/marathon"
 
 
 @pytest.fixture
@@ -70,7 +69,7 @@ def wait_running(addr, app, n, timeout=30):
 
 
 def test_run_scale_stop(agent, clusterctl_bin):
-    r = cli(clusterctl_bin, agent, "run", EXAMPLES + "/app-minimal-sleep.json", "--timeout", "60")
+    r = cli(clusterctl_bin, agent, "run", marathon_example("app-minimal-sleep.json"), "--timeout", "60")
     assert r.returncode == 0, r.stderr
     assert "/simple: 2/2 running" in r.stdout
     assert running(agent, "/simple") == 2
@@ -102,7 +101,7 @@ def test_run_scale_stop(agent, clusterctl_bin):
 
 
 def test_restart_replaces_tasks(agent, clusterctl_bin):
-    r = cli(clusterctl_bin, agent, "run", EXAMPLES + "/app-minimal-sleep.json")
+    r = cli(clusterctl_bin, agent, "run", marathon_example("app-minimal-sleep.json"))
     assert r.returncode == 0, r.stderr
     _, before = api(agent, "GET", "/v2/apps/simple")
     old = {t["id"] for t in before["app"]["tasks"]}
@@ -122,12 +121,12 @@ def test_restart_replaces_tasks(agent, clusterctl_bin):
 
 
 def test_invalid_examples_exit_1_with_field_names(agent, clusterctl_bin):
-    r = cli(clusterctl_bin, agent, "run", EXAMPLES + "/app-kitchen-sink-rest-api-doc-example.json")
+    r = cli(clusterctl_bin, agent, "run", marathon_example("app-kitchen-sink-rest-api-doc-example.json"))
     assert r.returncode == 1
     assert "Object is not valid" in r.stderr
     assert "/env/PASSWORD" in r.stderr
     assert "/portDefinitions" in r.stderr
-    r = cli(clusterctl_bin, agent, "run", EXAMPLES + "/app-docker-host-tcp-hc-fixed-port.json")
+    r = cli(clusterctl_bin, agent, "run", marathon_example("app-docker-host-tcp-hc-fixed-port.json"))
     assert r.returncode == 1
     assert "unsupported feature: container.docker.image" in r.stderr
     st, j = api(agent, "GET", "/v2/apps")
@@ -154,7 +153,7 @@ def test_failing_app_fails_run_with_reason_and_logs(agent, clusterctl_bin, tmp_p
 
 
 def test_json_output_parses_and_leader(agent, clusterctl_bin):
-    r = cli(clusterctl_bin, agent, "run", EXAMPLES + "/app-minimal-sleep.json", "--json")
+    r = cli(clusterctl_bin, agent, "run", marathon_example("app-minimal-sleep.json"), "--json")
     assert r.returncode == 0, r.stderr
     assert "deploymentId" in json.loads(r.stdout)
     for verb in (["apps"], ["ps"], ["status", "simple"], ["leader"]):
@@ -177,7 +176,7 @@ def test_run_group_and_array(agent, clusterctl_bin, tmp_path):
     assert "/dept/db/pg: 1/1 running" in r.stdout
     st, j = api(agent, "GET", "/v2/groups/dept")
     assert st == 200 and j["groups"][0]["id"] == "/dept/db"
-    r = cli(clusterctl_bin, agent, "run", EXAMPLES + "/apps-array-put-with-dependencies.json",
+    r = cli(clusterctl_bin, agent, "run", marathon_example("apps-array-put-with-dependencies.json"),
             "--detach")
     assert r.returncode == 0, r.stderr
     st, j = api(agent, "GET", "/v2/apps?id=/test/")

@@ -11,10 +11,8 @@ import urllib.request
 
 import pytest
 
-from conftest import free_port, wait_for_port
+from conftest import free_port, marathon_example, wait_for_port
 
-EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "examples",
-                        "marathon")
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for cgroups")
 
@@ -97,7 +95,7 @@ def task_pids():
 def test_example_app_runs_isolated_scales_and_survives_restart(procs, clusterctl_bin, tmp_path):
     a = Agent(procs, clusterctl_bin, tmp_path)
     a.start()
-    with open(os.path.join(EXAMPLES, "app-minimal-sleep.json"), "rb") as f:
+    with open(marathon_example("app-minimal-sleep.json"), "rb") as f:
         code, body = a.req("POST", "/v2/apps", f.read())
     assert code == 201, body
     a.running("/simple", 2)
@@ -144,12 +142,12 @@ def test_example_app_runs_isolated_scales_and_survives_restart(procs, clusterctl
 def test_invalid_and_unsupported_examples_are_rejected(procs, clusterctl_bin, tmp_path):
     a = Agent(procs, clusterctl_bin, tmp_path)
     a.start()
-    with open(os.path.join(EXAMPLES, "app-kitchen-sink-rest-api-doc-example.json"), "rb") as f:
+    with open(marathon_example("app-kitchen-sink-rest-api-doc-example.json"), "rb") as f:
         code, body = a.req("POST", "/v2/apps", f.read())
     assert code == 422
     paths = {d["path"] for d in body["details"]}
     assert paths, body
-    with open(os.path.join(EXAMPLES, "app-docker-host-tcp-hc-fixed-port.json"), "rb") as f:
+    with open(marathon_example("app-docker-host-tcp-hc-fixed-port.json"), "rb") as f:
         code, body = a.req("POST", "/v2/apps", f.read())
     assert code == 422
     assert "unsupported" in json.dumps(body).lower()

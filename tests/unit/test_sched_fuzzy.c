@@ -282,7 +282,9 @@ static void model_add(struct model *m, const char *id, int app, int role, int no
             t->rsv_part[k] = avail < res[k] ? avail : res[k];
         }
     }
-    memcpy(t->ports, ports, (size_t)n_ports * sizeof(*ports));
+    if (n_ports > 0) {
+        memcpy(t->ports, ports, (size_t)n_ports * sizeof(*ports));
+    }
     t->n_ports = n_ports;
 }
 
