@@ -4,7 +4,7 @@
  * c-ares tells us which sockets to watch through its socket-state callback; each
  * gets an ev_io, and one ev_timer follows ares_timeout() so that a silent
  * upstream turns into ARES_ETIMEOUT, never a hang. ares_send() takes the
- * client's query bytes as they are (its EDNS included), puts its own ID in, and
+ * client's query bytes as they are (its EDNS included) with an ID of ours, and
  * hands back the matching response (c-ares checks ID and question). */
 #include <ares.h>
 #include <ev.h>
@@ -25,6 +25,8 @@ struct dns__fwd {
     bool have_ch;
     ev_timer timer;
     struct sock_watch *socks;
+    struct cm_rng rng;
+    uint8_t scratch[DNS_TCP_MAX];
 };
 
 struct send_ctx {
@@ -123,6 +125,11 @@ int dns__fwd_new(struct ev_loop *loop, const struct dns_upstream *ups, size_t n,
     }
     f->loop = loop;
     ev_timer_init(&f->timer, timer_cb, 0.0, 0.0);
+    uint64_t seed;
+    if (cm_random_bytes(&seed, sizeof(seed)) != 0) {
+        seed = (uint64_t)(uintptr_t)f ^ (uint64_t)ev_time();
+    }
+    cm_rng_seed(&f->rng, seed);
 
     struct ares_options o;
     memset(&o, 0, sizeof(o));
@@ -216,8 +223,18 @@ void dns__fwd_send(struct dns__fwd *f, const uint8_t *q, size_t len, dns__fwd_cb
     }
     ctx->cb = cb;
     ctx->data = data;
+    /* c-ares 1.18 sends the ID it is given: a random one of ours, not the
+     * client's, so that upstream traffic is not predictable from the client
+     * side (RFC 5452 §9.2); the client's goes back into the response. */
+    if (len > DNS_TCP_MAX) {
+        len = DNS_TCP_MAX;
+    }
+    memcpy(f->scratch, q, len);
+    uint16_t id = (uint16_t)cm_rng_next(&f->rng);
+    f->scratch[0] = (uint8_t)(id >> 8);
+    f->scratch[1] = (uint8_t)id;
     /* ares_send copies the query; a failure calls send_done before returning. */
-    ares_send(f->ch, q, (int)len, send_done, ctx);
+    ares_send(f->ch, f->scratch, (int)len, send_done, ctx);
     update_timer(f);
 }
 
