@@ -113,13 +113,13 @@ struct raft_append {
 
 struct raft_append_result {
     raft_term term;
-    uint8_t rejected;       /* 0: accepted; 1: log did not match at prev_index */
-    raft_index last_index;  /* accepted: the follower's match index (durable);
-                               rejected: a hint, the follower's last log index
-                               or lower (the last entry whose term is not
-                               newer than prev_term) */
-    raft_index reject_index;/* rejected: the prev_index that did not match */
-    uint64_t seq;           /* echoed from the request */
+    uint8_t rejected;        /* 0: accepted; 1: log did not match at prev_index */
+    raft_index last_index;   /* accepted: the follower's match index (durable);
+                                rejected: a hint, the follower's last log index
+                                or lower (the last entry whose term is not
+                                newer than prev_term) */
+    raft_index reject_index; /* rejected: the prev_index that did not match */
+    uint64_t seq;            /* echoed from the request */
 };
 
 struct raft_vote {
@@ -307,9 +307,9 @@ struct raft_event {
 };
 
 struct raft_read_result {
-    uint64_t id;       /* from RAFT_EVENT_READ_INDEX */
-    int status;        /* 0, or CM_ENOTLEADER when leadership was lost */
-    raft_index index;  /* status 0: wait until applied >= index, then read */
+    uint64_t id;      /* from RAFT_EVENT_READ_INDEX */
+    int status;       /* 0, or CM_ENOTLEADER when leadership was lost */
+    raft_index index; /* status 0: wait until applied >= index, then read */
 };
 
 /* What the host must do, in this order:
@@ -435,13 +435,13 @@ int raft_bootstrap_entry(const struct raft_config *c, struct raft_entry *ret);
  *   TIMEOUT_NOW       u64 term, last_index, last_term
  * Flags (u8) are 0 or 1. Decoding is strict: anything else, including trailing
  * bytes, is refused, so every accepted body re-encodes to the same bytes. */
-#define RAFT_WIRE_VERSION   1
-#define RAFT_CHANNEL_HELLO  0 /* first frame: the sender's id and cluster */
-#define RAFT_CHANNEL_RAFT   1
-#define RAFT_CHANNEL_RPC    2
-#define RAFT_FRAME_HEADER   6                  /* length + version + channel */
-#define RAFT_FRAME_MAX      (16u * 1024 * 1024) /* body limit */
-#define RAFT_HELLO_BODY     16                 /* id + cluster id */
+#define RAFT_WIRE_VERSION  1
+#define RAFT_CHANNEL_HELLO 0 /* first frame: the sender's id and cluster */
+#define RAFT_CHANNEL_RAFT  1
+#define RAFT_CHANNEL_RPC   2
+#define RAFT_FRAME_HEADER  6                   /* length + version + channel */
+#define RAFT_FRAME_MAX     (16u * 1024 * 1024) /* body limit */
+#define RAFT_HELLO_BODY    16                  /* id + cluster id */
 
 /* Append the frame for @m to @out. On failure @out is unchanged.
  * Errors: CM_ETOOBIG (body over RAFT_FRAME_MAX, an entry over 4 GiB),
@@ -465,8 +465,7 @@ void raft_msg_close(struct raft_message *m);
 /* Append a frame with @channel and @body (len <= RAFT_FRAME_MAX) to @out; used
  * for RAFT_CHANNEL_RPC. On failure @out is unchanged.
  * Errors: CM_ETOOBIG, CM_EINVAL (unknown channel), CM_ENOMEM. */
-int raft_frame_encode(uint8_t channel, const void *body, size_t len,
-                      struct cm_buf *out);
+int raft_frame_encode(uint8_t channel, const void *body, size_t len, struct cm_buf *out);
 
 /* Check a frame header (the first RAFT_FRAME_HEADER of @len bytes at @data)
  * before its body is buffered: *ret_channel and *ret_body_len (<= RAFT_FRAME_MAX)
@@ -634,16 +633,16 @@ typedef void (*raft_transport_rpc_fn)(void *data, raft_id from, const void *body
                                       size_t len);
 
 struct raft_transport_options {
-    raft_id id;                   /* this server */
-    uint64_t cluster_id;          /* peers with another cluster id are refused */
-    const char *bind_address;     /* "host:port" to listen on (numeric; port 0 ok) */
-    unsigned reconnect_min_ms;    /* default 50 */
-    unsigned reconnect_max_ms;    /* default 2000 */
-    size_t max_queue_bytes;       /* per peer; beyond it messages drop; default 64 MiB */
-    unsigned hello_timeout_ms;    /* inbound: time to send HELLO; default 5000 */
-    unsigned max_inbound;         /* inbound connections at once; default 256 */
+    raft_id id;                /* this server */
+    uint64_t cluster_id;       /* peers with another cluster id are refused */
+    const char *bind_address;  /* "host:port" to listen on (numeric; port 0 ok) */
+    unsigned reconnect_min_ms; /* default 50 */
+    unsigned reconnect_max_ms; /* default 2000 */
+    size_t max_queue_bytes;    /* per peer; beyond it messages drop; default 64 MiB */
+    unsigned hello_timeout_ms; /* inbound: time to send HELLO; default 5000 */
+    unsigned max_inbound;      /* inbound connections at once; default 256 */
     raft_transport_recv_fn recv;
-    raft_transport_rpc_fn rpc;    /* optional: RPC frames are dropped without it */
+    raft_transport_rpc_fn rpc; /* optional: RPC frames are dropped without it */
     /* Optional: an authenticated inbound connection from @id closed. Called
      * after the connection is freed; it must not close the transport. */
     void (*peer_lost)(void *data, raft_id id);
@@ -657,16 +656,16 @@ struct raft_transport_options {
 
 /* Counters, for tests and metrics. */
 struct raft_transport_stats {
-    uint64_t accepted;       /* inbound connections accepted */
-    uint64_t refused;        /* inbound closed: bad/missing HELLO, wrong cluster,
-                                malformed frame, over max_inbound */
-    uint64_t dropped;        /* received messages dropped (wrong from/to, no rpc
-                                callback) */
-    uint64_t connected;      /* outgoing connections established */
-    uint64_t disconnected;   /* outgoing connections lost or failed to connect */
-    uint64_t frames_sent;    /* frames queued onto a connection */
-    uint64_t frames_received;/* frames received after the HELLO */
-    uint64_t queue_full;     /* sends refused with CM_EAGAIN */
+    uint64_t accepted;        /* inbound connections accepted */
+    uint64_t refused;         /* inbound closed: bad/missing HELLO, wrong cluster,
+                                 malformed frame, over max_inbound */
+    uint64_t dropped;         /* received messages dropped (wrong from/to, no rpc
+                                 callback) */
+    uint64_t connected;       /* outgoing connections established */
+    uint64_t disconnected;    /* outgoing connections lost or failed to connect */
+    uint64_t frames_sent;     /* frames queued onto a connection */
+    uint64_t frames_received; /* frames received after the HELLO */
+    uint64_t queue_full;      /* sends refused with CM_EAGAIN */
 };
 
 /* Listen on o->bind_address and start. @loop and @o are borrowed (strings
@@ -719,14 +718,12 @@ struct raft_fsm {
      * including RAFT_BARRIER and RAFT_CHANGE ones (@type says which), so the
      * state machine can record its applied index. Must be deterministic; a
      * non-zero return is fatal (the node stops). */
-    int (*apply)(void *data, raft_index index, uint8_t type, const void *buf,
-                 size_t len);
+    int (*apply)(void *data, raft_index index, uint8_t type, const void *buf, size_t len);
     /* Write a snapshot of the state as of the last applied index to the new
      * file @path and fsync it. */
     int (*snapshot)(void *data, const char *path, struct cm_errbuf *eb);
     /* Replace the whole state with the snapshot file @path, taken at @index. */
-    int (*restore)(void *data, const char *path, raft_index index,
-                   struct cm_errbuf *eb);
+    int (*restore)(void *data, const char *path, raft_index index, struct cm_errbuf *eb);
     /* The highest index the state machine has applied (0 when empty). */
     raft_index (*applied_index)(void *data);
 };

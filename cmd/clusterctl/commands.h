@@ -66,8 +66,9 @@ struct cmd_client {
 /* Parse --help, --addr, --json, @opts and [@min_pos, @max_pos] positional
  * arguments. Returns -1 when the verb goes on, else its exit code (help
  * printed: 0; usage error printed: 2). */
-int cmd_client_parse(struct cmd_client *c, int argc, char **argv, const struct cmd_opt *opts,
-                     size_t n_opts, size_t min_pos, size_t max_pos);
+int cmd_client_parse(struct cmd_client *c, int argc, char **argv,
+                     const struct cmd_opt *opts, size_t n_opts, size_t min_pos,
+                     size_t max_pos);
 /* One request: the HTTP status and *ret_body (free with cm_free), or -1 after
  * printing why the agent cannot be reached and what to do. */
 int cmd_client_call(const struct cmd_client *c, const char *method, const char *path,
@@ -79,7 +80,8 @@ void cmd_client_unreachable(const struct cmd_client *c, int code, const char *wh
  * *ret parsed (cJSON_Delete), *ret_text (may be NULL) the raw body. Returns an
  * exit code; errors are printed. */
 int cmd_client_get_json(const struct cmd_client *c, const char *method, const char *path,
-                        const char *body, int ok_status, char **ret_text, struct cJSON **ret);
+                        const char *body, int ok_status, char **ret_text,
+                        struct cJSON **ret);
 /* "<prefix><absolute app id><suffix>" for an app id as users type it.
  * Errors: CM_EINVAL (not an app id), CM_ETOOBIG. */
 int cmd_client_app_path(const char *prefix, const char *id, const char *suffix, char *out,

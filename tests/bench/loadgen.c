@@ -250,18 +250,32 @@ int main(int argc, char **argv)
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
-        case 'p': g.proto = strcmp(optarg, "etcd") == 0 ? PROTO_ETCD : PROTO_LINE; break;
-        case 'a': g.addr = optarg; break;
-        case 'c': cm_parse_i64(optarg, 1, 4096, &conns); break;
-        case 'n': cm_parse_i64(optarg, 1, INT64_MAX, &requests); break;
-        case 'v': cm_parse_i64(optarg, 1, 1 << 20, &vsize); break;
-        case 'w': cm_parse_i64(optarg, 0, INT64_MAX, &warmup); break;
-        default: return 2;
+        case 'p':
+            g.proto = strcmp(optarg, "etcd") == 0 ? PROTO_ETCD : PROTO_LINE;
+            break;
+        case 'a':
+            g.addr = optarg;
+            break;
+        case 'c':
+            cm_parse_i64(optarg, 1, 4096, &conns);
+            break;
+        case 'n':
+            cm_parse_i64(optarg, 1, INT64_MAX, &requests);
+            break;
+        case 'v':
+            cm_parse_i64(optarg, 1, 1 << 20, &vsize);
+            break;
+        case 'w':
+            cm_parse_i64(optarg, 0, INT64_MAX, &warmup);
+            break;
+        default:
+            return 2;
         }
     }
     if (g.addr == NULL) {
-        fprintf(stderr, "usage: loadgen --proto line|etcd --addr H:P --conns C "
-                        "--requests N [--value-size B] [--warmup W]\n");
+        fprintf(stderr,
+                "usage: loadgen --proto line|etcd --addr H:P --conns C "
+                "--requests N [--value-size B] [--warmup W]\n");
         return 2;
     }
     g.loop = ev_default_loop(0);
@@ -299,8 +313,7 @@ int main(int argc, char **argv)
     ev_run(g.loop, 0);
     if (g.finished < g.warmup + g.total || g.n_lat == 0) {
         fprintf(stderr, "loadgen: only %llu of %llu requests finished\n",
-                (unsigned long long)g.finished,
-                (unsigned long long)(g.warmup + g.total));
+                (unsigned long long)g.finished, (unsigned long long)(g.warmup + g.total));
         return 1;
     }
     qsort(g.lat_ms, g.n_lat, sizeof(double), cmp_double);

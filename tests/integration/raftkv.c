@@ -337,8 +337,8 @@ static void get_done(void *data, int status, raft_index index)
     c->refs--;
     if (status == 0) {
         struct kv_item *it = kv_find(&c->node->kv, s->key, strlen(s->key));
-        slot_reply(s, it != NULL ? cm_asprintf("VAL %s\n", it->value)
-                                 : cm_strdup("NONE\n"));
+        slot_reply(s,
+                   it != NULL ? cm_asprintf("VAL %s\n", it->value) : cm_strdup("NONE\n"));
     } else if (status == CM_ENOTLEADER) {
         slot_reply(s, not_leader_reply(c->node));
     } else {
@@ -351,10 +351,14 @@ static void get_done(void *data, int status, raft_index index)
 static const char *role_name(enum raft_role r)
 {
     switch (r) {
-    case RAFT_FOLLOWER: return "follower";
-    case RAFT_PRECANDIDATE: return "precandidate";
-    case RAFT_CANDIDATE: return "candidate";
-    case RAFT_LEADER: return "leader";
+    case RAFT_FOLLOWER:
+        return "follower";
+    case RAFT_PRECANDIDATE:
+        return "precandidate";
+    case RAFT_CANDIDATE:
+        return "candidate";
+    case RAFT_LEADER:
+        return "leader";
     }
     return "?";
 }
@@ -396,16 +400,16 @@ static void handle_line(struct conn *c, char *line)
             slot_reply(s, cm_asprintf("ERR %s\n", cm_strerror(rv)));
         }
     } else if (strcmp(line, "STATUS") == 0) {
-        slot_reply(s, cm_asprintf(
-                          "role=%s term=%llu leader=%llu commit=%llu applied=%llu "
-                          "last=%llu keys=%llu\n",
-                          role_name(raft_role(r)),
-                          (unsigned long long)raft_current_term(r),
-                          (unsigned long long)raft_leader(r),
-                          (unsigned long long)raft_commit_index(r),
-                          (unsigned long long)n->kv.applied,
-                          (unsigned long long)raft_last_index(r),
-                          (unsigned long long)n->kv.count));
+        slot_reply(
+            s,
+            cm_asprintf("role=%s term=%llu leader=%llu commit=%llu applied=%llu "
+                        "last=%llu keys=%llu\n",
+                        role_name(raft_role(r)), (unsigned long long)raft_current_term(r),
+                        (unsigned long long)raft_leader(r),
+                        (unsigned long long)raft_commit_index(r),
+                        (unsigned long long)n->kv.applied,
+                        (unsigned long long)raft_last_index(r),
+                        (unsigned long long)n->kv.count));
     } else {
         slot_reply(s, cm_strdup("ERR unknown request\n"));
     }
@@ -538,20 +542,36 @@ int main(int argc, char **argv)
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
-        case 'i': cm_parse_i64(optarg, 1, INT64_MAX, &id); break;
-        case 'd': dir = optarg; break;
-        case 'r': raft_addr = optarg; break;
-        case 'c': client_addr = optarg; break;
-        case 'p': peers = optarg; break;
-        case 'b': bootstrap = true; break;
-        case 's': cm_parse_i64(optarg, 1, INT64_MAX, &threshold); break;
-        default: return 2;
+        case 'i':
+            cm_parse_i64(optarg, 1, INT64_MAX, &id);
+            break;
+        case 'd':
+            dir = optarg;
+            break;
+        case 'r':
+            raft_addr = optarg;
+            break;
+        case 'c':
+            client_addr = optarg;
+            break;
+        case 'p':
+            peers = optarg;
+            break;
+        case 'b':
+            bootstrap = true;
+            break;
+        case 's':
+            cm_parse_i64(optarg, 1, INT64_MAX, &threshold);
+            break;
+        default:
+            return 2;
         }
     }
     if (id == 0 || dir == NULL || raft_addr == NULL || client_addr == NULL ||
         peers == NULL) {
-        fprintf(stderr, "usage: raftkv --id N --dir DIR --raft H:P --client H:P "
-                        "--peers 1=H:P,... [--bootstrap]\n");
+        fprintf(stderr,
+                "usage: raftkv --id N --dir DIR --raft H:P --client H:P "
+                "--peers 1=H:P,... [--bootstrap]\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);

@@ -116,7 +116,7 @@ static void settle(struct fx *f)
     for (int i = 0; i < 200; i++) {
         unsigned before = f->proposals;
         ev_run(f->loop, EVRUN_NOWAIT); /* never blocks: a backoff timer may be far */
-        usleep(6000); /* past the debounce */
+        usleep(6000);                  /* past the debounce */
         ev_run(f->loop, EVRUN_NOWAIT);
         if (f->proposals == before && i > 3) {
             return;
