@@ -17,9 +17,10 @@ from test_dns_helpers import app_cmds, nodes_cmds, write_cmds
 SCRIPT = r"""
 set -eu
 ip link set lo up
-# getaddrinfo's AI_ADDRCONFIG (getent ahosts) wants a non-loopback IPv4 address.
-if ip link add d0 type dummy 2>/dev/null; then
-    ip addr add 192.0.2.100/24 dev d0 && ip link set d0 up && echo "== addrconfig"
+# getaddrinfo's AI_ADDRCONFIG (getent ahosts) wants an IPv4 address other than
+# 127.0.0.1; glibc counts one on lo too.
+if ip addr add 192.0.2.100/32 dev lo; then
+    echo "== addrconfig"
 fi
 mount --bind "$RESOLV" /etc/resolv.conf
 "$DNSD" --listen 127.0.0.1:53 --apply "$CMDS" --state "$STATE" --port-file "$PORTF" \
