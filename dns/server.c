@@ -46,9 +46,10 @@ enum {
 
 /* Control data for IP_PKTINFO / IPV6_PKTINFO. */
 union ctlbuf {
-    char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) +
-             CMSG_SPACE(sizeof(struct in_pktinfo))];
-    struct cmsghdr align;
+    /* Room for CMSG_SPACE(in6_pktinfo) + CMSG_SPACE(in_pktinfo) (72 bytes on
+     * Linux), written as a constant: glibc's CMSG_SPACE is not one for clang. */
+    char buf[128];
+    size_t align; /* cmsghdr alignment (struct cmsghdr ends in a flexible array) */
 };
 
 /* Per-worker counters: one writer (the worker), read by dns_server_stats. */

@@ -610,3 +610,72 @@ TEST(server_bad_config)
     dns_server_free(a);
     dns_server_free(NULL);
 }
+
+/* A wildcard address: the reply leaves from the address the query came to
+ * (IP_PKTINFO), which a connected client socket insists on. */
+static ssize_t udp_ask_connected(int family, const char *addr, uint16_t port,
+                                 const uint8_t *q, size_t qlen, uint8_t *r, size_t cap)
+{
+    int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ASSERT_TRUE(fd >= 0);
+    struct timeval tv = {.tv_sec = 2};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    socklen_t len;
+    if (family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+        in->sin_family = AF_INET;
+        in->sin_port = htons(port);
+        ASSERT_INT_EQ(inet_pton(AF_INET, addr, &in->sin_addr), 1);
+        len = sizeof(*in);
+    } else {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(port);
+        ASSERT_INT_EQ(inet_pton(AF_INET6, addr, &in6->sin6_addr), 1);
+        len = sizeof(*in6);
+    }
+    ASSERT_INT_EQ(connect(fd, (struct sockaddr *)&ss, len), 0);
+    ASSERT_INT_EQ(send(fd, q, qlen, 0), (ssize_t)qlen);
+    ssize_t n = recv(fd, r, cap, 0);
+    close(fd);
+    return n;
+}
+
+TEST(server_wildcard_replies_from_the_queried_address)
+{
+    uint8_t q[512], r[4096];
+    size_t ql = mkquery(q, sizeof(q), 31, "web.cluster", DNS_TYPE_A, -1);
+    struct dns_server_config cfg = {.addr = "0.0.0.0:0", .threads = 2};
+    struct dns_server *s = start(&cfg);
+    dns_server_publish(s, mkzone(2, "10.0.0.1"));
+    const char *addrs[] = {"127.0.0.1", "127.0.0.2", "127.1.2.3"};
+    for (size_t i = 0; i < CM_ARRAY_SIZE(addrs); i++) {
+        ssize_t n =
+            udp_ask_connected(AF_INET, addrs[i], dns_server_port(s), q, ql, r, sizeof(r));
+        ASSERT_INT_OP(n, >, 0);
+        ASSERT_UINT_EQ(hdr(r, (size_t)n).ancount, 2);
+    }
+    dns_server_free(s);
+    /* Dual-stack IPv6 wildcard: IPv4 and IPv6 clients. */
+    int probe = socket(AF_INET6, SOCK_DGRAM, 0);
+    struct sockaddr_in6 lo6 = {.sin6_family = AF_INET6,
+                               .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    bool have6 = probe >= 0 && bind(probe, (struct sockaddr *)&lo6, sizeof(lo6)) == 0;
+    if (probe >= 0) {
+        close(probe);
+    }
+    if (!have6) {
+        test_skip("no IPv6 loopback");
+    }
+    struct dns_server_config cfg6 = {.addr = "[::]:0", .threads = 1};
+    s = start(&cfg6);
+    dns_server_publish(s, mkzone(2, "10.0.0.1"));
+    ssize_t n =
+        udp_ask_connected(AF_INET6, "::1", dns_server_port(s), q, ql, r, sizeof(r));
+    ASSERT_INT_OP(n, >, 0);
+    n = udp_ask_connected(AF_INET, "127.0.0.2", dns_server_port(s), q, ql, r, sizeof(r));
+    ASSERT_INT_OP(n, >, 0);
+    dns_server_free(s);
+}
