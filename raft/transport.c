@@ -643,6 +643,14 @@ static int conn_dispatch(struct conn *c, uint8_t channel, const uint8_t *body, s
         c->peer_id = id;
         c->state = CONN_OPEN;
         ev_timer_stop(t->loop, &c->timer);
+        /* The peer just connected to us, so it is up: if our own connection to
+         * it waits out a backoff (it was down a moment ago), dial now. Otherwise
+         * an answer to it (a vote, say) could wait for up to reconnect_max_ms. */
+        struct peer *p = peer_find(t, id);
+        if (p != NULL && p->state == PEER_IDLE) {
+            p->backoff_ms = t->o.reconnect_min_ms;
+            peer_connect(p);
+        }
         return 0;
     }
     t->stats.frames_received++;

@@ -498,6 +498,14 @@ static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
+/* RAFTKV_TRACE=1: the core's trace lines on stderr. */
+static void trace_line(void *data, raft_id id, raft_time now, const char *msg)
+{
+    (void)data;
+    fprintf(stderr, "%llu raft %llu: %s\n", (unsigned long long)now,
+            (unsigned long long)id, msg);
+}
+
 static int parse_peers(const char *s, struct raft_config *c)
 {
     char *copy = cm_strdup(s);
@@ -605,6 +613,9 @@ int main(int argc, char **argv)
     if (threshold > 0) {
         ho.raft.snapshot_threshold = (raft_index)threshold;
         ho.raft.snapshot_trailing = (raft_index)threshold / 4;
+    }
+    if (getenv("RAFTKV_TRACE") != NULL) {
+        ho.raft.tracer.emit = trace_line;
     }
     ho.fsm = (struct raft_fsm){&n.kv, fsm_apply, fsm_snapshot, fsm_restore, fsm_applied};
     ho.on_change = on_change;
