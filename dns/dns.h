@@ -15,7 +15,8 @@
  *     to response bytes, written into a caller-provided buffer. It never
  *     allocates, so a server thread can answer at line rate.
  *
- * The server (UDP/TCP on libev) and the forwarder live elsewhere and use this.
+ * The server (UDP/TCP on libev), the forwarder (c-ares) and the zone built from
+ * the state.db replica are the last section of this header; they do I/O.
  *
  * Errors are negative cm_err codes (lib/base). Unless said otherwise, pointers
  * passed in are borrowed for the duration of the call and strings are copied.
@@ -650,11 +651,14 @@ struct dns_server_stats {
 
 /* Bind the sockets and start serving (threads: started before the return; else
  * the watchers are started on cfg->loop). Until a zone is published every name
- * is outside the zone (forwarded, or REFUSED).
+ * is outside the zone (forwarded, or REFUSED). With cfg->forward, upstreams
+ * that are our own address and port are dropped (they would loop); when none
+ * is left (or resolv.conf is missing or names none), forwarding is off and
+ * names outside the zone get REFUSED: check dns_server_upstreams().
  * @eb (may be NULL) names what failed.
- * Errors: CM_EINVAL (address, forward on without usable upstreams), CM_EADDRINUSE,
- * CM_EACCES (port < 1024 without the capability), CM_ENOMEM, others from the OS
- * and c-ares (CM_EIO). */
+ * Errors: CM_EINVAL (address not numeric, threads > 256), CM_EADDRINUSE,
+ * CM_EACCES (port < 1024 without the capability), CM_ENOMEM, others from the
+ * OS (resolv.conf unreadable), CM_EIO (c-ares failed to start). */
 int dns_server_new(const struct dns_server_config *cfg, struct dns_server **ret_s,
                    struct cm_errbuf *eb);
 
