@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,15 @@ void iso__init_run(const struct iso__init_args *a)
         (void)sigaction(forwarded[i], &sa, NULL);
     }
     sigprocmask(SIG_SETMASK, &set, NULL);
+
+    /* The fork-based init is a copy of the daemon: drop every descriptor it
+     * inherited (listening sockets, databases) but stdio and the sync socket,
+     * or it would hold them for the task's whole life. */
+    if (a->sync_fd > 3) {
+        (void)syscall(SYS_close_range, 3u, (unsigned)a->sync_fd - 1, 0u);
+    }
+    (void)syscall(SYS_close_range, a->sync_fd >= 3 ? (unsigned)a->sync_fd + 1 : 3u, ~0u,
+                  0u);
 
     /* _Fork: no atfork handlers, no malloc locks. The fork-based init runs in a
      * raw-cloned copy of a possibly multi-threaded daemon, where a lock another
