@@ -13,7 +13,9 @@
  * dns_answer() into a per-worker buffer, and sendmmsg() sends the lot: two
  * system calls per batch, no allocation per query. Work per wake-up is bounded
  * (UDP_ROUNDS batches), as haproxy's maxpollevents does, so TCP clients and
- * forward responses on the same loop get their turn.
+ * forward responses on the same loop get their turn. Within that bound the
+ * socket is read until it is empty: under load, datagrams that arrived while a
+ * batch was answered are taken without going back through epoll.
  *
  * TCP (RFC 7766). Messages carry a 2-byte length. A connection may pipeline
  * queries; answers from the zone go out in order, forwarded ones when upstream
@@ -805,9 +807,7 @@ static void udp_cb(struct ev_loop *loop, ev_io *io, int revents)
         if (ns > 0) {
             udp_send_batch(w, ns);
         }
-        if (n < UDP_BATCH) {
-            break; /* drained: skip the recvmmsg that would say EAGAIN */
-        }
+
     }
 }
 
