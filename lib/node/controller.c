@@ -23,7 +23,7 @@
 #include "state/db.h"
 #include "state/state.h"
 
-#define DEBOUNCE_S       0.005
+#define DEBOUNCE_S       0.002
 #define KEEP_TERMINAL    5                /* per app, for `ps` and the API */
 #define TERMINAL_TTL_MS  (60 * 60 * 1000) /* expunge terminal tasks after this */
 #define BACKOFF_RESET_MS 10000            /* running this long resets the backoff */
