@@ -5,7 +5,7 @@
  *        [--apply FILE.jsonl] [--gen APPS,TASKS,NODES] [--leader NODE]
  *        [--forward] [--upstream HOST[:PORT],...] [--resolv-conf FILE]
  *        [--udp-max N] [--tcp-idle-ms N] [--tcp-max-conns N]
- *        [--zone-file OUT] [--port-file OUT] [--fresh N]
+ *        [--zone-file OUT] [--port-file OUT] [--fresh N] [--mesos-compat]
  *
  * The zone is built with dns_zone_from_state from --state (a temporary file
  * when not given) after applying the commands of --apply (one JSON command a
@@ -377,6 +377,7 @@ int main(int argc, char **argv)
         {"zone-file", required_argument, NULL, 'z'},
         {"port-file", required_argument, NULL, 'p'},
         {"fresh", required_argument, NULL, 'F'},
+        {"mesos-compat", no_argument, NULL, 'M'},
         {NULL, 0, NULL, 0},
     };
     struct dnsd d = {0};
@@ -436,6 +437,9 @@ int main(int argc, char **argv)
             break;
         case 'F':
             fresh_n = atoi(optarg);
+            break;
+        case 'M':
+            d.zcfg.mesos_compat = true;
             break;
         default:
             fprintf(stderr,

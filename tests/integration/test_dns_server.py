@@ -226,3 +226,25 @@ def test_zone_file_matches_what_is_served(server):
     assert "$ORIGIN cluster." in text
     assert server.proc.stop() == 0  # clean exit on SIGTERM
     assert "dnsd: stop:" in server.proc.output()
+
+
+def test_mesos_compat_names(procs, tmp_path):
+    """--dns-compat mesos (compat.md §3): the Mesos-DNS names of the same tasks,
+    under the same domain, next to the native ones."""
+    need_dig()
+    api, _ = app_cmds("/shop/api", 2, first_ip=(10, 5, 0, 0))
+    s = Dnsd(procs, tmp_path, nodes_cmds(2) + api, extra=["--mesos-compat"], name="compat")
+    for name in ("api-shop.marathon.cluster", "api.shop.marathon.cluster", "api.shop.cluster"):
+        out = dig(s.port, name, "A", "+short")
+        assert sorted(out.split()) == ["10.5.0.1", "10.5.0.2"], (name, out)
+    out = dig(s.port, "_api-shop._tcp.marathon.cluster", "SRV")
+    ans = section(out, "ANSWER")
+    assert sorted(int(r[6]) for r in ans) == [31000, 31001, 31010, 31011]
+    assert all(r[7].endswith(".marathon.cluster.") for r in ans)
+    out = dig(s.port, "_http._api-shop._tcp.marathon.cluster", "SRV", "+short")
+    assert len(out.split("\n")) >= 2
+    assert dig(s.port, "leader.cluster", "A", "+short").strip() == "10.0.0.1"
+    assert sorted(dig(s.port, "master.cluster", "A", "+short").split()) == \
+        ["10.0.0.1", "10.0.0.2"]
+    out = dig(s.port, "_leader._tcp.cluster", "SRV", "+short")
+    assert out.split()[2] == "5050"
