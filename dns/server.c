@@ -508,15 +508,15 @@ static void tcp_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         unsigned n = atomic_fetch_add_explicit(&s->tcp_conns, 1, memory_order_relaxed);
         if (n >= s->cfg.tcp_max_conns) {
             atomic_fetch_sub_explicit(&s->tcp_conns, 1, memory_order_relaxed);
+            CNT_ADD(w, tcp_refused, 1); /* counted before the peer can see it */
             close(fd);
-            CNT_ADD(w, tcp_refused, 1);
             continue;
         }
         struct tcp_conn *c = cm_calloc(1, sizeof(*c));
         if (c == NULL) {
             atomic_fetch_sub_explicit(&s->tcp_conns, 1, memory_order_relaxed);
+            CNT_ADD(w, tcp_refused, 1); /* counted before the peer can see it */
             close(fd);
-            CNT_ADD(w, tcp_refused, 1);
             continue;
         }
         c->w = w;
