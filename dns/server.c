@@ -106,6 +106,7 @@ struct tcp_conn {
     size_t outoff;
     struct fwd_req *fwds;
     bool busy; /* inside conn_process: do not close under its feet */
+    bool more; /* complete messages wait in the input buffer */
 };
 
 struct worker {
@@ -248,7 +249,7 @@ static uint16_t udp_limit(const struct worker *w, const uint8_t *q, size_t qlen)
 
 /* ================================================================== TCP connections */
 
-static void conn_update(struct tcp_conn *c);
+static bool conn_update(struct tcp_conn *c);
 
 static void conn_close(struct tcp_conn *c)
 {
@@ -365,12 +366,11 @@ static void conn_process(struct tcp_conn *c)
         c->inlen -= pos;
     }
     c->busy = false;
-    /* Whole messages left over (the per-wake-up bound): come back on the next
-     * loop iteration even if no more bytes arrive. */
-    if (c->state != CONN_DEAD && c->inlen >= 2 && c->inlen >= 2 + (size_t)get16(c->in) &&
-        conn_pending(c) < s->cfg.tcp_out_max) {
-        ev_feed_event(w->loop, &c->io, EV_CUSTOM);
-    }
+    /* Whole messages left over (the per-wake-up bound): the caller comes back
+     * on the next loop iteration even if no more bytes arrive. */
+    c->more = c->state != CONN_DEAD && c->inlen >= 2 &&
+              c->inlen >= 2 + (size_t)get16(c->in) &&
+              conn_pending(c) < s->cfg.tcp_out_max;
 }
 
 /* Make room for the message being read; false when it is over the limit. */
@@ -431,8 +431,8 @@ static void conn_read(struct tcp_conn *c)
     }
 }
 
-/* Decide what to wait for next, or close. */
-static void conn_update(struct tcp_conn *c)
+/* Decide what to wait for next, or close. Returns false when @c was closed. */
+static bool conn_update(struct tcp_conn *c)
 {
     struct worker *w = c->w;
     if (c->state != CONN_DEAD && !conn_flush(c)) {
@@ -442,7 +442,7 @@ static void conn_update(struct tcp_conn *c)
     if (c->state == CONN_DEAD ||
         (c->state == CONN_DRAINING && !pending && c->fwds == NULL)) {
         conn_close(c);
-        return;
+        return false;
     }
     int events = pending ? EV_WRITE : 0;
     if (c->state == CONN_OPEN && conn_pending(c) < w->srv->cfg.tcp_out_max) {
@@ -455,6 +455,7 @@ static void conn_update(struct tcp_conn *c)
             ev_io_start(w->loop, &c->io);
         }
     }
+    return true;
 }
 
 static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
@@ -464,12 +465,16 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
     if (revents & EV_READ) {
         conn_read(c);
     }
+    c->more = false;
     if (revents & (EV_READ | EV_CUSTOM | EV_WRITE)) {
         if (c->state != CONN_DEAD) {
             conn_process(c);
         }
     }
-    conn_update(c);
+    /* After conn_update: restarting the watcher there would drop a fed event. */
+    if (conn_update(c) && c->more) {
+        ev_feed_event(c->w->loop, &c->io, EV_CUSTOM);
+    }
 }
 
 static void conn_idle_cb(struct ev_loop *loop, ev_timer *t, int revents)
@@ -611,7 +616,7 @@ static void fwd_done(void *data, int status, const uint8_t *resp, size_t len)
             conn_queue(c, w->scratch, n);
             fwd_free(r);
             if (!c->busy) {
-                conn_update(c);
+                (void)conn_update(c);
             }
             return;
         }
@@ -807,7 +812,6 @@ static void udp_cb(struct ev_loop *loop, ev_io *io, int revents)
         if (ns > 0) {
             udp_send_batch(w, ns);
         }
-
     }
 }
 
