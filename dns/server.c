@@ -106,7 +106,6 @@ struct tcp_conn {
     size_t outoff;
     struct fwd_req *fwds;
     bool busy; /* inside conn_process: do not close under its feet */
-    bool more; /* complete messages wait in the input buffer */
 };
 
 struct worker {
@@ -366,11 +365,6 @@ static void conn_process(struct tcp_conn *c)
         c->inlen -= pos;
     }
     c->busy = false;
-    /* Whole messages left over (the per-wake-up bound): the caller comes back
-     * on the next loop iteration even if no more bytes arrive. */
-    c->more = c->state != CONN_DEAD && c->inlen >= 2 &&
-              c->inlen >= 2 + (size_t)get16(c->in) &&
-              conn_pending(c) < s->cfg.tcp_out_max;
 }
 
 /* Make room for the message being read; false when it is over the limit. */
@@ -439,8 +433,11 @@ static bool conn_update(struct tcp_conn *c)
         c->state = CONN_DEAD;
     }
     bool pending = conn_pending(c) > 0;
+    /* Whole messages wait in the input buffer: the per-wake-up bound, or the
+     * output limit, stopped conn_process. */
+    bool work = c->inlen >= 2 && c->inlen >= 2 + (size_t)get16(c->in);
     if (c->state == CONN_DEAD ||
-        (c->state == CONN_DRAINING && !pending && c->fwds == NULL)) {
+        (c->state == CONN_DRAINING && !pending && !work && c->fwds == NULL)) {
         conn_close(c);
         return false;
     }
@@ -455,6 +452,12 @@ static bool conn_update(struct tcp_conn *c)
             ev_io_start(w->loop, &c->io);
         }
     }
+    /* The peer may send nothing more: come back to the waiting messages on the
+     * next loop iteration. Fed after the watcher was (re)started, which would
+     * drop a pending event. */
+    if (work && conn_pending(c) < w->srv->cfg.tcp_out_max) {
+        ev_feed_event(w->loop, &c->io, EV_CUSTOM);
+    }
     return true;
 }
 
@@ -465,16 +468,12 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
     if (revents & EV_READ) {
         conn_read(c);
     }
-    c->more = false;
     if (revents & (EV_READ | EV_CUSTOM | EV_WRITE)) {
         if (c->state != CONN_DEAD) {
             conn_process(c);
         }
     }
-    /* After conn_update: restarting the watcher there would drop a fed event. */
-    if (conn_update(c) && c->more) {
-        ev_feed_event(c->w->loop, &c->io, EV_CUSTOM);
-    }
+    (void)conn_update(c);
 }
 
 static void conn_idle_cb(struct ev_loop *loop, ev_timer *t, int revents)
