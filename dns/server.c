@@ -597,12 +597,9 @@ static void fwd_done(void *data, int status, const uint8_t *resp, size_t len)
             uint16_t fl = get16(resp + 2) & (DNS_FLAG_AA | DNS_FLAG_RA | 0xfu);
             n = reply_from_query(w, r->q, r->qlen, out, cap, fl & 0xfu,
                                  (uint16_t)((fl & ~0xfu) | DNS_FLAG_TC));
-            CNT_ADD(w, truncated, 1);
         }
         if (!r->tcp && n > 0 && (get16(out + 2) & DNS_FLAG_TC)) {
-            if (len <= cap) {
-                CNT_ADD(w, truncated, 1);
-            }
+            CNT_ADD(w, truncated, 1); /* cut by us or by upstream */
         }
         CNT_ADD(w, forward_ok, 1);
     } else {
@@ -622,6 +619,20 @@ static void fwd_done(void *data, int status, const uint8_t *resp, size_t len)
         udp_send_one(w, r, out, n);
     }
     fwd_free(r);
+}
+
+/* Where the reply to the datagram w->rmsg[@i] goes: its source, and the
+ * control data that makes it leave from the address it came to. */
+static void udp_reply_to(const struct worker *w, size_t i, struct fwd_req *r)
+{
+    const struct msghdr *m = &w->rmsg[i].msg_hdr;
+    r->peerlen = m->msg_namelen;
+    memcpy(&r->peer, &w->peer[i], r->peerlen);
+    r->ctllen = 0;
+    if (w->pktinfo) {
+        struct msghdr tmp = {.msg_control = r->ctl.buf, .msg_controllen = sizeof(r->ctl)};
+        r->ctllen = udp_reply_ctl(m, &tmp);
+    }
 }
 
 /* Forward @q for the TCP connection @c, or (c NULL) for the datagram
@@ -648,9 +659,7 @@ static void fwd_start(struct worker *w, const uint8_t *q, size_t qlen, struct tc
             return;
         }
         struct fwd_req tmp;
-        tmp.peerlen = w->rmsg[udp_index].msg_hdr.msg_namelen;
-        memcpy(&tmp.peer, &w->peer[udp_index], tmp.peerlen);
-        tmp.ctllen = 0;
+        udp_reply_to(w, udp_index, &tmp);
         udp_send_one(w, &tmp, w->scratch + 2, n);
         return;
     }
@@ -671,14 +680,8 @@ static void fwd_start(struct worker *w, const uint8_t *q, size_t qlen, struct tc
         dns__fwd_send(w->fwd_tcp, q, qlen, fwd_done, r);
         return;
     }
-    const struct msghdr *m = &w->rmsg[udp_index].msg_hdr;
-    r->peerlen = m->msg_namelen;
-    memcpy(&r->peer, &w->peer[udp_index], r->peerlen);
+    udp_reply_to(w, udp_index, r);
     r->limit = udp_limit(w, q, qlen);
-    if (w->pktinfo) {
-        struct msghdr tmp = {.msg_control = r->ctl.buf, .msg_controllen = sizeof(r->ctl)};
-        r->ctllen = udp_reply_ctl(m, &tmp);
-    }
     dns__fwd_send(w->fwd_udp, q, qlen, fwd_done, r);
 }
 

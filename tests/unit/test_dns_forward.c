@@ -242,17 +242,26 @@ static void up_start(struct upstream *u, bool mute)
     atomic_init(&u->stop, false);
     atomic_init(&u->queries, 0);
     atomic_init(&u->tcp_queries, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    u->udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    ASSERT_INT_EQ(bind(u->udp, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    socklen_t sl = sizeof(sa);
-    getsockname(u->udp, (struct sockaddr *)&sa, &sl);
-    u->port = ntohs(sa.sin_port);
-    u->tcp = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(u->tcp, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    ASSERT_INT_EQ(bind(u->tcp, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    /* A UDP and a TCP socket on the same free port (retried when the port the
+     * kernel gave for UDP is taken for TCP). */
+    for (int attempt = 0;; attempt++) {
+        struct sockaddr_in sa = {.sin_family = AF_INET};
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        u->udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        ASSERT_INT_EQ(bind(u->udp, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        socklen_t sl = sizeof(sa);
+        getsockname(u->udp, (struct sockaddr *)&sa, &sl);
+        u->port = ntohs(sa.sin_port);
+        u->tcp = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int one = 1;
+        setsockopt(u->tcp, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(u->tcp, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+            break;
+        }
+        ASSERT_INT_OP(attempt, <, 50);
+        close(u->udp);
+        close(u->tcp);
+    }
     ASSERT_INT_EQ(listen(u->tcp, 16), 0);
     ASSERT_INT_EQ(pthread_create(&u->thread, NULL, up_main, u), 0);
 }
