@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "agent/agent.h"
+#include "dns/dns.h"
 #include "net/http.h"
 #include "node/node_int.h"
 #include "raft/raft.h"
@@ -31,6 +32,9 @@ struct cm_node {
     bool registered_term; /* node.up proposed in the current leadership */
     struct cm_controller *controller;
     struct cm_agent *agent;
+    struct dns_server *dns;
+    struct dns_state_cache *dns_cache;
+    raft_id dns_leader; /* leader the published zone was built with */
     struct cm_http_server *http;
     struct cm_api *api;
     char http_address[96];
@@ -239,6 +243,85 @@ static void agent_sync(struct cm_node *n)
     }
 }
 
+/* Build the DNS zone from the replica and publish it to the server threads
+ * (DESIGN.md §8: answers change at commit time, nothing polls). */
+static void dns_publish(struct cm_node *n)
+{
+    const struct raft *r = raft_host_core(n->raft);
+    raft_id leader = raft_leader(r);
+    struct dns_addr leader_addr;
+    bool have_addr = false;
+    const struct raft_server *sv =
+        leader != 0 ? raft_config_get(raft_config_current(r), leader) : NULL;
+    if (sv != NULL) {
+        char host[RAFT_ADDRESS_MAX];
+        uint16_t port;
+        have_addr = cm_parse_hostport(sv->address, host, sizeof(host), &port) == 0 &&
+                    dns_addr_parse(host, &leader_addr) == 0;
+    }
+    struct dns_zone_config zc = {
+        .domain = n->c.domain,
+        .serial = (uint32_t)cm_state_applied_index(n->state),
+        .mesos_compat = strcmp(n->c.dns_compat, "mesos") == 0,
+    };
+    struct dns_state_info info = {
+        .leader = leader == n->raft_id ? n->name : NULL,
+        .leader_addr = have_addr ? &leader_addr : NULL,
+        .cache = n->dns_cache,
+    };
+    struct dns_zone *z = NULL;
+    int rv = dns_zone_from_state(n->state, &zc, &info, &z, NULL);
+    if (rv != 0) {
+        cm_warn("dns", "zone not rebuilt: %s", cm_strerror(rv));
+        return;
+    }
+    dns_server_publish(n->dns, z);
+    n->dns_leader = leader;
+}
+
+static int start_dns(struct cm_node *n, struct cm_errbuf *eb)
+{
+    struct dns_upstream ups[DNS_UPSTREAM_MAX];
+    size_t n_ups = 0;
+    if (n->c.dns_upstream[0] != '\0') {
+        char list[sizeof(n->c.dns_upstream)];
+        snprintf(list, sizeof(list), "%s", n->c.dns_upstream);
+        char *save = NULL;
+        for (char *tok = strtok_r(list, ",", &save); tok != NULL;
+             tok = strtok_r(NULL, ",", &save)) {
+            if (n_ups == DNS_UPSTREAM_MAX || dns_upstream_parse(tok, &ups[n_ups]) != 0) {
+                return cm_err_setf(eb, CM_EINVAL, "--dns-upstream: bad resolver '%s'",
+                                   tok);
+            }
+            n_ups++;
+        }
+    }
+    struct dns_server_config sc = {
+        .addr = n->c.dns_addr,
+        .threads = 1, /* its own thread and loop (DESIGN.md §3) */
+        .forward = true,
+        .upstreams = n_ups > 0 ? ups : NULL,
+        .nupstreams = n_ups,
+    };
+    int rv = dns_state_cache_new(&n->dns_cache);
+    if (rv != 0) {
+        return cm_err_setf(eb, rv, "dns: %s", cm_strerror(rv));
+    }
+    rv = dns_server_new(&sc, &n->dns, eb);
+    if (rv != 0) {
+        return cm_err_wrapf(eb, "DNS on %s", n->c.dns_addr);
+    }
+    size_t used = 0;
+    (void)dns_server_upstreams(n->dns, &used);
+    if (used == 0) {
+        cm_warn("dns", "no upstream resolver: names outside .%s get REFUSED",
+                n->c.domain);
+    }
+    dns_publish(n);
+    cm_info("node", "DNS for .%s on %s", n->c.domain, n->c.dns_addr);
+    return 0;
+}
+
 /* Once per loop iteration, after the commands of the iteration were applied:
  * tell whoever depends on the replica (DESIGN.md §1: nothing polls). */
 static void changes_cb(struct ev_loop *loop, ev_prepare *w, int revents)
@@ -247,6 +330,10 @@ static void changes_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     (void)revents;
     struct cm_node *n = cm_container_of(w, struct cm_node, changes_w);
     unsigned changes = cm_state_take_changes(n->state);
+    bool leader_moved = raft_leader(raft_host_core(n->raft)) != n->dns_leader;
+    if (changes != 0 || leader_moved) {
+        dns_publish(n);
+    }
     if (changes == 0) {
         return;
     }
@@ -598,6 +685,9 @@ int cm_node_start(struct ev_loop *loop, const struct cm_node_config *c,
     ev_prepare_init(&n->changes_w, changes_cb);
     ev_prepare_start(loop, &n->changes_w);
     rv = start_api(n, eb);
+    if (rv == 0) {
+        rv = start_dns(n, eb);
+    }
     if (rv != 0) {
         goto err_after_raft;
     }
@@ -608,6 +698,8 @@ int cm_node_start(struct ev_loop *loop, const struct cm_node_config *c,
 
 err_after_raft:
     ev_prepare_stop(loop, &n->changes_w);
+    dns_server_free(n->dns);
+    dns_state_cache_free(n->dns_cache);
     cm_api_free(n->api);
     cm_http_server_free(n->http);
     raft_host_close(n->raft);
@@ -634,6 +726,8 @@ void cm_node_free(struct cm_node *n)
         return;
     }
     ev_prepare_stop(n->loop, &n->changes_w);
+    dns_server_free(n->dns);
+    dns_state_cache_free(n->dns_cache);
     cm_api_free(n->api);
     cm_http_server_free(n->http);
     raft_host_close(n->raft);
