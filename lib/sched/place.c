@@ -456,7 +456,8 @@ static int place_one(struct place_ctx *c, uint32_t ri)
     if (cm_buf_append(&c->strings, id, strlen(id) + 1) != 0) {
         return CM_ENOMEM;
     }
-    uint16_t *ports = c->ports + c->n_ports;
+    /* NULL + 0 is undefined in C: no ports array yet means no ports. */
+    uint16_t *ports = c->ports != NULL ? c->ports + c->n_ports : NULL;
     choose_ports(s, pr, &s->nodes[slot], ports);
     int rv = sched__task_insert(s, id, pr->app, pr->role, slot, rq->res.v, pr->rsv_ok,
                                 ports, (uint32_t)rq->n_ports, NULL);
