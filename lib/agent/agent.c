@@ -218,7 +218,10 @@ out:
 static int record_read(const char *sandbox, struct cm_agent_record *ret)
 {
     char path[4200];
-    snprintf(path, sizeof(path), "%s/" RECORD_FILE, sandbox);
+    int len = snprintf(path, sizeof(path), "%s/" RECORD_FILE, sandbox);
+    if (len < 0 || (size_t)len >= sizeof(path)) {
+        return CM_ECORRUPT; /* no sandbox of ours has such a path */
+    }
     char *buf = cm_malloc(RECORD_MAX);
     if (buf == NULL) {
         return CM_ENOMEM;

@@ -232,7 +232,11 @@ static void g_issue(struct gctx *c, enum cm_app_issue_kind kind, const char *pat
                     const char *suffix, const char *msg)
 {
     char p[1100];
-    snprintf(p, sizeof(p), "%s%s", path, suffix);
+    int n = snprintf(p, sizeof(p), "%s%s", path, suffix);
+    if (n < 0 || (size_t)n >= sizeof(p)) {
+        p[sizeof(p) - 4] = '\0'; /* a cut path still points the user to the field */
+        strcat(p, "...");
+    }
     int r = app__issue(c->rep, kind, p, "%s", msg);
     static const int code[] = {0, CM_EMALFORMED, CM_EVALIDATION, CM_EUNSUPPORTED};
     c->rv = worse(c->rv, r ? r : code[kind]);
