@@ -103,10 +103,12 @@ int cmd_status(int argc, char **argv)
                     left, id);
             } else if (cmd_json_num(app, "tasksStaged", 0) > 0) {
                 printf("  tasks are starting\n");
+            } else if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(item, "reason"))) {
+                printf("  not placed: %s\n", cmd_json_str(item, "reason"));
             } else {
                 printf(
-                    "  not placed yet: no node may have room, or the constraints exclude "
-                    "the nodes (the scheduler's reasons are not in the API yet)\n");
+                    "  not placed yet (ask the leader's API for the scheduler's "
+                    "reasons: --addr $(clusterctl leader))\n");
             }
         }
         static const char *const head[] = {"TASK",  "STATE",   "HOST",

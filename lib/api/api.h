@@ -51,6 +51,10 @@ struct cm_api_ops {
      * sandbox here. */
     int (*task_log)(void *data, const char *task_id, const char *stream, int64_t offset,
                     size_t max, struct cm_buf *out, int64_t *ret_next);
+    /* Optional: why instances of @app wait to be placed ("3 of 5 nodes lack
+     * memory; 2 fail hostname:UNIQUE"), into @buf; false when unknown here (the
+     * leader's scheduler knows it). Shown by /v2/queue. */
+    bool (*queue_reason)(void *data, const char *app, char *buf, size_t cap);
     /* Prometheus text lines the daemon adds to /metrics (may be NULL). */
     void (*metrics)(void *data, struct cm_buf *out);
 

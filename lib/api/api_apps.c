@@ -1248,9 +1248,6 @@ static void h_queue(struct cm_http_req *req, void *data)
         queue_delay(a, &tasks, begin, end, now, &left_ms, &since);
         rv = first ? 0 : cm_buf_puts(&b, ",");
         first = false;
-        /* processedOffersSummary (why the scheduler cannot place the rest) comes
-         * with the scheduler's explanations in the replica; until then the
-         * queue says how many wait and the launch delay only. */
         rv = rv ? rv : cm_buf_puts(&b, "{\"app\":");
         rv = rv ? rv
                 : api__app_info(api, a, &tasks, begin, end,
@@ -1267,6 +1264,14 @@ static void h_queue(struct cm_http_req *req, void *data)
         rv = rv ? rv : cm_buf_puts(&b, ",\"since\":");
         rv = rv ? rv
                 : (since > 0 ? api__json_time(&b, since) : api__json_str(&b, a->version));
+        /* Not in Marathon (its processedOffersSummary counts Mesos offers): the
+         * scheduler's explanation, in words. */
+        char why[512];
+        if (rv == 0 && api->ops.queue_reason != NULL &&
+            api->ops.queue_reason(api->ops.data, a->id, why, sizeof(why))) {
+            rv = cm_buf_puts(&b, ",\"reason\":");
+            rv = rv ? rv : api__json_str(&b, why);
+        }
         rv = rv ? rv : cm_buf_puts(&b, "}");
     }
     rv = rv ? rv : cm_buf_puts(&b, "]}");

@@ -37,8 +37,16 @@ struct backoff {
     int64_t seen_until_ms; /* terminal tasks updated up to here are counted */
 };
 
+/* Why an app's instances wait, from the last planning pass (leader memory). */
+struct waiting {
+    char *app;
+    char *why;
+};
+
 struct cm_controller {
     struct ev_loop *loop;
+    struct waiting *waiting;
+    size_t n_waiting;
     struct cm_node_ctl_ops ops;
     ev_timer timer;
     bool leader;
@@ -546,6 +554,46 @@ static int add_node(struct sched *sc, const struct node_info *n)
 
 static void propose_json(struct cm_controller *c, cJSON *cmd);
 
+static void waiting_clear(struct cm_controller *c)
+{
+    for (size_t i = 0; i < c->n_waiting; i++) {
+        cm_free(&c->waiting[i].app);
+        cm_free(&c->waiting[i].why);
+    }
+    c->n_waiting = 0;
+}
+
+/* Remember why @app waits; on OOM the reason is just not shown. */
+static void waiting_add(struct cm_controller *c, const char *app, const char *why)
+{
+    struct waiting *w = cm_reallocarray(c->waiting, c->n_waiting + 1, sizeof(*w));
+    if (w == NULL) {
+        return;
+    }
+    c->waiting = w;
+    w = &c->waiting[c->n_waiting];
+    w->app = cm_strdup(app);
+    w->why = cm_strdup(why);
+    if (w->app == NULL || w->why == NULL) {
+        cm_free(&w->app);
+        cm_free(&w->why);
+        return;
+    }
+    c->n_waiting++;
+}
+
+bool cm_controller_waiting(const struct cm_controller *c, const char *app, char *buf,
+                           size_t cap)
+{
+    for (size_t i = 0; c != NULL && c->leader && i < c->n_waiting; i++) {
+        if (strcmp(c->waiting[i].app, app) == 0) {
+            snprintf(buf, cap, "%s", c->waiting[i].why);
+            return true;
+        }
+    }
+    return false;
+}
+
 /* ------------------------------------------------------------------ one pass */
 
 static const char *node_address(const struct snapshot *s, const char *id)
@@ -828,12 +876,15 @@ static void run_pass(struct cm_controller *c)
         ev_timer_start(c->loop, &c->timer);
         return;
     }
+    waiting_clear(c);
     for (size_t i = 0; i < res.n_unplaced; i++) {
         char why[512];
         sched_explain_text(&res.unplaced[i].explain, &p.reqs[res.unplaced[i].req], why,
                            sizeof(why));
-        cm_debug("controller", "%s: %u task(s) not placed: %s",
-                 p.reqs[res.unplaced[i].req].app, res.unplaced[i].count, why);
+        const char *app = p.reqs[res.unplaced[i].req].app;
+        cm_debug("controller", "%s: %u task(s) not placed: %s", app,
+                 res.unplaced[i].count, why);
+        waiting_add(c, app, why);
     }
     if (cJSON_GetArraySize(p.kill) > 0) {
         cJSON *cmd = ids_command("task.kill", &p.kill, now);
@@ -975,5 +1026,7 @@ void cm_controller_free(struct cm_controller *c)
         cm_free(&c->backoffs[i].app);
     }
     cm_free(&c->backoffs);
+    waiting_clear(c);
+    cm_free(&c->waiting);
     cm_free(&c);
 }

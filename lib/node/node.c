@@ -418,6 +418,11 @@ static int api_task_log(void *data, const char *task_id, const char *stream,
     return rv;
 }
 
+static bool api_queue_reason(void *data, const char *app, char *buf, size_t cap)
+{
+    return cm_controller_waiting(((struct cm_node *)data)->controller, app, buf, cap);
+}
+
 static void api_metrics(void *data, struct cm_buf *out)
 {
     struct cm_node *n = data;
@@ -462,6 +467,7 @@ static int start_api(struct cm_node *n, struct cm_errbuf *eb)
         .node_name = api_node_name,
         .http_address = api_http_address,
         .task_log = api_task_log,
+        .queue_reason = api_queue_reason,
         .metrics = api_metrics,
     };
     rv = cm_api_start(n->http, &ops, &n->api);

@@ -31,6 +31,10 @@ void cm_controller_free(struct cm_controller *c);
 void cm_controller_set_leader(struct cm_controller *c, bool leader);
 /* The replica changed: plan again soon. Accepts NULL. */
 void cm_controller_kick(struct cm_controller *c);
+/* Why instances of @app could not be placed in the last pass ("3 of 5 nodes lack
+ * memory"), into @buf; false when nothing waits for placement (or not leader). */
+bool cm_controller_waiting(const struct cm_controller *c, const char *app, char *buf,
+                           size_t cap);
 /* Marathon's launch delay after @failures consecutive failures. */
 int64_t cm_backoff_delay_ms(const struct cm_app *a, uint32_t failures);
 

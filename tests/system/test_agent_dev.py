@@ -175,3 +175,24 @@ def test_oom_is_reported(procs, clusterctl_bin, tmp_path):
     assert failure["state"] == "TASK_FAILED"
     assert "OOM" in failure["message"], failure
     a.req("DELETE", "/v2/apps/hog")
+
+
+def test_status_says_why_instances_wait(procs, clusterctl_bin, tmp_path):
+    import subprocess
+    a = Agent(procs, clusterctl_bin, tmp_path)
+    a.start()
+    code, body = a.req("POST", "/v2/apps", {"id": "/huge", "cmd": "sleep 1000", "instances": 1,
+                                            "cpus": 0.1, "mem": 10000000})
+    assert code == 201, body
+
+    def reason():
+        code, body = a.get("/v2/queue")
+        items = [q for q in body["queue"] if q["app"]["id"] == "/huge"] if code == 200 else []
+        return items[0].get("reason") if items else None
+
+    a.wait(lambda: reason() is not None, "a reason in /v2/queue")
+    assert reason() == "1 of 1 node lacks memory"
+    r = subprocess.run([clusterctl_bin, "status", "huge", "--addr", "127.0.0.1:%d" % a.http],
+                       capture_output=True, text=True, timeout=10)
+    assert "not placed: 1 of 1 node lacks memory" in r.stdout, r.stdout + r.stderr
+    a.req("DELETE", "/v2/apps/huge")

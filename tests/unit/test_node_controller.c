@@ -227,6 +227,12 @@ TEST(controller_respects_capacity)
     settle(&f);
     struct counts c = count(&f, "/web");
     ASSERT_INT_EQ(c.total, 8);
+    /* The 4 that wait say why, in words. */
+    char why[256];
+    ASSERT_TRUE(cm_controller_waiting(f.ctl, "/web", why, sizeof(why)));
+    printf("# /web waits: %s\n", why);
+    ASSERT_STR_EQ(why, "1 of 1 node lacks cpus");
+    ASSERT_FALSE(cm_controller_waiting(f.ctl, "/other", why, sizeof(why)));
     fx_close(&f);
 }
 
