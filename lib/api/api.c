@@ -120,6 +120,16 @@ void api__respond_internal(struct cm_http_req *req, int code)
     cm_http_respond_error(req, 500, "internal error: %s", cm_strerror(code));
 }
 
+void api__respond_ok_json(struct cm_http_req *req, int rv, struct cm_buf *body)
+{
+    if (rv == 0) {
+        api__respond_json(req, 200, body);
+    } else {
+        api__respond_internal(req, rv);
+    }
+    cm_buf_done(body);
+}
+
 bool api__app_id(const char *param, char *out, size_t cap)
 {
     return param != NULL && cm_app_path_normalize(param, "/", out, cap) == 0 &&

@@ -419,12 +419,7 @@ static void h_apps_list(struct cm_http_req *req, void *data)
         rv = rv ? rv : api__app_info(api, a, &tasks, begin, end, embed, &b);
     }
     rv = rv ? rv : cm_buf_puts(&b, "]}");
-    if (rv == 0) {
-        api__respond_json(req, 200, &b);
-    } else {
-        api__respond_internal(req, rv);
-    }
-    cm_buf_done(&b);
+    api__respond_ok_json(req, rv, &b);
     api__apps_done(&apps);
     api__tasks_done(&tasks);
 }
@@ -463,12 +458,7 @@ static void h_app_get(struct cm_http_req *req, void *data)
         rv = rv ? rv : cm_buf_puts(&b, "}");
         api__tasks_done(&tasks);
     }
-    if (rv == 0) {
-        api__respond_json(req, 200, &b);
-    } else {
-        api__respond_internal(req, rv);
-    }
-    cm_buf_done(&b);
+    api__respond_ok_json(req, rv, &b);
     api__apps_done(&apps);
 }
 
@@ -914,12 +904,7 @@ static void h_app_version(struct cm_http_req *req, void *data)
         struct cm_buf b = {0};
         struct cm_app_out_opts o = {.version = version};
         rv = cm_app_to_json(app, &o, &b);
-        if (rv == 0) {
-            api__respond_json(req, 200, &b);
-        } else {
-            api__respond_internal(req, rv);
-        }
-        cm_buf_done(&b);
+        api__respond_ok_json(req, rv, &b);
     }
     cm_app_free(app);
     api__apps_done(&cur);
@@ -999,12 +984,7 @@ static void h_tasks(struct cm_http_req *req, void *data)
         rv = tasks_json(cm_http_req_request(req), &apps, &tasks, &b);
         api__tasks_done(&tasks);
     }
-    if (rv == 0) {
-        api__respond_json(req, 200, &b);
-    } else {
-        api__respond_internal(req, rv);
-    }
-    cm_buf_done(&b);
+    api__respond_ok_json(req, rv, &b);
     api__apps_done(&apps);
 }
 
@@ -1022,12 +1002,7 @@ static void h_app_tasks(struct cm_http_req *req, void *data)
         rv = tasks_json(cm_http_req_request(req), &cur, &tasks, &b);
         api__tasks_done(&tasks);
     }
-    if (rv == 0) {
-        api__respond_json(req, 200, &b);
-    } else {
-        api__respond_internal(req, rv);
-    }
-    cm_buf_done(&b);
+    api__respond_ok_json(req, rv, &b);
     api__apps_done(&cur);
 }
 
@@ -1275,12 +1250,7 @@ static void h_queue(struct cm_http_req *req, void *data)
         rv = rv ? rv : cm_buf_puts(&b, "}");
     }
     rv = rv ? rv : cm_buf_puts(&b, "]}");
-    if (rv == 0) {
-        api__respond_json(req, 200, &b);
-    } else {
-        api__respond_internal(req, rv);
-    }
-    cm_buf_done(&b);
+    api__respond_ok_json(req, rv, &b);
     api__apps_done(&apps);
     api__tasks_done(&tasks);
 }

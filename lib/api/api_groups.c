@@ -334,12 +334,7 @@ static void group_write(struct cm_http_req *req, struct cm_api *api, bool create
             rv = rv ? rv : cm_buf_puts(&b, "}");
         }
         rv = rv ? rv : cm_buf_puts(&b, "]}]}");
-        if (rv == 0) {
-            api__respond_json(req, 200, &b);
-        } else {
-            api__respond_internal(req, rv);
-        }
-        cm_buf_done(&b);
+        api__respond_ok_json(req, rv, &b);
         goto out;
     }
     struct api_write *w = api__write_new(api, req, create ? 201 : 200);

@@ -45,6 +45,9 @@ int api__json_time(struct cm_buf *b, int64_t ms);
 /* ---- answers */
 
 int api__respond_json(struct cm_http_req *req, int status, const struct cm_buf *body);
+/* The end of a read handler: 200 with @body when @rv is 0, else 500 naming @rv;
+ * @body is released either way. */
+void api__respond_ok_json(struct cm_http_req *req, int rv, struct cm_buf *body);
 /* Answer a failed write or read with the status that fits @code, @msg (may be
  * NULL) as Marathon's {"message"}. */
 void api__respond_err(struct cm_http_req *req, int code, const char *msg);

@@ -36,12 +36,7 @@ static void h_leader(struct cm_http_req *req, void *data)
     int rv = cm_buf_puts(&b, "{\"leader\":");
     rv = rv ? rv : api__json_str(&b, leader);
     rv = rv ? rv : cm_buf_puts(&b, "}");
-    if (rv == 0) {
-        api__respond_json(req, 200, &b);
-    } else {
-        api__respond_internal(req, rv);
-    }
-    cm_buf_done(&b);
+    api__respond_ok_json(req, rv, &b);
 }
 
 static const char *str_or(const char *(*fn)(void *), void *data, const char *dflt)
@@ -86,12 +81,7 @@ static void h_info(struct cm_http_req *req, void *data)
         rv ? rv
            : cm_buf_printf(&b, "\"http_config\":{\"http_port\":%ld,\"https_port\":null}}",
                            http_port);
-    if (rv == 0) {
-        api__respond_json(req, 200, &b);
-    } else {
-        api__respond_internal(req, rv);
-    }
-    cm_buf_done(&b);
+    api__respond_ok_json(req, rv, &b);
 }
 
 /* Deployments are not modelled yet: the leader's controller converges each app
@@ -225,12 +215,7 @@ static void h_nodes(struct cm_http_req *req, void *data)
     int rv = cm_buf_puts(&b, "{\"nodes\":[");
     rv = rv ? rv : cm_state_nodes(api->ops.state(api->ops.data), node_json, &b);
     rv = rv ? rv : cm_buf_puts(&b, "]}");
-    if (rv == 0) {
-        api__respond_json(req, 200, &b);
-    } else {
-        api__respond_internal(req, rv);
-    }
-    cm_buf_done(&b);
+    api__respond_ok_json(req, rv, &b);
 }
 
 /* ------------------------------------------------------------------ task logs */
