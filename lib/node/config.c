@@ -28,6 +28,7 @@ void cm_node_usage(void *out)
             "\n"
             "Run the node daemon: raft member, executor, DNS, load balancer and API.\n"
             "\n"
+            "  --name NAME          node name (default: the host name)\n"
             "  --data-dir DIR       raft.db, state.db, tls/, tasks/ (default "
             "/var/lib/clusterctl)\n"
             "  --bind ADDR          listen address for RPC and API (default 0.0.0.0)\n"
@@ -280,6 +281,7 @@ enum {
     OPT_RESOURCES,
     OPT_DEV,
     OPT_LOG_LEVEL,
+    OPT_NAME,
 };
 
 static bool valid_domain(const char *d)
@@ -325,6 +327,7 @@ int cm_node_config_parse(struct cm_node_config *c, int argc, char **argv,
         {"resources", required_argument, NULL, OPT_RESOURCES},
         {"dev", no_argument, NULL, OPT_DEV},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"name", required_argument, NULL, OPT_NAME},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -422,6 +425,14 @@ int cm_node_config_parse(struct cm_node_config *c, int argc, char **argv,
             break;
         case OPT_DEV:
             c->dev = true;
+            break;
+        case OPT_NAME:
+            if (!valid_domain(optarg) || strchr(optarg, '.') != NULL) {
+                rv = cm_err_setf(eb, CM_EINVAL,
+                                 "--name: '%s' is not one lower-case DNS label", optarg);
+                break;
+            }
+            rv = set_str(c->name, sizeof(c->name), optarg, "--name", eb);
             break;
         case OPT_LOG_LEVEL:
             if (cm_log_parse_level(optarg, &c->log_level) != 0) {

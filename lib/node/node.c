@@ -596,7 +596,9 @@ int cm_node_start(struct ev_loop *loop, const struct cm_node_config *c,
     if (rv != 0) {
         goto err_after_dir;
     }
-    if (gethostname(n->name, sizeof(n->name)) != 0 || n->name[0] == '\0') {
+    if (n->c.name[0] != '\0') {
+        snprintf(n->name, sizeof(n->name), "%s", n->c.name);
+    } else if (gethostname(n->name, sizeof(n->name)) != 0 || n->name[0] == '\0') {
         snprintf(n->name, sizeof(n->name), "localhost");
     }
     if (n->c.advertise[0] == '\0') {

@@ -38,6 +38,7 @@ struct cm_node_attr {
 /* The agent's command line, DESIGN.md §3. Strings are copies inside the struct
  * (fixed sizes: no ownership questions). */
 struct cm_node_config {
+    char name[64]; /* node name; empty: the host name */
     char data_dir[1024];
     bool data_dir_given; /* --data-dir was passed (with --dev: keep it) */
     char bind[64];

@@ -67,7 +67,8 @@ TEST(config_every_flag)
                     "--join", "a:7071,b:7071", "--join", "c:7071", "--token", "tok",
                     "--voters", "5", "--attr", "rack=r1", "--attr", "zone=z",
                     "--resources", "cpus=2,mem=4096,ports=[31000-32000,33000-33010]",
-                    "--log-level", "debug", NULL));
+                    "--log-level", "debug", "--name", "node-3", NULL));
+    ASSERT_STR_EQ(c.name, "node-3");
     ASSERT_UINT_EQ(c.rpc_port, 8001);
     ASSERT_STR_EQ(c.domain, "corp.example");
     ASSERT_UINT_EQ(c.n_join, 3);
@@ -110,6 +111,8 @@ TEST(config_bad_values_name_the_flag)
         {"--join", "nohost", "--join"},
         {"--log-level", "loud", "--log-level"},
         {"--bind", "", "--bind"},
+        {"--name", "Node_1", "--name"},
+        {"--name", "a.b", "--name"},
     };
     for (size_t i = 0; i < CM_ARRAY_SIZE(cases); i++) {
         struct cm_node_config c;
