@@ -12,7 +12,7 @@ write is recorded. Afterwards everything is healed and restarted, and:
   only through the API; and every task process belongs to a task the API lists.
 
 CHAOS_SECONDS (default 150) bounds the chaos; CHAOS_SEED replays a run (the seed is
-printed). Needs root; skipped otherwise."""
+printed); CHAOS_NODES (default 3) sets the cluster's size. Needs root; skipped otherwise."""
 import os
 import random
 import time
@@ -20,6 +20,7 @@ import time
 from netns_cluster import netns_cluster  # noqa: F401 (the fixture)
 
 SECONDS = float(os.environ.get("CHAOS_SECONDS", "150"))
+NODES = int(os.environ.get("CHAOS_NODES", "3"))
 MAX_APPS = 8
 
 
@@ -69,9 +70,10 @@ def spec(c, app, state):
 
 def test_chaos(netns_cluster):
     seed = int(os.environ.get("CHAOS_SEED", str(random.randrange(1 << 30))))
-    print("chaos: seed %d (CHAOS_SEED=%d replays the choices), %.0fs" % (seed, seed, SECONDS))
+    print("chaos: seed %d (CHAOS_SEED=%d replays the choices), %.0fs, %d nodes" %
+          (seed, seed, SECONDS, NODES))
     rnd = random.Random(seed)
-    c = netns_cluster(3)
+    c = netns_cluster(NODES)
     c.leader(timeout=30)
     nodes = sorted(c.nodes)
     rec = Recorder()
@@ -205,7 +207,7 @@ def test_chaos(netns_cluster):
                   (app, instances, len(c.running(lid, app)),
                    len({t for a, t in procs.values() if a == app})))
         gone = [app for app in rec.ops if app not in final]
-        print("chaos: deleted %s; their processes: %s; their cgroups: %s" %
+        print("chaos: absent at the end %s; their processes: %s; their cgroups: %s" %
               (gone, [p for p, (a, _t) in procs.items() if a in gone],
                [cg for i in nodes for cg in c.task_cgroups(i)
                 if "/" + cg[5:].split(".", 1)[0] in gone]))
