@@ -55,6 +55,7 @@ struct cm_controller {
     struct backoff *backoffs;
     size_t n_backoffs;
     uint64_t seed;
+    struct cm_liveness *liveness; /* the failure detector (liveness.c) */
 };
 
 /* ------------------------------------------------------------------ loading */
@@ -983,12 +984,25 @@ void cm_controller_kick(struct cm_controller *c)
     }
 }
 
+void cm_controller_heartbeat(struct cm_controller *c, const char *node, int64_t now_ms)
+{
+    if (c == NULL || !c->leader) {
+        return;
+    }
+    if (cm_liveness_heard(c->liveness, node, now_ms)) {
+        cm_controller_kick(c); /* an unreachable node is back */
+    }
+}
+
 void cm_controller_set_leader(struct cm_controller *c, bool leader)
 {
     if (c->leader == leader) {
         return;
     }
     c->leader = leader;
+    if (leader) {
+        cm_liveness_reset(c->liveness, c->ops.now_ms(c->ops.data));
+    }
     if (!leader) {
         ev_timer_stop(c->loop, &c->timer);
         /* Backoff is leader memory; a new leader starts afresh. */
@@ -1010,6 +1024,11 @@ int cm_controller_new(struct ev_loop *loop, const struct cm_node_ctl_ops *ops,
     }
     c->loop = loop;
     c->ops = *ops;
+    c->liveness = cm_liveness_new();
+    if (c->liveness == NULL) {
+        cm_free(&c);
+        return CM_ENOMEM;
+    }
     cm_random_bytes(&c->seed, sizeof(c->seed));
     ev_timer_init(&c->timer, timer_cb, 0.0, 0.0);
     *ret = c;
@@ -1028,5 +1047,6 @@ void cm_controller_free(struct cm_controller *c)
     cm_free(&c->backoffs);
     waiting_clear(c);
     cm_free(&c->waiting);
+    cm_liveness_free(c->liveness);
     cm_free(&c);
 }
