@@ -655,6 +655,7 @@ int cm_node_start(struct ev_loop *loop, const struct cm_node_config *c,
         .state = n->state,
         .propose = node_propose,
         .now_ms = node_now_ms,
+        .self = n->name,
     };
     rv = cm_controller_new(loop, &co, &n->controller);
     if (rv != 0) {
