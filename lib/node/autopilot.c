@@ -8,7 +8,8 @@
  * carries the action out with raft_host_change(). */
 #include "node/cluster_int.h"
 
-static bool is_dead(const struct cm_autopilot_input *in, const struct cm_autopilot_server *s)
+static bool is_dead(const struct cm_autopilot_input *in,
+                    const struct cm_autopilot_server *s)
 {
     return s->id != in->self && s->silent_ms > CM_AUTOPILOT_GRACE_MS;
 }

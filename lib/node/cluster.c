@@ -7,6 +7,7 @@
  * with CM_ENOTLEADER, which the API turns into a 503. */
 #include <ev.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
@@ -68,6 +69,7 @@ struct forward {
     int64_t deadline;
     ev_timer retry;
     bool in_call; /* an RPC is out for it */
+    bool linked;  /* in c->forwards */
 };
 
 struct learner_add {
@@ -172,16 +174,15 @@ int cm_cluster_members_json(struct cm_cluster *c, struct cm_buf *out)
         bool ok = o != NULL && cJSON_AddStringToObject(o, "id", id) != NULL &&
                   cJSON_AddStringToObject(o, "name", m != NULL ? m->name : "") != NULL &&
                   cJSON_AddStringToObject(o, "address", s->address) != NULL &&
-                  cJSON_AddStringToObject(o, "role", s->role == RAFT_VOTER ? "voter"
-                                                                           : "learner") !=
-                      NULL &&
+                  cJSON_AddStringToObject(
+                      o, "role", s->role == RAFT_VOTER ? "voter" : "learner") != NULL &&
                   cJSON_AddBoolToObject(o, "leader", s->id == lid) != NULL;
         if (ok && m != NULL && m->http[0] != '\0') {
             ok = cJSON_AddStringToObject(o, "http", m->http) != NULL;
         }
         if (ok) {
             uint64_t match = leader ? (s->id == c->o.raft_id ? raft_last_index(r)
-                                                              : raft_match_index(r, s->id))
+                                                             : raft_match_index(r, s->id))
                                     : (m != NULL ? m->match : 0);
             ok = (leader || m != NULL)
                      ? cJSON_AddNumberToObject(o, "match_index", (double)match) != NULL
@@ -249,9 +250,9 @@ static void members_from_leader(struct cm_cluster *c, const char *json)
     cJSON_Delete(a);
 }
 
-bool cm_cluster_http_of(struct cm_cluster *c, uint64_t raft_id, char *buf, size_t cap)
+bool cm_cluster_http_of(struct cm_cluster *c, uint64_t id, char *buf, size_t cap)
 {
-    const struct member_rec *r = rec_get(c, raft_id, false);
+    const struct member_rec *r = rec_get(c, id, false);
     if (r == NULL || r->http[0] == '\0') {
         return false;
     }
@@ -261,8 +262,7 @@ bool cm_cluster_http_of(struct cm_cluster *c, uint64_t raft_id, char *buf, size_
 
 /* ------------------------------------------------------------------ waits */
 
-static void wait_add(struct cm_cluster *c, uint64_t index, cm_api_done_fn done,
-                     void *arg)
+static void wait_add(struct cm_cluster *c, uint64_t index, cm_api_done_fn done, void *arg)
 {
     if (cm_state_applied_index(c->o.state) >= index) {
         done(arg, 0, index, NULL);
@@ -403,10 +403,15 @@ static int local_read(struct cm_cluster *c, cm_api_done_fn done, void *arg)
 
 static void forward_try(struct forward *f);
 
-static void forward_free(struct forward *f)
+/* Take @f off the retry list (idempotent): it then only waits for raft, an RPC
+ * reply or this replica. */
+static void forward_unlink(struct forward *f)
 {
     struct cm_cluster *c = f->c;
     ev_timer_stop(c->o.loop, &f->retry);
+    if (!f->linked) {
+        return;
+    }
     if (f->prev != NULL) {
         f->prev->next = f->next;
     } else {
@@ -415,12 +420,18 @@ static void forward_free(struct forward *f)
     if (f->next != NULL) {
         f->next->prev = f->prev;
     }
+    f->prev = f->next = NULL;
+    f->linked = false;
+}
+
+static void forward_free(struct forward *f)
+{
+    forward_unlink(f);
     cm_free(&f->cmd);
     cm_free(&f);
 }
 
-static void forward_finish(struct forward *f, int status, uint64_t index,
-                           const char *msg)
+static void forward_finish(struct forward *f, int status, uint64_t index, const char *msg)
 {
     cm_api_done_fn done = f->done;
     void *arg = f->arg;
@@ -479,8 +490,7 @@ static void forward_reply(void *arg, int status, const struct cm_rpc_msg *reply)
         forward_finish(f, reply->status, 0, reply->msg);
         return;
     }
-    /* Detach the request from the retry machinery; it only waits now. */
-    ev_timer_stop(f->c->o.loop, &f->retry);
+    forward_unlink(f);
     wait_add(f->c, reply->index, forward_applied, f);
 }
 
@@ -488,6 +498,7 @@ static void forward_local_done(void *arg, int status, uint64_t index, const char
 {
     struct forward *f = arg;
     if (status == 0 && f->kind == FWD_READ) {
+        forward_unlink(f);
         wait_add(f->c, index, forward_applied, f);
         return;
     }
@@ -506,7 +517,9 @@ static void forward_try(struct forward *f)
         int rv = f->kind == FWD_PROPOSE
                      ? local_propose(c, f->cmd, f->len, forward_local_done, f, &eb)
                      : local_read(c, forward_local_done, f);
-        if (rv == CM_ENOTLEADER) {
+        if (rv == 0) {
+            forward_unlink(f); /* raft completes it (raft closes before us) */
+        } else if (rv == CM_ENOTLEADER) {
             forward_later(f, "leadership is changing");
         } else if (rv != 0) {
             forward_finish(f, rv, 0, eb.msg[0] != '\0' ? eb.msg : cm_strerror(rv));
@@ -514,13 +527,14 @@ static void forward_try(struct forward *f)
         return;
     }
     if (leader == 0 || leader == c->o.raft_id) {
-        forward_later(f, "no leader is known (an election is under way, or too few "
-                         "voters are up)");
+        forward_later(f,
+                      "no leader is known (an election is under way, or too few "
+                      "voters are up)");
         return;
     }
-    struct cm_rpc_msg m = {.type = f->kind == FWD_PROPOSE ? CM_RPC_PROPOSE
-                                                          : CM_RPC_READ_INDEX,
-                           .cmd = f->cmd};
+    struct cm_rpc_msg m = {
+        .type = f->kind == FWD_PROPOSE ? CM_RPC_PROPOSE : CM_RPC_READ_INDEX,
+        .cmd = f->cmd};
     int rv = cm_rpc_call(c->rpc, leader, &m, FORWARD_TIMEOUT_MS, forward_reply, f);
     if (rv != 0) {
         forward_later(f, "the leader cannot be reached");
@@ -559,6 +573,7 @@ static int forward_start(struct cm_cluster *c, enum forward_kind kind, const cha
         f->next->prev = f;
     }
     c->forwards = f;
+    f->linked = true;
     /* The first attempt runs from the loop: the caller's done must never run
      * inside its own call. */
     ev_timer_start(c->o.loop, &f->retry);
@@ -808,7 +823,8 @@ static void serve_read(struct cm_cluster *c, uint64_t from, const struct cm_rpc_
     int rv = p != NULL ? local_read(c, pending_done, p) : CM_ENOTLEADER;
     if (rv != 0) {
         reply(c, from, m->id, rv, 0,
-              rv == CM_ENOTLEADER ? "this node is not the leader" : cm_strerror(rv), NULL);
+              rv == CM_ENOTLEADER ? "this node is not the leader" : cm_strerror(rv),
+              NULL);
         cm_free(&p);
     }
 }
@@ -909,8 +925,9 @@ static void autopilot_round(struct cm_cluster *c)
         const struct raft_server *s = &cfg->servers[i];
         const struct member_rec *m = rec_get(c, s->id, false);
         bool self = s->id == c->o.raft_id;
-        int64_t silent = self ? 0 : (m != NULL && m->heard_mono > 0 ? now - m->heard_mono
-                                                                    : INT64_MAX / 2);
+        int64_t silent =
+            self ? 0
+                 : (m != NULL && m->heard_mono > 0 ? now - m->heard_mono : INT64_MAX / 2);
         raft_index match = self ? raft_last_index(r) : raft_match_index(r, s->id);
         sv[n++] = (struct cm_autopilot_server){
             .id = s->id,
@@ -1017,7 +1034,8 @@ int cm_cluster_new(const struct cm_cluster_options *o, struct cm_cluster **ret)
     }
     c->o = *o;
     snprintf(c->name, sizeof(c->name), "%s", o->name);
-    snprintf(c->http, sizeof(c->http), "%s", o->http_address != NULL ? o->http_address : "");
+    snprintf(c->http, sizeof(c->http), "%s",
+             o->http_address != NULL ? o->http_address : "");
     c->o.name = c->name;
     c->o.http_address = c->http;
     int rv = cm_rpc_new(o->loop, rpc_send, on_request, c, &c->rpc);
@@ -1077,14 +1095,7 @@ void cm_cluster_free(struct cm_cluster *c)
     while (c->forwards != NULL) {
         struct forward *f = c->forwards;
         if (f->in_call) {
-            /* cm_rpc_free below fails the call, which finishes it. */
-            ev_timer_stop(c->o.loop, &f->retry);
-            f->in_call = false;
-            c->forwards = f->next;
-            if (f->next != NULL) {
-                f->next->prev = NULL;
-            }
-            f->prev = f->next = NULL;
+            forward_unlink(f); /* cm_rpc_free below fails the call */
             continue;
         }
         forward_finish(f, CM_ESHUTDOWN, 0, "the node is shutting down");

@@ -43,17 +43,17 @@ enum cm_rpc_type {
 struct cm_rpc_msg {
     enum cm_rpc_type type;
     uint64_t id;
-    int status;         /* reply: 0 or a cm_err */
-    uint64_t index;     /* reply: the log index (propose, read) */
-    int64_t at;         /* heartbeat: sender's wall clock, ms */
-    uint64_t raft_id;   /* heartbeat, add_learner */
-    const char *msg;    /* reply: why it failed */
-    const char *cmd;    /* propose: the command (JSON text) */
-    const char *name;   /* heartbeat, add_learner: node name */
+    int status;          /* reply: 0 or a cm_err */
+    uint64_t index;      /* reply: the log index (propose, read) */
+    int64_t at;          /* heartbeat: sender's wall clock, ms */
+    uint64_t raft_id;    /* heartbeat, add_learner */
+    const char *msg;     /* reply: why it failed */
+    const char *cmd;     /* propose: the command (JSON text) */
+    const char *name;    /* heartbeat, add_learner: node name */
     const char *address; /* add_learner: advertised rpc host:port */
-    const char *http;   /* heartbeat: the sender's API address */
-    const char *data;   /* reply: type-specific JSON text */
-    void *doc;          /* private: the decoded document */
+    const char *http;    /* heartbeat: the sender's API address */
+    const char *data;    /* reply: type-specific JSON text */
+    void *doc;           /* private: the decoded document */
 };
 
 /* Append @m as a body. Errors: CM_ENOMEM, CM_EINVAL (unknown type). */
@@ -105,8 +105,8 @@ void cm_rpc_get_stats(const struct cm_rpc *r, struct cm_rpc_stats *ret);
 struct cm_autopilot_server {
     uint64_t id;
     bool voter;
-    bool healthy;   /* heard from (heartbeat) within CM_AUTOPILOT_HEALTHY_MS */
-    bool caught_up; /* match index within CM_AUTOPILOT_MAX_LAG of the commit */
+    bool healthy;      /* heard from (heartbeat) within CM_AUTOPILOT_HEALTHY_MS */
+    bool caught_up;    /* match index within CM_AUTOPILOT_MAX_LAG of the commit */
     int64_t silent_ms; /* since its last heartbeat (the leader itself: 0) */
 };
 
@@ -150,10 +150,10 @@ struct cm_cluster;
 
 struct cm_cluster_options {
     struct ev_loop *loop;
-    struct cm_state *state;   /* borrowed */
-    struct cm_clock *clock;   /* borrowed */
+    struct cm_state *state;           /* borrowed */
+    struct cm_clock *clock;           /* borrowed */
     struct cm_controller *controller; /* borrowed: heartbeats go to it */
-    const char *name;         /* copied */
+    const char *name;                 /* copied */
     uint64_t raft_id;
     unsigned voters;          /* --voters */
     const char *http_address; /* copied */
@@ -180,8 +180,8 @@ int cm_cluster_propose(struct cm_cluster *c, const char *cmd, size_t len,
 int cm_cluster_read_barrier(struct cm_cluster *c, cm_api_done_fn done, void *arg);
 /* The members as a JSON array (GET /v1/members). */
 int cm_cluster_members_json(struct cm_cluster *c, struct cm_buf *out);
-/* The API address of @raft_id as last reported, into @buf; false when unknown. */
-bool cm_cluster_http_of(struct cm_cluster *c, uint64_t raft_id, char *buf, size_t cap);
+/* The API address of member @id as last reported, into @buf; false when unknown. */
+bool cm_cluster_http_of(struct cm_cluster *c, uint64_t id, char *buf, size_t cap);
 /* Leader: add a joining node as a learner (locally, or through the leader by
  * RPC when this node does not lead). @done gets 0 once the change is committed
  * (or the node was already a member). */

@@ -14,6 +14,7 @@
 #include "agent/agent.h"
 #include "dns/dns.h"
 #include "net/http.h"
+#include "node/cluster_int.h"
 #include "node/node_int.h"
 #include "raft/raft.h"
 #include "state/db.h"
@@ -29,8 +30,10 @@ struct cm_node {
     uint64_t cluster_id;
     struct cm_state *state;
     struct raft_host *raft;
-    bool registered_term; /* node.up proposed in the current leadership */
+    raft_id registered_leader; /* node.up proposed under this leader (0: none) */
+    bool registering;          /* that proposal is in flight */
     struct cm_controller *controller;
+    struct cm_cluster *cluster;
     struct cm_agent *agent;
     struct dns_server *dns;
     struct dns_state_cache *dns_cache;
@@ -168,43 +171,13 @@ static raft_index fsm_applied(void *data)
 
 /* ------------------------------------------------------------------ proposing */
 
-struct proposal {
-    cm_api_done_fn done;
-    void *arg;
-};
-
-static void proposal_done(void *data, int status, raft_index index)
-{
-    struct proposal *p = data;
-    p->done(p->arg, status, index, NULL);
-    cm_free(&p);
-}
-
-/* Validate @cmd against the local replica and propose it. Followers will
- * forward to the leader (the multi-node issue); for now they refuse with
- * CM_ENOTLEADER. */
+/* Validate @cmd against the local replica and propose it; a follower forwards
+ * it to the leader (cluster.c). */
 static int node_propose(void *data, const char *cmd, size_t len, cm_api_done_fn done,
                         void *arg, struct cm_errbuf *eb)
 {
     struct cm_node *n = data;
-    int rv = cm_state_validate(n->state, cmd, len, eb);
-    if (rv != 0) {
-        return rv;
-    }
-    struct proposal *p = cm_malloc(sizeof(*p));
-    if (p == NULL) {
-        return cm_err_setf(eb, CM_ENOMEM, "out of memory");
-    }
-    p->done = done;
-    p->arg = arg;
-    rv = raft_host_propose(n->raft, cmd, len, proposal_done, p);
-    if (rv != 0) {
-        cm_free(&p);
-        return cm_err_setf(
-            eb, rv, "%s",
-            rv == CM_ENOTLEADER ? "this node is not the leader" : cm_strerror(rv));
-    }
-    return 0;
+    return cm_cluster_propose(n->cluster, cmd, len, done, arg, eb);
 }
 
 static int64_t node_now_ms(void *data)
@@ -324,11 +297,19 @@ static int start_dns(struct cm_node *n, struct cm_errbuf *eb)
 
 /* Once per loop iteration, after the commands of the iteration were applied:
  * tell whoever depends on the replica (DESIGN.md §1: nothing polls). */
+static void register_self(struct cm_node *n);
+
 static void changes_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     (void)loop;
     (void)revents;
     struct cm_node *n = cm_container_of(w, struct cm_node, changes_w);
+    cm_cluster_applied(n->cluster);
+    /* Register (node.up) under each new leader, on every node. */
+    raft_id leader = raft_leader(raft_host_core(n->raft));
+    if (leader != 0 && leader != n->registered_leader && !n->registering) {
+        register_self(n);
+    }
     unsigned changes = cm_state_take_changes(n->state);
     bool leader_moved = raft_leader(raft_host_core(n->raft)) != n->dns_leader;
     if (changes != 0 || leader_moved) {
@@ -350,8 +331,8 @@ static struct cm_state *api_state(void *data)
     return ((struct cm_node *)data)->state;
 }
 
-/* The leader's HTTP address: its raft address's host with our HTTP port (every
- * node of a cluster serves the API on the same port). */
+/* The leader's HTTP address: as its heartbeats report it, else its raft
+ * address's host with our HTTP port (nodes usually share the port). */
 static bool api_leader(void *data, char *buf, size_t cap)
 {
     struct cm_node *n = data;
@@ -362,6 +343,9 @@ static bool api_leader(void *data, char *buf, size_t cap)
     }
     if (id == n->raft_id) {
         snprintf(buf, cap, "%s", n->http_address);
+        return true;
+    }
+    if (cm_cluster_http_of(n->cluster, id, buf, cap)) {
         return true;
     }
     const struct raft_server *sv = raft_config_get(raft_config_current(r), id);
@@ -438,6 +422,17 @@ static void api_metrics(void *data, struct cm_buf *out)
                   raft_role(r) == RAFT_LEADER ? 1 : 0,
                   (unsigned long long)raft_commit_index(r),
                   (unsigned long long)cm_state_applied_index(n->state));
+    cm_cluster_metrics(n->cluster, out);
+}
+
+static int api_read_barrier(void *data, cm_api_done_fn done, void *arg)
+{
+    return cm_cluster_read_barrier(((struct cm_node *)data)->cluster, done, arg);
+}
+
+static int api_members(void *data, struct cm_buf *out)
+{
+    return cm_cluster_members_json(((struct cm_node *)data)->cluster, out);
 }
 
 static int start_api(struct cm_node *n, struct cm_errbuf *eb)
@@ -469,22 +464,27 @@ static int start_api(struct cm_node *n, struct cm_errbuf *eb)
         .task_log = api_task_log,
         .queue_reason = api_queue_reason,
         .metrics = api_metrics,
+        .read_barrier = api_read_barrier,
+        .members = api_members,
     };
     rv = cm_api_start(n->http, &ops, &n->api);
     if (rv != 0) {
         return cm_err_setf(eb, rv, "API routes: %s", cm_strerror(rv));
     }
+    cm_cluster_set_http(n->cluster, n->http_address);
     cm_info("node", "API on http://%s", n->http_address);
     return 0;
 }
 
 /* ------------------------------------------------------------------ registration */
 
-static void registered(void *data, int status, raft_index index)
+static void registered(void *data, int status, uint64_t index, const char *msg)
 {
+    (void)msg;
     struct cm_node *n = data;
+    n->registering = false;
     if (status != 0) {
-        n->registered_term = false; /* try again at the next leadership */
+        n->registered_leader = 0; /* try again */
         cm_warn("node", "registering node %s: %s", n->name, cm_strerror(status));
         return;
     }
@@ -492,7 +492,8 @@ static void registered(void *data, int status, raft_index index)
             (unsigned long long)index);
 }
 
-/* Propose node.up for this node (the leader stamps the time). */
+/* Propose node.up for this node under the current leader (through it when
+ * this node follows). */
 static void register_self(struct cm_node *n)
 {
     cJSON *cmd = cJSON_CreateObject();
@@ -525,13 +526,16 @@ static void register_self(struct cm_node *n)
         goto out;
     }
     struct cm_errbuf eb;
-    int rv = cm_state_validate(n->state, text, strlen(text), &eb);
+    cm_errbuf_clear(&eb);
+    n->registered_leader = raft_leader(raft_host_core(n->raft));
+    int rv = cm_cluster_propose(n->cluster, text, strlen(text), registered, n, &eb);
     if (rv == 0) {
-        rv = raft_host_propose(n->raft, text, strlen(text), registered, n);
+        n->registering = true;
+    } else if (rv == CM_ENOTLEADER) {
+        n->registered_leader = 0;
     } else {
-        cm_error("node", "own registration is invalid: %s", eb.msg);
+        cm_error("node", "own registration is refused: %s", eb.msg);
     }
-    n->registered_term = rv == 0;
 out:
     cJSON_free(text);
     cJSON_Delete(cmd);
@@ -545,12 +549,13 @@ static void on_raft_change(void *data, enum raft_role role, raft_term term,
                                         "leader"};
     cm_info("raft", "%s term=%llu leader=%llx", names[role], (unsigned long long)term,
             (unsigned long long)leader);
-    if (role == RAFT_LEADER && !n->registered_term) {
-        register_self(n);
-    } else if (role != RAFT_LEADER) {
-        n->registered_term = false;
-    }
+    cm_cluster_on_change(n->cluster, role == RAFT_LEADER);
     cm_controller_set_leader(n->controller, role == RAFT_LEADER);
+}
+
+static void node_rpc(void *data, raft_id from, const void *body, size_t len)
+{
+    cm_cluster_rpc(((struct cm_node *)data)->cluster, from, body, len);
 }
 
 static void on_raft_fatal(void *data, const struct cm_errbuf *eb)
@@ -648,6 +653,7 @@ int cm_node_start(struct ev_loop *loop, const struct cm_node_config *c,
     ho.raft.seed = seed;
     ho.fsm = (struct raft_fsm){n, fsm_apply, fsm_snapshot, fsm_restore, fsm_applied};
     ho.on_change = on_raft_change;
+    ho.rpc = node_rpc;
     ho.on_fatal = on_raft_fatal;
     ho.data = n;
     struct cm_node_ctl_ops co = {
@@ -661,6 +667,22 @@ int cm_node_start(struct ev_loop *loop, const struct cm_node_config *c,
     if (rv != 0) {
         raft_config_close(&boot);
         cm_err_setf(eb, rv, "controller: %s", cm_strerror(rv));
+        goto err_after_state;
+    }
+    struct cm_cluster_options clo = {
+        .loop = loop,
+        .state = n->state,
+        .clock = n->clock,
+        .controller = n->controller,
+        .name = n->name,
+        .raft_id = n->raft_id,
+        .voters = n->c.voters,
+    };
+    rv = cm_cluster_new(&clo, &n->cluster);
+    if (rv != 0) {
+        raft_config_close(&boot);
+        cm_err_setf(eb, rv, "cluster: %s", cm_strerror(rv));
+        cm_controller_free(n->controller);
         goto err_after_state;
     }
     char tasks_dir[1100];
@@ -689,6 +711,7 @@ int cm_node_start(struct ev_loop *loop, const struct cm_node_config *c,
     if (rv != 0) {
         goto err_after_agent;
     }
+    cm_cluster_set_raft(n->cluster, n->raft);
     /* Re-adopt what runs here and report what died while we were down. */
     agent_sync(n);
     ev_prepare_init(&n->changes_w, changes_cb);
@@ -715,6 +738,7 @@ err_after_raft:
 err_after_agent:
     cm_agent_free(n->agent);
 err_after_controller:
+    cm_cluster_free(n->cluster);
     cm_controller_free(n->controller);
 err_after_state:
     cm_state_close(n->state);
@@ -740,6 +764,7 @@ void cm_node_free(struct cm_node *n)
     cm_api_free(n->api);
     cm_http_server_free(n->http);
     raft_host_close(n->raft);
+    cm_cluster_free(n->cluster);
     cm_agent_free(n->agent);
     cm_controller_free(n->controller);
     cm_state_close(n->state);

@@ -7,6 +7,7 @@
  * id). A call that gets no reply within its timeout fails with CM_ETIMEDOUT;
  * a late reply is then dropped (counted). */
 #include <ev.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
