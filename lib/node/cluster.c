@@ -424,6 +424,18 @@ static void forward_unlink(struct forward *f)
     f->linked = false;
 }
 
+static void forward_link(struct forward *f)
+{
+    struct cm_cluster *c = f->c;
+    f->prev = NULL;
+    f->next = c->forwards;
+    if (f->next != NULL) {
+        f->next->prev = f;
+    }
+    c->forwards = f;
+    f->linked = true;
+}
+
 static void forward_free(struct forward *f)
 {
     forward_unlink(f);
@@ -514,12 +526,17 @@ static void forward_try(struct forward *f)
         /* We lead now: do it here. */
         struct cm_errbuf eb;
         cm_errbuf_clear(&eb);
+        /* Raft completes it from now on (raft closes before us), maybe even
+         * inside this call. */
+        forward_unlink(f);
         int rv = f->kind == FWD_PROPOSE
                      ? local_propose(c, f->cmd, f->len, forward_local_done, f, &eb)
                      : local_read(c, forward_local_done, f);
         if (rv == 0) {
-            forward_unlink(f); /* raft completes it (raft closes before us) */
-        } else if (rv == CM_ENOTLEADER) {
+            return;
+        }
+        forward_link(f);
+        if (rv == CM_ENOTLEADER) {
             forward_later(f, "leadership is changing");
         } else if (rv != 0) {
             forward_finish(f, rv, 0, eb.msg[0] != '\0' ? eb.msg : cm_strerror(rv));
@@ -568,12 +585,7 @@ static int forward_start(struct cm_cluster *c, enum forward_kind kind, const cha
     f->arg = arg;
     f->deadline = mono(c) + FORWARD_DEADLINE_MS;
     ev_timer_init(&f->retry, forward_retry_cb, 0., 0.);
-    f->next = c->forwards;
-    if (f->next != NULL) {
-        f->next->prev = f;
-    }
-    c->forwards = f;
-    f->linked = true;
+    forward_link(f);
     /* The first attempt runs from the loop: the caller's done must never run
      * inside its own call. */
     ev_timer_start(c->o.loop, &f->retry);
