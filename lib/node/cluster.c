@@ -1097,6 +1097,11 @@ void cm_cluster_metrics(struct cm_cluster *c, struct cm_buf *out)
                   (unsigned long long)c->forwarded, (unsigned long long)t.refused);
 }
 
+int cm_cluster_config(struct cm_cluster *c, struct raft_config *ret)
+{
+    return raft_config_copy(raft_config_current(core(c)), ret);
+}
+
 void cm_cluster_free(struct cm_cluster *c)
 {
     if (c == NULL) {

@@ -10,6 +10,7 @@
 
 #include "api/api.h"
 #include "base/base.h"
+#include "net/net.h"
 
 struct ev_loop;
 struct raft_host;
@@ -189,5 +190,114 @@ int cm_cluster_add_learner(struct cm_cluster *c, uint64_t id, const char *name,
                            const char *address, cm_api_done_fn done, void *arg);
 /* Prometheus lines. */
 void cm_cluster_metrics(struct cm_cluster *c, struct cm_buf *out);
+struct raft_config;
+/* A copy of the current raft configuration (release with raft_config_close). */
+int cm_cluster_config(struct cm_cluster *c, struct raft_config *ret);
+
+/* ================================================================ join (join.c) */
+
+#define CM_JOIN_VERSION     1
+#define CM_JOIN_MAX_MEMBERS 16
+/* The cluster CA lives ten years; node certificates one year and are renewed
+ * by their node from the CA (every node has it) a month before they expire. */
+#define CM_CA_DAYS           3650
+#define CM_NODE_CERT_DAYS    365
+#define CM_NODE_RENEW_BEFORE (30 * 86400)
+
+struct cm_join_member {
+    uint64_t id;
+    char address[64];
+};
+
+/* A JOIN request; strings borrowed (encode) or from the document (decode). */
+struct cm_join_req {
+    const char *secret;
+    const char *name;
+    uint64_t raft_id;
+    const char *address; /* advertised rpc host:port */
+    const char *csr;     /* PEM */
+    void *doc;
+};
+
+struct cm_join_reply {
+    int status; /* 0, or why it was refused (with msg) */
+    const char *msg;
+    uint64_t cluster_id;
+    const char *ca;     /* PEM */
+    const char *ca_key; /* PEM: every member can sign later joins */
+    const char *cert;   /* PEM chain: leaf, then the CA */
+    const char *secret; /* the join secret, so this node can admit others */
+    unsigned n_members;
+    struct cm_join_member members[CM_JOIN_MAX_MEMBERS];
+    void *doc;
+};
+
+/* Codec of the JOIN frame bodies (untrusted on both sides). Errors: CM_ETOOBIG,
+ * CM_EMALFORMED, CM_EPROTO (another version), CM_ENOMEM. */
+int cm_join_req_encode(const struct cm_join_req *r, struct cm_buf *out);
+int cm_join_req_decode(const void *body, size_t len, struct cm_join_req *ret);
+void cm_join_req_done(struct cm_join_req *r);
+int cm_join_reply_encode(const struct cm_join_reply *r, struct cm_buf *out);
+int cm_join_reply_decode(const void *body, size_t len, struct cm_join_reply *ret);
+void cm_join_reply_done(struct cm_join_reply *r);
+
+/* The first server: create what is missing of the CA, this node's certificate
+ * (CN @name, IP of @address) and the join token in @tls_dir. */
+int cm_join_bootstrap(const char *tls_dir, uint64_t cluster_id, const char *name,
+                      const char *address, struct cm_errbuf *eb);
+/* Read <tls_dir>/join-token. */
+int cm_join_token_load(const char *tls_dir, struct cm_join_token *ret,
+                       struct cm_errbuf *eb);
+
+struct cm_join_client {
+    const char *tls_dir;
+    const char *token;
+    const char *name;
+    uint64_t raft_id;
+    const char *address; /* our advertised rpc host:port */
+    unsigned n_join;
+    const char (*join)[128];
+};
+
+struct cm_join_result {
+    uint64_t cluster_id;
+    unsigned n_members;
+    struct cm_join_member members[CM_JOIN_MAX_MEMBERS];
+    char cert_path[1200];
+    char *cert; /* written by cm_join_finish */
+};
+
+/* Join (blocking, retried for a while): on success the CA, its key and the
+ * token are stored and @ret holds the cluster id; store the id, then call
+ * cm_join_finish() to write node.pem. Errors: CM_EPERM (wrong secret, CA does
+ * not match the token), CM_EINVAL (bad token), CM_ETIMEDOUT and others. */
+int cm_join_run(const struct cm_join_client *jc, struct cm_join_result *ret,
+                struct cm_errbuf *eb);
+int cm_join_finish(struct cm_join_result *r, struct cm_errbuf *eb);
+
+/* The members' side: answers JOIN connections the transport hands over. */
+struct cm_join_server;
+int cm_join_server_new(struct ev_loop *loop, struct cm_cluster *cluster,
+                       const char *tls_dir, uint64_t cluster_id,
+                       struct cm_join_server **ret);
+/* @s transfers; @body is borrowed. */
+void cm_join_server_accept(struct cm_join_server *js, struct cm_stream *s,
+                           const void *body, size_t len);
+void cm_join_server_free(struct cm_join_server *js);
+
+/* <data-dir>/peers: the members a joining node was told about, as raft peer
+ * hints for every start (raft_host_options.peers). */
+struct raft_server;
+int cm_join_peers_save(const char *data_dir, const struct cm_join_result *r,
+                       struct cm_errbuf *eb);
+unsigned cm_join_peers_load(const char *data_dir, struct raft_server *out, unsigned max);
+
+/* Certificate rotation: when node.pem expires within CM_NODE_RENEW_BEFORE of
+ * @now_s (or @force), issue a new one from the CA in @tls_dir and reload @tls
+ * (connections made after use it; existing ones go on). Returns 1 when renewed,
+ * 0 when not needed, or an error. */
+struct cm_tls;
+int cm_join_renew(const char *tls_dir, const char *name, const char *address,
+                  struct cm_tls *tls, bool force, int64_t now_s, struct cm_errbuf *eb);
 
 #endif

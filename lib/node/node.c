@@ -1,6 +1,9 @@
 /* The agent daemon: identity, data dir, raft + state.db, self-registration. */
 #include <ev.h>
 #include <ftw.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +37,12 @@ struct cm_node {
     bool registering;          /* that proposal is in flight */
     struct cm_controller *controller;
     struct cm_cluster *cluster;
+    struct cm_tls *tls; /* raft and RPC between nodes (NULL with --dev) */
+    struct cm_join_server *join_server;
+    char tls_dir[1100];
+    char rpc_advertised[96];
+    ev_timer renew_w;   /* certificate rotation check */
+    ev_signal sighup_w; /* SIGHUP: renew the node certificate now */
     struct cm_agent *agent;
     struct dns_server *dns;
     struct dns_state_cache *dns_cache;
@@ -129,6 +138,151 @@ static int load_identity(struct cm_node *n, struct cm_errbuf *eb)
     n->raft_id = ids[0];
     n->cluster_id = ids[1];
     return 0;
+}
+
+/* A joined node takes the cluster's id (raft refuses peers of other ids). */
+static int save_identity(struct cm_node *n, struct cm_errbuf *eb)
+{
+    char path[1100], text[80];
+    snprintf(path, sizeof(path), "%s/node-id", n->c.data_dir);
+    int len = snprintf(text, sizeof(text), "id=%llx\ncluster=%llx\n",
+                       (unsigned long long)n->raft_id, (unsigned long long)n->cluster_id);
+    return cm_pki_write_file(path, text, (size_t)len, 0644, eb);
+}
+
+/* DESIGN.md §3: --advertise defaults to the first non-loopback IPv4 address
+ * (the bind address when there is none, or when bound to one address). */
+static void detect_advertise(struct cm_node *n)
+{
+    if (strcmp(n->c.bind, "0.0.0.0") != 0 && strcmp(n->c.bind, "::") != 0) {
+        snprintf(n->c.advertise, sizeof(n->c.advertise), "%s", n->c.bind);
+        return;
+    }
+    struct ifaddrs *ifs = NULL;
+    if (getifaddrs(&ifs) == 0) {
+        for (struct ifaddrs *i = ifs; i != NULL; i = i->ifa_next) {
+            if (i->ifa_addr == NULL || i->ifa_addr->sa_family != AF_INET) {
+                continue;
+            }
+            const struct in_addr *a =
+                &((const struct sockaddr_in *)i->ifa_addr)->sin_addr;
+            if ((ntohl(a->s_addr) >> 24) == 127) {
+                continue;
+            }
+            inet_ntop(AF_INET, a, n->c.advertise, sizeof(n->c.advertise));
+            break;
+        }
+        freeifaddrs(ifs);
+    }
+    if (n->c.advertise[0] == '\0') {
+        snprintf(n->c.advertise, sizeof(n->c.advertise), "127.0.0.1");
+    }
+    cm_info("node", "advertising %s (first non-loopback IPv4; --advertise to choose)",
+            n->c.advertise);
+}
+
+/* Between nodes everything is mTLS (DESIGN.md §11): bootstrap the CA on the
+ * first server, join with the token on a new node, or use the stored
+ * certificate on a member; then the TLS context for raft and RPC. */
+static int secure_start(struct cm_node *n, struct cm_errbuf *eb)
+{
+    snprintf(n->tls_dir, sizeof(n->tls_dir), "%s/tls", n->c.data_dir);
+    char node_pem[1200];
+    snprintf(node_pem, sizeof(node_pem), "%s/node.pem", n->tls_dir);
+    struct stat st;
+    int rv;
+    if (stat(node_pem, &st) != 0) {
+        if (n->c.n_join == 0) {
+            rv = cm_join_bootstrap(n->tls_dir, n->cluster_id, n->name, n->rpc_advertised,
+                                   eb);
+        } else {
+            struct cm_join_client jc = {
+                .tls_dir = n->tls_dir,
+                .token = n->c.token,
+                .name = n->name,
+                .raft_id = n->raft_id,
+                .address = n->rpc_advertised,
+                .n_join = n->c.n_join,
+                .join = (const char(*)[128])n->c.join,
+            };
+            struct cm_join_result jr = {0};
+            cm_info("join", "joining through %s", n->c.join[0]);
+            rv = cm_join_run(&jc, &jr, eb);
+            if (rv == 0) {
+                n->cluster_id = jr.cluster_id;
+                rv = save_identity(n, eb);
+            }
+            rv = rv ? rv : cm_join_peers_save(n->c.data_dir, &jr, eb);
+            rv = rv ? rv : cm_join_finish(&jr, eb);
+            cm_free(&jr.cert);
+        }
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    struct cm_join_token tok;
+    struct cm_errbuf teb;
+    if (cm_join_token_load(n->tls_dir, &tok, &teb) == 0) {
+        char text[CM_JOIN_TOKEN_MAX + 1];
+        cm_join_token_format(&tok, text, sizeof(text));
+        cm_info("cluster", "join token: %s", text);
+    }
+    char ca[1200], key[1200];
+    snprintf(ca, sizeof(ca), "%s/ca.pem", n->tls_dir);
+    snprintf(key, sizeof(key), "%s/node.key", n->tls_dir);
+    /* Clients without a certificate are let through the handshake so that a
+     * joining node can send its JOIN; node_authorize() refuses them raft. */
+    struct cm_tls_options to = {
+        .ca_file = ca,
+        .cert_file = node_pem,
+        .key_file = key,
+        .require_peer_cert = false,
+    };
+    rv = cm_tls_new(&to, &n->tls, eb);
+    return rv != 0 ? cm_err_wrapf(eb, "TLS between nodes") : 0;
+}
+
+/* Raft and RPC only from a peer whose certificate our CA signed. */
+static int node_authorize(void *data, const struct cm_stream *s, raft_id id)
+{
+    (void)data;
+    (void)id;
+    return cm_stream_is_tls(s) && cm_tls_stream_peer(s, NULL, 0) ? 0 : CM_EACCES;
+}
+
+static void node_join(void *data, struct cm_stream *s, const void *body, size_t len)
+{
+    struct cm_node *n = data;
+    if (n->join_server == NULL) {
+        cm_stream_close(s);
+        return;
+    }
+    cm_join_server_accept(n->join_server, s, body, len);
+}
+
+static void renew(struct cm_node *n, bool force)
+{
+    struct cm_errbuf eb;
+    cm_errbuf_clear(&eb);
+    if (cm_join_renew(n->tls_dir, n->name, n->rpc_advertised, n->tls, force,
+                      cm_clock_real_ms(n->clock) / 1000, &eb) < 0) {
+        cm_warn("cluster", "%s", eb.msg);
+    }
+}
+
+static void renew_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    renew(cm_container_of(w, struct cm_node, renew_w), false);
+}
+
+static void sighup_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    cm_info("cluster", "SIGHUP: renewing the node certificate");
+    renew(cm_container_of(w, struct cm_node, sighup_w), true);
 }
 
 /* ------------------------------------------------------------------ state machine */
@@ -607,8 +761,7 @@ int cm_node_start(struct ev_loop *loop, const struct cm_node_config *c,
         snprintf(n->name, sizeof(n->name), "localhost");
     }
     if (n->c.advertise[0] == '\0') {
-        /* Multi-node address detection arrives with the cluster issue. */
-        snprintf(n->c.advertise, sizeof(n->c.advertise), "%s", n->c.bind);
+        detect_advertise(n);
     }
     cm_resources_detect(&n->c.resources, n->c.data_dir);
     rv = load_identity(n, eb);
@@ -632,7 +785,19 @@ int cm_node_start(struct ev_loop *loop, const struct cm_node_config *c,
     char rpc[96];
     snprintf(rpc, sizeof(rpc), "%s:%u", n->c.bind, n->c.rpc_port);
     char advertised[96];
-    snprintf(advertised, sizeof(advertised), "%s:%u", n->c.advertise, n->c.rpc_port);
+    snprintf(advertised, sizeof(advertised),
+             strchr(n->c.advertise, ':') != NULL ? "[%s]:%u" : "%s:%u", n->c.advertise,
+             n->c.rpc_port);
+    snprintf(n->rpc_advertised, sizeof(n->rpc_advertised), "%s", advertised);
+    struct raft_server peers[CM_JOIN_MAX_MEMBERS];
+    unsigned n_peers = 0;
+    if (!n->c.dev) {
+        rv = secure_start(n, eb);
+        if (rv != 0) {
+            goto err_after_state;
+        }
+        n_peers = cm_join_peers_load(n->c.data_dir, peers, CM_ARRAY_SIZE(peers));
+    }
     struct raft_config boot = {0};
     if (n->c.n_join == 0) {
         rv = raft_config_add(&boot, n->raft_id, advertised, RAFT_VOTER);
@@ -654,6 +819,14 @@ int cm_node_start(struct ev_loop *loop, const struct cm_node_config *c,
     ho.fsm = (struct raft_fsm){n, fsm_apply, fsm_snapshot, fsm_restore, fsm_applied};
     ho.on_change = on_raft_change;
     ho.rpc = node_rpc;
+    ho.peers = peers;
+    ho.n_peers = n_peers;
+    if (n->tls != NULL) {
+        ho.wrap = cm_tls_wrap;
+        ho.wrap_data = n->tls;
+        ho.authorize = node_authorize;
+        ho.join = node_join;
+    }
     ho.on_fatal = on_raft_fatal;
     ho.data = n;
     struct cm_node_ctl_ops co = {
@@ -679,9 +852,14 @@ int cm_node_start(struct ev_loop *loop, const struct cm_node_config *c,
         .voters = n->c.voters,
     };
     rv = cm_cluster_new(&clo, &n->cluster);
+    if (rv == 0 && n->tls != NULL) {
+        rv = cm_join_server_new(loop, n->cluster, n->tls_dir, n->cluster_id,
+                                &n->join_server);
+    }
     if (rv != 0) {
         raft_config_close(&boot);
         cm_err_setf(eb, rv, "cluster: %s", cm_strerror(rv));
+        cm_cluster_free(n->cluster);
         cm_controller_free(n->controller);
         goto err_after_state;
     }
@@ -723,6 +901,11 @@ int cm_node_start(struct ev_loop *loop, const struct cm_node_config *c,
     if (rv != 0) {
         goto err_after_raft;
     }
+    if (n->tls != NULL) {
+        renew(n, false);
+        ev_timer_init(&n->renew_w, renew_cb, 3600., 3600.);
+        ev_timer_start(loop, &n->renew_w);
+    }
     cm_info("node", "node %s (raft id %llx) data dir %s, rpc %s", n->name,
             (unsigned long long)n->raft_id, n->c.data_dir, rpc);
     *ret = n;
@@ -739,8 +922,10 @@ err_after_agent:
     cm_agent_free(n->agent);
 err_after_controller:
     cm_cluster_free(n->cluster);
+    cm_join_server_free(n->join_server);
     cm_controller_free(n->controller);
 err_after_state:
+    cm_tls_free(n->tls);
     cm_state_close(n->state);
 err_after_lock:
     close(n->lock_fd);
@@ -765,6 +950,11 @@ void cm_node_free(struct cm_node *n)
     cm_http_server_free(n->http);
     raft_host_close(n->raft);
     cm_cluster_free(n->cluster);
+    cm_join_server_free(n->join_server);
+    if (n->tls != NULL) {
+        ev_timer_stop(n->loop, &n->renew_w);
+    }
+    cm_tls_free(n->tls);
     cm_agent_free(n->agent);
     cm_controller_free(n->controller);
     cm_state_close(n->state);
@@ -815,9 +1005,14 @@ int cm_node_run(const struct cm_node_config *c)
     ev_signal_start(loop, &n->sigterm_w);
     ev_signal_init(&n->sigint_w, stop_cb, SIGINT);
     ev_signal_start(loop, &n->sigint_w);
+    ev_signal_init(&n->sighup_w, sighup_cb, SIGHUP);
+    if (n->tls != NULL) {
+        ev_signal_start(loop, &n->sighup_w);
+    }
     ev_run(loop, 0);
     ev_signal_stop(loop, &n->sigterm_w);
     ev_signal_stop(loop, &n->sigint_w);
+    ev_signal_stop(loop, &n->sighup_w);
     cm_node_free(n);
     cm_info("node", "stopped");
     return 0;
