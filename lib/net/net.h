@@ -39,7 +39,10 @@ struct cm_stream_ops {
      * (CM_EAGAIN: set s->want and wait). */
     ssize_t (*read)(struct cm_stream *s, void *buf, size_t len);
     /* Write from @iov (iovcnt <= CM_STREAM_IOV_MAX): bytes written (> 0, maybe
-     * fewer than asked) or < 0 a cm_err (CM_EAGAIN: set s->want and wait). */
+     * fewer than asked) or < 0 a cm_err (CM_EAGAIN: set s->want and wait). After
+     * CM_EAGAIN (or a short count) the next call must start with the bytes that
+     * were not written, at least as many as before (more may follow; the iovecs
+     * may be cut differently): TLS has encrypted them already. */
     ssize_t (*writev)(struct cm_stream *s, const struct iovec *iov, int iovcnt);
     /* Send end-of-stream (TCP FIN, TLS close_notify); reads still work. */
     int (*shutdown)(struct cm_stream *s);

@@ -113,7 +113,7 @@ static const char *new_node_validity(const char *ca, const char *cn, int64_t nb,
     return d;
 }
 
-CM_UNUSED static const char *new_node(const char *ca, const char *cn)
+static const char *new_node(const char *ca, const char *cn)
 {
     return new_node_validity(ca, cn, now_s() - 300, now_s() + 86400);
 }
@@ -577,4 +577,664 @@ TEST(pki_oom_walks)
     ASSERT_INT_OP(test_alloc_walk(walk_issue, &w), >, 0);
     ASSERT_INT_OP(test_alloc_walk(walk_token, &w), >, 0);
     cm_buf_done(&w.csr);
+}
+
+/* ------------------------------------------------------------------ TLS: pumping */
+
+struct pair {
+    struct cm_stream *c; /* the client (connected) end */
+    struct cm_stream *s; /* the server (accepted) end */
+};
+
+static void pair_open(struct cm_tls *client, struct cm_tls *server, struct pair *p)
+{
+    int sv[2];
+    ASSERT_INT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv),
+                  0);
+    ASSERT_OK(cm_tls_wrap(client, sv[0], false, &p->c));
+    ASSERT_OK(cm_tls_wrap(server, sv[1], true, &p->s));
+    ASSERT_FALSE(cm_tls_stream_ready(p->c));
+    ASSERT_TRUE(cm_stream_is_tls(p->c));
+}
+
+static void pair_close(struct pair *p)
+{
+    cm_stream_close(p->c);
+    cm_stream_close(p->s);
+    p->c = p->s = NULL;
+}
+
+/* One handshake step for @s: 0 once ready, CM_EAGAIN, or its error. */
+static int step(struct cm_stream *s)
+{
+    char b;
+    ssize_t n = cm_stream_read(s, &b, 0);
+    if (n < 0) {
+        if (n == CM_EAGAIN) {
+            ASSERT_TRUE(s->want == CM_STREAM_WANT_READ ||
+                        s->want == CM_STREAM_WANT_WRITE);
+        }
+        return (int)n;
+    }
+    return cm_tls_stream_ready(s) ? 0 : CM_EAGAIN;
+}
+
+/* Drive both handshakes until neither side can move: each result is 0 (ready) or an
+ * error. Both ends live in this thread, so a bounded number of rounds suffices. */
+static void handshake(struct pair *p, int *ret_c, int *ret_s)
+{
+    int rc = CM_EAGAIN, rs = CM_EAGAIN;
+    for (int i = 0; i < 50 && (rc == CM_EAGAIN || rs == CM_EAGAIN); i++) {
+        if (rc == CM_EAGAIN) {
+            rc = step(p->c);
+        }
+        if (rs == CM_EAGAIN) {
+            rs = step(p->s);
+        }
+    }
+    *ret_c = rc;
+    *ret_s = rs;
+}
+
+/* Read from @s until data, end of stream or an error arrives (the peer wrote or failed
+ * already): the first non-EAGAIN result. */
+static ssize_t read_settled(struct cm_stream *s, void *buf, size_t len)
+{
+    for (int i = 0; i < 50; i++) {
+        ssize_t n = cm_stream_read(s, buf, len);
+        if (n != CM_EAGAIN) {
+            return n;
+        }
+    }
+    return CM_EAGAIN;
+}
+
+/* A handshake that must succeed on both sides. */
+static void connect_ok(struct cm_tls *client, struct cm_tls *server, struct pair *p)
+{
+    pair_open(client, server, p);
+    int rc, rs;
+    handshake(p, &rc, &rs);
+    if (rc != 0 || rs != 0) {
+        test__fail(__FILE__, __LINE__, "handshake: client %d (%s), server %d (%s)", rc,
+                   cm_tls_stream_error(p->c), rs, cm_tls_stream_error(p->s));
+    }
+}
+
+/* Writes @len bytes of @data from @w in irregular iovecs (drawn from @rng). */
+struct flow {
+    struct cm_stream *w, *r;
+    const uint8_t *data;
+    size_t len;
+    size_t sent;
+    struct {
+        uint8_t *data; /* malloc, not cm_malloc: OOM walks count the library only */
+        size_t len;
+        size_t cap;
+    } got;
+};
+
+static bool flow_step(struct flow *f, struct cm_rng *rng)
+{
+    bool moved = false;
+    if (f->sent < f->len) {
+        struct iovec iov[8];
+        int n = 0;
+        size_t off = f->sent;
+        while (n < 8 && off < f->len) {
+            /* (CM_MIN evaluates its arguments twice: no calls inside) */
+            size_t k = 1 + cm_rng_below(rng, 40000);
+            if (cm_rng_below(rng, 3) == 0) {
+                k = 1 + cm_rng_below(rng, 100); /* small pieces too */
+            }
+            k = CM_MIN(k, f->len - off);
+            if (n == 7) {
+                k = f->len - off; /* a retry offers at least as many bytes (net.h) */
+            }
+            iov[n].iov_base = (void *)(f->data + off);
+            iov[n].iov_len = k;
+            off += k;
+            n++;
+        }
+        ssize_t w = cm_stream_writev(f->w, iov, n);
+        if (w > 0) {
+            f->sent += (size_t)w;
+            moved = true;
+        } else {
+            ASSERT_ERR((int)w, CM_EAGAIN);
+        }
+    }
+    for (int i = 0; i < 4; i++) {
+        char buf[7000];
+        size_t want = 1 + cm_rng_below(rng, sizeof(buf));
+        ssize_t n = cm_stream_read(f->r, buf, want);
+        if (n == CM_EAGAIN) {
+            break;
+        }
+        ASSERT_INT_OP(n, >, 0);
+        ASSERT_INT_OP(f->got.len + (size_t)n, <=, f->got.cap);
+        memcpy(f->got.data + f->got.len, buf, (size_t)n);
+        f->got.len += (size_t)n;
+        moved = true;
+    }
+    return moved;
+}
+
+/* Send @n1 bytes client->server and @n2 server->client at the same time and check
+ * they arrive intact. */
+static void exchange(struct pair *p, size_t n1, size_t n2, uint64_t seed)
+{
+    struct cm_rng rng;
+    cm_rng_seed(&rng, seed);
+    uint8_t *d1 = malloc(n1 + 1), *d2 = malloc(n2 + 1);
+    for (size_t i = 0; i < n1; i++) {
+        d1[i] = (uint8_t)cm_rng_next(&rng);
+    }
+    for (size_t i = 0; i < n2; i++) {
+        d2[i] = (uint8_t)cm_rng_next(&rng);
+    }
+    struct flow a = {.w = p->c, .r = p->s, .data = d1, .len = n1};
+    struct flow b = {.w = p->s, .r = p->c, .data = d2, .len = n2};
+    a.got.cap = n1 + 65536;
+    b.got.cap = n2 + 65536;
+    a.got.data = malloc(a.got.cap);
+    b.got.data = malloc(b.got.cap);
+    int idle = 0;
+    while ((a.got.len < n1 || b.got.len < n2) && idle < 100) {
+        bool moved = flow_step(&a, &rng);
+        moved = flow_step(&b, &rng) || moved;
+        idle = moved ? 0 : idle + 1;
+    }
+    ASSERT_UINT_EQ(a.got.len, n1);
+    ASSERT_UINT_EQ(b.got.len, n2);
+    ASSERT_MEM_EQ(a.got.data, d1, n1);
+    ASSERT_MEM_EQ(b.got.data, d2, n2);
+    free(a.got.data);
+    free(b.got.data);
+    free(d1);
+    free(d2);
+}
+
+static struct cm_tls *tls_node(const char *node_dir, bool require)
+{
+    struct cm_tls_options o = {
+        .ca_file = path_in(node_dir, "ca.pem"),
+        .cert_file = path_in(node_dir, "node.pem"),
+        .key_file = path_in(node_dir, "node.key"),
+        .require_peer_cert = require,
+    };
+    struct cm_tls *t;
+    struct cm_errbuf eb = {0};
+    int rv = cm_tls_new(&o, &t, &eb);
+    if (rv != 0) {
+        test__fail(__FILE__, __LINE__, "cm_tls_new: %s", eb.msg);
+    }
+    return t;
+}
+
+static struct cm_tls *tls_opts(const struct cm_tls_options *o)
+{
+    struct cm_tls *t;
+    struct cm_errbuf eb = {0};
+    int rv = cm_tls_new(o, &t, &eb);
+    if (rv != 0) {
+        test__fail(__FILE__, __LINE__, "cm_tls_new: %s", eb.msg);
+    }
+    return t;
+}
+
+/* ------------------------------------------------------------------ TLS: tests */
+
+TEST(tls_mtls_both_ways)
+{
+    const char *ca = new_ca(20);
+    struct cm_tls *srv = tls_node(new_node(ca, "n1"), true);
+    struct cm_tls *cli = tls_node(new_node(ca, "n2"), true);
+    struct pair p;
+    connect_ok(cli, srv, &p);
+    char cn[65];
+    ASSERT_TRUE(cm_tls_stream_peer(p.s, cn, sizeof(cn)));
+    ASSERT_STR_EQ(cn, "n2");
+    ASSERT_TRUE(cm_tls_stream_peer(p.c, cn, sizeof(cn)));
+    ASSERT_STR_EQ(cn, "n1");
+    ASSERT_STR_EQ(cm_tls_stream_error(p.c), "");
+
+    /* Large writes both ways at once, in irregular iovecs. */
+    exchange(&p, 3 << 20, 1 << 20, 1);
+    exchange(&p, 1, 70000, 2);
+
+    /* pending(): a record read in part is still buffered inside the stream. */
+    char big[1000], got[1000];
+    memset(big, 'p', sizeof(big));
+    ASSERT_INT_EQ(cm_stream_write(p.s, big, sizeof(big)), (ssize_t)sizeof(big));
+    ASSERT_FALSE(cm_stream_pending(p.c));
+    ASSERT_INT_EQ(read_settled(p.c, got, 10), 10);
+    ASSERT_TRUE(cm_stream_pending(p.c));
+    ASSERT_INT_EQ(cm_stream_read(p.c, got + 10, sizeof(got) - 10), 990);
+    ASSERT_FALSE(cm_stream_pending(p.c));
+    ASSERT_MEM_EQ(got, big, sizeof(big));
+    ASSERT_ERR((int)cm_stream_read(p.c, got, sizeof(got)), CM_EAGAIN);
+    ASSERT_UINT_EQ(p.c->want, CM_STREAM_WANT_READ);
+
+    /* shutdown(): close_notify, read as end of stream; the other way still works. */
+    ASSERT_OK(cm_stream_shutdown(p.c));
+    ASSERT_INT_EQ(read_settled(p.s, got, sizeof(got)), 0);
+    ASSERT_INT_EQ(cm_stream_write(p.s, "late", 4), 4);
+    ASSERT_INT_EQ(read_settled(p.c, got, sizeof(got)), 4);
+    ASSERT_MEM_EQ(got, "late", 4);
+    pair_close(&p);
+
+    /* The contexts are reference counted: a stream outlives its context's owner. */
+    connect_ok(cli, srv, &p);
+    cm_tls_free(srv);
+    cm_tls_free(cli);
+    exchange(&p, 5000, 5000, 3);
+    pair_close(&p);
+}
+
+TEST(tls_peer_close_without_notify_is_eof)
+{
+    const char *ca = new_ca(21);
+    struct cm_tls *srv = tls_node(new_node(ca, "n1"), true);
+    struct cm_tls *cli = tls_node(new_node(ca, "n2"), true);
+    struct pair p;
+    connect_ok(cli, srv, &p);
+    /* Close the client's socket under it: no close_notify is sent. */
+    ASSERT_INT_EQ(shutdown(cm_stream_fd(p.c), SHUT_RDWR), 0);
+    char b[16];
+    ASSERT_INT_EQ(read_settled(p.s, b, sizeof(b)), 0);
+    pair_close(&p);
+    cm_tls_free(srv);
+    cm_tls_free(cli);
+}
+
+TEST(tls_client_without_cert_refused_when_required)
+{
+    const char *ca = new_ca(22);
+    struct cm_tls *srv = tls_node(new_node(ca, "n1"), true);
+    struct cm_tls_options o = {.ca_file = path_in(ca, "ca.pem")};
+    struct cm_tls *cli = tls_opts(&o);
+    struct pair p;
+    pair_open(cli, srv, &p);
+    int rc, rs;
+    handshake(&p, &rc, &rs);
+    ASSERT_ERR(rs, CM_EPROTO);
+    ASSERT_TRUE(strstr(cm_tls_stream_error(p.s), "certificate") != NULL);
+    ASSERT_FALSE(cm_tls_stream_peer(p.s, NULL, 0));
+    /* TLS 1.3: the client finished first; it learns of the refusal on reading. */
+    char b[16];
+    ASSERT_ERR((int)read_settled(p.c, b, sizeof(b)), CM_EPROTO);
+    /* Sticky. */
+    ASSERT_ERR((int)cm_stream_read(p.s, b, sizeof(b)), CM_EPROTO);
+    ASSERT_ERR((int)cm_stream_write(p.s, "x", 1), CM_EPROTO);
+    ASSERT_ERR((int)cm_stream_write(p.c, "x", 1), CM_EPROTO);
+    pair_close(&p);
+    cm_tls_free(srv);
+    cm_tls_free(cli);
+}
+
+TEST(tls_client_without_cert_accepted_when_not_required)
+{
+    const char *ca = new_ca(23);
+    struct cm_tls *srv = tls_node(new_node(ca, "n1"), false);
+    struct cm_tls_options o = {.ca_file = path_in(ca, "ca.pem")};
+    struct cm_tls *cli = tls_opts(&o);
+    struct pair p;
+    connect_ok(cli, srv, &p);
+    char cn[65] = "junk";
+    ASSERT_FALSE(cm_tls_stream_peer(p.s, cn, sizeof(cn)));
+    ASSERT_STR_EQ(cn, "");
+    ASSERT_TRUE(cm_tls_stream_peer(p.c, cn, sizeof(cn)));
+    ASSERT_STR_EQ(cn, "n1");
+    exchange(&p, 10000, 10000, 4);
+    pair_close(&p);
+    /* A client WITH a good certificate is still recognised. */
+    struct cm_tls *cli2 = tls_node(new_node(ca, "n3"), false);
+    connect_ok(cli2, srv, &p);
+    ASSERT_TRUE(cm_tls_stream_peer(p.s, cn, sizeof(cn)));
+    ASSERT_STR_EQ(cn, "n3");
+    pair_close(&p);
+    cm_tls_free(cli2);
+    cm_tls_free(srv);
+    cm_tls_free(cli);
+}
+
+/* A client whose certificate comes from @bad_ca (trusting the right CA for the
+ * server) is refused by a server of @ca, whether or not it requires a certificate. */
+static void expect_client_refused(const char *ca, const char *client_dir)
+{
+    for (int require = 0; require < 2; require++) {
+        struct cm_tls *srv = tls_node(new_node(ca, "n1"), require);
+        struct cm_tls_options o = {
+            .ca_file = path_in(ca, "ca.pem"),
+            .cert_file = path_in(client_dir, "node.pem"),
+            .key_file = path_in(client_dir, "node.key"),
+        };
+        struct cm_tls *cli = tls_opts(&o);
+        struct pair p;
+        pair_open(cli, srv, &p);
+        int rc, rs;
+        handshake(&p, &rc, &rs);
+        ASSERT_ERR(rs, CM_EPROTO);
+        char b[8];
+        ASSERT_ERR((int)read_settled(p.c, b, sizeof(b)), CM_EPROTO);
+        pair_close(&p);
+        cm_tls_free(srv);
+        cm_tls_free(cli);
+    }
+}
+
+/* A client trusting @ca refuses a server presenting @server_dir's certificate. */
+static void expect_server_refused(const char *ca, const char *server_dir)
+{
+    struct cm_tls_options so = {
+        .cert_file = path_in(server_dir, "node.pem"),
+        .key_file = path_in(server_dir, "node.key"),
+    };
+    struct cm_tls *srv = tls_opts(&so);
+    struct cm_tls_options co = {.ca_file = path_in(ca, "ca.pem")};
+    struct cm_tls *cli = tls_opts(&co);
+    struct pair p;
+    pair_open(cli, srv, &p);
+    int rc, rs;
+    handshake(&p, &rc, &rs);
+    ASSERT_ERR(rc, CM_EPROTO);
+    ASSERT_TRUE(strstr(cm_tls_stream_error(p.c), "peer certificate") != NULL);
+    ASSERT_TRUE(rs != 0);
+    ASSERT_FALSE(cm_tls_stream_ready(p.c));
+    pair_close(&p);
+    cm_tls_free(srv);
+    cm_tls_free(cli);
+}
+
+TEST(tls_other_ca_refused)
+{
+    const char *ca = new_ca(24);
+    const char *other = new_ca(24); /* same id, other key: only the key counts */
+    const char *stranger = new_node(other, "n2");
+    expect_client_refused(ca, stranger);
+    expect_server_refused(ca, stranger);
+    /* The control: the same steps with a certificate of the right CA succeed. */
+    struct cm_tls *srv = tls_node(new_node(ca, "n1"), true);
+    struct cm_tls *cli = tls_node(new_node(ca, "n2"), true);
+    struct pair p;
+    connect_ok(cli, srv, &p);
+    pair_close(&p);
+    cm_tls_free(srv);
+    cm_tls_free(cli);
+}
+
+TEST(tls_expired_refused)
+{
+    const char *ca = new_ca(25);
+    int64_t now = now_s();
+    const char *expired = new_node_validity(ca, "old", now - 10 * 86400, now - 86400);
+    const char *future = new_node_validity(ca, "new", now + 86400, now + 10 * 86400);
+    expect_client_refused(ca, expired);
+    expect_server_refused(ca, expired);
+    expect_client_refused(ca, future);
+    expect_server_refused(ca, future);
+    /* The control: valid dates, same CA, same steps. */
+    const char *fresh = new_node_validity(ca, "ok", now - 60, now + 86400);
+    struct cm_tls *srv = tls_node(fresh, true);
+    struct cm_tls *cli = tls_node(new_node(ca, "n2"), true);
+    struct pair p;
+    connect_ok(cli, srv, &p);
+    pair_close(&p);
+    cm_tls_free(srv);
+    cm_tls_free(cli);
+}
+
+/* A joining client that pins @fp connects to a server presenting @server_dir's
+ * chain (no client certificate): its result. */
+static int pinned_handshake(const char *fp, const char *server_dir, bool *ret_peer)
+{
+    struct cm_tls_options so = {
+        .cert_file = path_in(server_dir, "node.pem"),
+        .key_file = path_in(server_dir, "node.key"),
+    };
+    struct cm_tls *srv = tls_opts(&so);
+    struct cm_tls_options co = {.pin_fingerprint = fp};
+    struct cm_tls *cli = tls_opts(&co);
+    struct pair p;
+    pair_open(cli, srv, &p);
+    int rc, rs;
+    handshake(&p, &rc, &rs);
+    *ret_peer = rc == 0 && cm_tls_stream_peer(p.c, NULL, 0);
+    if (rc == 0) {
+        ASSERT_OK(rs);
+        exchange(&p, 100, 100, 5);
+    }
+    pair_close(&p);
+    cm_tls_free(srv);
+    cm_tls_free(cli);
+    return rc;
+}
+
+TEST(tls_pinning)
+{
+    const char *ca = new_ca(26);
+    const char *other = new_ca(26);
+    struct cm_errbuf eb = {0};
+    char fp[65], fp_other[65], fp_upper[65];
+    ASSERT_OK(cm_pki_fingerprint_file(path_in(ca, "ca.pem"), fp, &eb));
+    ASSERT_OK(cm_pki_fingerprint_file(path_in(other, "ca.pem"), fp_other, &eb));
+    const char *n1 = new_node(ca, "n1");
+    bool peer;
+    ASSERT_OK(pinned_handshake(fp, n1, &peer));
+    ASSERT_TRUE(peer);
+    for (int i = 0; i < 65; i++) {
+        fp_upper[i] = (char)(fp[i] >= 'a' && fp[i] <= 'f' ? fp[i] - 'a' + 'A' : fp[i]);
+    }
+    ASSERT_OK(pinned_handshake(fp_upper, n1, &peer));
+    /* The wrong fingerprint. */
+    ASSERT_ERR(pinned_handshake(fp_other, n1, &peer), CM_EPROTO);
+    /* A server of another CA that sends our (public) CA certificate along: the pinned
+     * certificate is there, but the leaf does not verify against it. */
+    const char *impostor = new_node(other, "n1");
+    struct cm_buf chain = {0}, ca_pem = {0};
+    read_all(path_in(impostor, "node.pem"), &chain);
+    read_all(path_in(ca, "ca.pem"), &ca_pem);
+    ASSERT_OK(cm_buf_append(&chain, ca_pem.data, ca_pem.len));
+    ASSERT_OK(cm_pki_write_file(path_in(impostor, "node.pem"), chain.data, chain.len,
+                                0644, &eb));
+    ASSERT_ERR(pinned_handshake(fp, impostor, &peer), CM_EPROTO);
+    /* A server that sends its leaf only: nothing to pin. */
+    X509 *leaf = pem_cert(chain.data, chain.len, 0);
+    cm_buf_clear(&chain);
+    read_all(path_in(n1, "node.pem"), &chain);
+    X509_free(leaf);
+    leaf = pem_cert(chain.data, chain.len, 0);
+    BIO *bio = BIO_new(BIO_s_mem());
+    PEM_write_bio_X509(bio, leaf);
+    char *pp;
+    long pn = BIO_get_mem_data(bio, &pp);
+    ASSERT_OK(cm_pki_write_file(path_in(n1, "node.pem"), pp, (size_t)pn, 0644, &eb));
+    BIO_free(bio);
+    X509_free(leaf);
+    ASSERT_ERR(pinned_handshake(fp, n1, &peer), CM_EPROTO);
+    /* An expired leaf under the pinned CA. */
+    int64_t now = now_s();
+    ASSERT_ERR(pinned_handshake(
+                   fp, new_node_validity(ca, "x", now - 2 * 86400, now - 86400), &peer),
+               CM_EPROTO);
+    cm_buf_done(&chain);
+    cm_buf_done(&ca_pem);
+}
+
+TEST(tls_insecure_accepts_anything)
+{
+    const char *ca = new_ca(27);
+    int64_t now = now_s();
+    const char *servers[] = {
+        new_node(ca, "n1"),
+        new_node_validity(ca, "old", now - 10 * 86400, now - 86400),
+    };
+    for (size_t i = 0; i < CM_ARRAY_SIZE(servers); i++) {
+        struct cm_tls_options so = {
+            .cert_file = path_in(servers[i], "node.pem"),
+            .key_file = path_in(servers[i], "node.key"),
+        };
+        struct cm_tls *srv = tls_opts(&so);
+        struct cm_tls_options co = {.insecure = true};
+        struct cm_tls *cli = tls_opts(&co);
+        struct pair p;
+        connect_ok(cli, srv, &p);
+        /* Nothing was verified, so the peer is not vouched for. */
+        ASSERT_FALSE(cm_tls_stream_peer(p.c, NULL, 0));
+        exchange(&p, 1000, 1000, 6);
+        pair_close(&p);
+        cm_tls_free(srv);
+        cm_tls_free(cli);
+    }
+}
+
+TEST(tls_reload_rotates_for_new_connections)
+{
+    const char *ca = new_ca(28);
+    const char *sdir = new_node(ca, "before");
+    struct cm_tls *srv = tls_node(sdir, true);
+    struct cm_tls *cli = tls_node(new_node(ca, "client"), true);
+    struct pair old;
+    connect_ok(cli, srv, &old);
+    char cn[65];
+    ASSERT_TRUE(cm_tls_stream_peer(old.c, cn, sizeof(cn)));
+    ASSERT_STR_EQ(cn, "before");
+
+    struct cm_errbuf eb = {0};
+    ASSERT_OK(cm_pki_issue_node(ca, sdir, "after", NULL, 1, &eb));
+    ASSERT_OK(cm_tls_reload(srv, &eb));
+    struct pair fresh;
+    connect_ok(cli, srv, &fresh);
+    ASSERT_TRUE(cm_tls_stream_peer(fresh.c, cn, sizeof(cn)));
+    ASSERT_STR_EQ(cn, "after");
+    /* The old connection goes on, both ways. */
+    exchange(&old, 200000, 200000, 7);
+    exchange(&fresh, 1000, 1000, 8);
+    pair_close(&fresh);
+
+    /* A failed reload changes nothing: a key that does not match the certificate (as
+     * between the two renames of a rotation), then a missing file. */
+    const char *elsewhere = new_node(ca, "x");
+    struct cm_buf k = {0};
+    read_all(path_in(elsewhere, "node.key"), &k);
+    ASSERT_OK(cm_pki_write_file(path_in(sdir, "node.key"), k.data, k.len, 0600, &eb));
+    ASSERT_ERR(cm_tls_reload(srv, &eb), CM_EIO);
+    ASSERT_TRUE(strstr(eb.msg, "node.key") != NULL);
+    ASSERT_INT_EQ(unlink(path_in(sdir, "ca.pem")), 0);
+    ASSERT_ERR(cm_tls_reload(srv, &eb), CM_EIO);
+    ASSERT_TRUE(strstr(eb.msg, "ca.pem") != NULL);
+    connect_ok(cli, srv, &fresh);
+    ASSERT_TRUE(cm_tls_stream_peer(fresh.c, cn, sizeof(cn)));
+    ASSERT_STR_EQ(cn, "after");
+    pair_close(&fresh);
+    exchange(&old, 1000, 1000, 9);
+    pair_close(&old);
+    cm_buf_done(&k);
+    cm_tls_free(srv);
+    cm_tls_free(cli);
+}
+
+TEST(tls_options_checked)
+{
+    const char *ca = new_ca(29);
+    const char *n = new_node(ca, "n");
+    struct cm_errbuf eb = {0};
+    struct cm_tls *t = NULL;
+    const char *fp = FP64;
+    struct cm_tls_options bad[] = {
+        {.cert_file = path_in(n, "node.pem")},
+        {.key_file = path_in(n, "node.key")},
+        {.require_peer_cert = true},
+        {.pin_fingerprint = "abc"},
+        {.pin_fingerprint = FP64 "0"},
+        {.pin_fingerprint = fp, .ca_file = path_in(ca, "ca.pem")},
+        {.pin_fingerprint = fp, .insecure = true},
+        {.insecure = true, .ca_file = path_in(ca, "ca.pem")},
+    };
+    for (size_t i = 0; i < CM_ARRAY_SIZE(bad); i++) {
+        ASSERT_ERR(cm_tls_new(&bad[i], &t, &eb), CM_EINVAL);
+        ASSERT_NULL(t);
+    }
+    struct cm_tls_options missing = {.ca_file = path_in(ca, "nope.pem")};
+    ASSERT_ERR(cm_tls_new(&missing, &t, &eb), CM_EIO);
+    ASSERT_TRUE(strstr(eb.msg, "nope.pem") != NULL);
+    struct cm_tls_options badkey = {
+        .ca_file = path_in(ca, "ca.pem"),
+        .cert_file = path_in(n, "node.pem"),
+        .key_file = path_in(ca, "ca.key"),
+    };
+    ASSERT_ERR(cm_tls_new(&badkey, &t, &eb), CM_EIO);
+    ASSERT_TRUE(strstr(eb.msg, "ca.key") != NULL);
+    struct cm_tls_options notpem = {.ca_file = path_in(n, "node.key")};
+    ASSERT_ERR(cm_tls_new(&notpem, &t, &eb), CM_EIO);
+    ASSERT_NULL(t);
+    cm_tls_free(NULL);
+}
+
+/* ------------------------------------------------------------------ OOM walk (tls) */
+
+struct walk_tls {
+    const char *srv_dir;
+    const char *cli_dir;
+};
+
+static int walk_tls_fn(void *arg)
+{
+    struct walk_tls *w = arg;
+    struct cm_errbuf eb = {0};
+    struct cm_tls_options so = {
+        .ca_file = path_in(w->srv_dir, "ca.pem"),
+        .cert_file = path_in(w->srv_dir, "node.pem"),
+        .key_file = path_in(w->srv_dir, "node.key"),
+        .require_peer_cert = true,
+    };
+    struct cm_tls_options co = so;
+    co.cert_file = path_in(w->cli_dir, "node.pem");
+    co.key_file = path_in(w->cli_dir, "node.key");
+    struct cm_tls *srv = NULL, *cli = NULL;
+    struct pair p = {0};
+    int sv[2] = {-1, -1};
+    int rv = cm_tls_new(&so, &srv, &eb);
+    if (rv == 0) {
+        rv = cm_tls_new(&co, &cli, &eb);
+    }
+    if (rv == 0) {
+        ASSERT_INT_EQ(
+            socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+        rv = cm_tls_wrap(cli, sv[0], false, &p.c);
+        if (rv == 0) {
+            sv[0] = -1;
+            rv = cm_tls_wrap(srv, sv[1], true, &p.s);
+        }
+        if (rv == 0) {
+            sv[1] = -1;
+            rv = cm_tls_reload(srv, &eb);
+        }
+    }
+    if (rv == 0) {
+        int rc, rs;
+        handshake(&p, &rc, &rs);
+        ASSERT_OK(rc);
+        ASSERT_OK(rs);
+        exchange(&p, 3000, 3000, 10);
+    }
+    if (sv[0] >= 0) {
+        close(sv[0]);
+    }
+    if (sv[1] >= 0) {
+        close(sv[1]);
+    }
+    cm_stream_close(p.c);
+    cm_stream_close(p.s);
+    cm_tls_free(srv);
+    cm_tls_free(cli);
+    return rv;
+}
+
+TEST(tls_oom_walk)
+{
+    const char *ca = new_ca(30);
+    struct walk_tls w = {.srv_dir = new_node(ca, "s"), .cli_dir = new_node(ca, "c")};
+    ASSERT_INT_OP(test_alloc_walk(walk_tls_fn, &w), >=, 8);
 }
