@@ -172,8 +172,9 @@ int cm_rpc_decode(const void *body, size_t len, struct cm_rpc_msg *ret)
     int rv = CM_EMALFORMED;
     int64_t v;
     const char *t;
-    if (!cJSON_IsObject(o) || get_i64(o, "v", 0, 1000000, &v) != 0 ||
-        get_str(o, "t", true, &t) != 0 || get_u64(o, "id", false, &m.id) != 0) {
+    if (!cJSON_IsObject(o) || !cJSON_HasObjectItem(o, "v") ||
+        get_i64(o, "v", 0, 1000000, &v) != 0 || get_str(o, "t", true, &t) != 0 ||
+        get_u64(o, "id", false, &m.id) != 0) {
         goto fail;
     }
     if (v != CM_RPC_VERSION) {
