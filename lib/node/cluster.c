@@ -220,7 +220,7 @@ static void members_from_leader(struct cm_cluster *c, const char *json)
         }
         char *end;
         unsigned long long v = strtoull(id->valuestring, &end, 16);
-        if (*end != '\0' || v == 0 || v == c->o.raft_id) {
+        if (*end != '\0' || v == 0) {
             continue;
         }
         struct member_rec *r = rec_get(c, v, true);
