@@ -6,6 +6,7 @@ the leader leads to a new leader and writes resume, and the rpc port refuses raf
 traffic from a client without a certificate or with one from another CA."""
 import json
 import os
+import signal
 import socket
 import ssl
 import struct
@@ -174,6 +175,15 @@ def test_cluster_join(procs, tmp_path, clusterctl_bin):
         for f in ("ca.pem", "ca.key", "node.pem", "node.key", "join-token"):
             assert os.path.exists(os.path.join(n3.data, "tls", f)), f
 
+        # Certificate rotation: SIGHUP makes a node issue itself a new
+        # certificate from the CA and reload it; new connections use it.
+        pem = os.path.join(n2.data, "tls", "node.pem")
+        old_pem = open(pem).read()
+        n2.proc.p.send_signal(signal.SIGHUP)
+        wait_until(lambda: open(pem).read() != old_pem, 10, "a renewed node.pem")
+        wait_until(lambda: "node certificate renewed" in n2.proc.output(), 10,
+                   "the renewal logged")
+
         leader = wait_until(lambda: leader_of(nodes), 30, "a leader")
         follower = next(n for n in nodes if n is not leader)
         app = tmp_path / "hello.json"
@@ -243,3 +253,42 @@ def test_cluster_join(procs, tmp_path, clusterctl_bin):
             if left == 0:
                 break
             time.sleep(0.3)
+
+
+def test_autopilot_replaces_a_dead_voter(procs, tmp_path, clusterctl_bin):
+    """Four nodes, three voters wanted: the fourth stays a learner; when a voter dies,
+    after the grace period (30 s) the learner is promoted and the dead voter demoted,
+    so three live voters remain."""
+    nodes = [Node(i, tmp_path) for i in (1, 2, 3, 4)]
+    n1 = nodes[0]
+    n1.proc = procs.start(n1.argv(clusterctl_bin, []), name="n1")
+    token_file = os.path.join(n1.data, "tls", "join-token")
+    wait_until(lambda: os.path.exists(token_file), 20, "the join token file")
+    token = open(token_file).read().strip()
+    for n in nodes[1:]:
+        n.proc = procs.start(n.argv(clusterctl_bin, [
+            "--join", "127.0.0.1:%d" % n1.rpc, "--token", token]), name=n.name)
+
+    def roles():
+        ms = members(clusterctl_bin, n1.addr)
+        if not ms or len(ms) != 4:
+            return None
+        return {m["name"]: m["role"] for m in ms}
+    r = wait_until(lambda: (lambda x: x if x and sorted(x.values()) ==
+                            ["learner", "voter", "voter", "voter"] else None)(roles()),
+                   90, "3 voters and a learner")
+    leader = wait_until(lambda: leader_of(nodes), 30, "a leader")
+    learner = next(n for n in nodes if r[n.name] == "learner")
+    victim = next(n for n in nodes if r[n.name] == "voter" and n is not leader)
+    victim.proc.kill9()
+
+    def replaced():
+        ms = members(clusterctl_bin, leader.addr)
+        if not ms:
+            return None
+        x = {m["name"]: m["role"] for m in ms}
+        return x if x.get(learner.name) == "voter" and x.get(victim.name) == "learner" \
+            else None
+    x = wait_until(replaced, 120, "the learner promoted and the dead voter demoted")
+    assert sorted(x.values()) == ["learner", "voter", "voter", "voter"]
+    assert "demoting" in leader.proc.output()
