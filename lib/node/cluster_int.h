@@ -162,7 +162,8 @@ struct cm_cluster_options {
 
 int cm_cluster_new(const struct cm_cluster_options *o, struct cm_cluster **ret);
 void cm_cluster_free(struct cm_cluster *c);
-/* Raft is running (set once, before the loop runs). */
+/* Raft is running (set once, before the loop runs), or closed (NULL: from then
+ * on everything fails with CM_ESHUTDOWN). */
 void cm_cluster_set_raft(struct cm_cluster *c, struct raft_host *raft);
 void cm_cluster_set_http(struct cm_cluster *c, const char *http_address);
 /* The raft host's rpc callback. */

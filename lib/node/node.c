@@ -918,6 +918,7 @@ err_after_raft:
     cm_api_free(n->api);
     cm_http_server_free(n->http);
     raft_host_close(n->raft);
+    cm_cluster_set_raft(n->cluster, NULL);
 err_after_agent:
     cm_agent_free(n->agent);
 err_after_controller:
@@ -949,6 +950,7 @@ void cm_node_free(struct cm_node *n)
     cm_api_free(n->api);
     cm_http_server_free(n->http);
     raft_host_close(n->raft);
+    cm_cluster_set_raft(n->cluster, NULL);
     cm_cluster_free(n->cluster);
     cm_join_server_free(n->join_server);
     if (n->tls != NULL) {
