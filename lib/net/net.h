@@ -181,7 +181,8 @@ int cm_pki_key_and_csr(const char *key_path, const char *cn, struct cm_buf *csr,
 /* Sign @csr (@len bytes of PEM, untrusted) with the CA in @ca_dir: the CSR's signature
  * must verify and its key must be EC P-256; the certificate gets CN = @cn (the CSR's
  * subject is ignored) and subjectAltName DNS:@cn plus IP:@ip when @ip is non-NULL, a
- * random serial, validity now-5min .. now+@days, extendedKeyUsage serverAuth+clientAuth,
+ * random serial, validity now-5min .. now+@days (but never past the CA's own notAfter),
+ * extendedKeyUsage serverAuth+clientAuth,
  * and is appended to @cert as PEM followed by the CA certificate (a chain).
  * Errors: CM_EINVAL naming what is wrong with the CSR (bad PEM, bad signature, too big,
  * wrong key type) or with @cn (as cm_pki_key_and_csr) or @ip (not a numeric IPv4/IPv6
@@ -236,7 +237,8 @@ int cm_join_token_new(const char *ca_pem_path, struct cm_join_token *ret,
  * lengths only). */
 bool cm_join_secret_equal(const char *a, const char *b);
 
-/* TLS contexts and streams (TLS 1.3 only). */
+/* TLS contexts and streams: TLS 1.3 only (RFC 8446), except that an `insecure`
+ * context also speaks TLS 1.2 (tasks probed by health checks may not have 1.3). */
 struct cm_tls;
 struct cm_tls_options {
     const char *ca_file;   /* trust anchor (PEM); NULL with pin_fingerprint: see below */

@@ -414,6 +414,17 @@ static int issue(const struct ca *ca, EVP_PKEY *pub, const char *cn, const char 
                  int64_t not_before, int64_t not_after, struct cm_buf *out,
                  struct cm_errbuf *eb)
 {
+    /* A certificate cannot outlive its CA in any useful way (chain verification
+     * fails once the CA expires); say so in the certificate rather than surprise
+     * the operator, as CAs commonly do. */
+    struct tm tm;
+    if (ASN1_TIME_to_tm(X509_get0_notAfter(ca->cert), &tm) == 1) {
+        int64_t ca_end = (int64_t)timegm(&tm);
+        if (not_after > ca_end) {
+            not_after = CM_MAX(ca_end, not_before);
+        }
+    }
+    ERR_clear_error();
     X509 *x = make_cert(ca->cert, ca->key, pub, cn, ip, not_before, not_after, eb);
     if (x == NULL) {
         return CM_EIO;

@@ -21,7 +21,7 @@
 
 /* ------------------------------------------------------------------ helpers */
 
-static char tmpdirs[64][64];
+static char tmpdirs[256][64];
 static int ntmpdirs;
 
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -408,14 +408,14 @@ TEST(issue_node_and_expiry)
     const char *ca = new_ca(11);
     struct cm_errbuf eb = {0};
     /* The CA dir and the node dir may be the same (the first server). */
-    ASSERT_OK(cm_pki_issue_node(ca, ca, "first", "127.0.0.1", 90, &eb));
+    ASSERT_OK(cm_pki_issue_node(ca, ca, "first", "127.0.0.1", 20, &eb));
     struct cm_buf b = {0};
     read_all(path_in(ca, "node.pem"), &b);
     ASSERT_INT_EQ(verify_chain(ca, b.data, b.len), X509_V_OK);
     int64_t exp;
     ASSERT_OK(cm_pki_cert_expiry(path_in(ca, "node.pem"), &exp, &eb));
-    ASSERT_INT_OP(exp, >=, now_s() + 90 * 86400 - 60);
-    ASSERT_INT_OP(exp, <=, now_s() + 90 * 86400 + 60);
+    ASSERT_INT_OP(exp, >=, now_s() + 20 * 86400 - 60);
+    ASSERT_INT_OP(exp, <=, now_s() + 20 * 86400 + 60);
     cm_buf_clear(&b);
 
     const char *d = tmpdir();
@@ -426,6 +426,12 @@ TEST(issue_node_and_expiry)
     read_all(path_in(d, "node.pem"), &b);
     ASSERT_INT_EQ(verify_chain(ca, b.data, b.len), X509_V_ERR_CERT_HAS_EXPIRED);
     ASSERT_ERR(cm_pki_issue_node_validity(ca, d, "old", NULL, na, nb, &eb), CM_EINVAL);
+    /* Never past the CA's end (30 days for new_ca). */
+    int64_t ca_end;
+    ASSERT_OK(cm_pki_cert_expiry(path_in(ca, "ca.pem"), &ca_end, &eb));
+    ASSERT_OK(cm_pki_issue_node(ca, d, "long", NULL, 365, &eb));
+    ASSERT_OK(cm_pki_cert_expiry(path_in(d, "node.pem"), &exp, &eb));
+    ASSERT_INT_EQ(exp, ca_end);
     ASSERT_ERR(cm_pki_cert_expiry(path_in(d, "node.key"), &exp, &eb), CM_EINVAL);
     cm_buf_done(&b);
 }
@@ -832,6 +838,71 @@ TEST(tls_mtls_both_ways)
     cm_tls_free(cli);
     exchange(&p, 5000, 5000, 3);
     pair_close(&p);
+}
+
+TEST(tls_shutdown_when_the_socket_is_full)
+{
+    const char *ca = new_ca(32);
+    struct cm_tls *srv = tls_node(new_node(ca, "n1"), true);
+    struct cm_tls *cli = tls_node(new_node(ca, "n2"), true);
+    struct pair p;
+    connect_ok(cli, srv, &p);
+    /* Fill the socket: the close_notify cannot go out yet. */
+    static char chunk[16384];
+    size_t sent = 0;
+    for (;;) {
+        ssize_t n = cm_stream_write(p.c, chunk, sizeof(chunk));
+        if (n == CM_EAGAIN) {
+            break;
+        }
+        ASSERT_INT_EQ(n, (ssize_t)sizeof(chunk));
+        sent += (size_t)n;
+    }
+    /* Complete the record OpenSSL holds first (the retry rule), then shut down. */
+    int rv;
+    size_t got = 0;
+    char buf[20000];
+    while ((rv = (int)cm_stream_write(p.c, chunk, sizeof(chunk))) == CM_EAGAIN) {
+        ssize_t n = cm_stream_read(p.s, buf, sizeof(buf));
+        ASSERT_INT_OP(n, >, 0);
+        got += (size_t)n;
+    }
+    ASSERT_INT_EQ(rv, (int)sizeof(chunk));
+    sent += sizeof(chunk);
+    for (;;) {
+        ssize_t n = cm_stream_write(p.c, chunk, sizeof(chunk));
+        if (n == CM_EAGAIN) {
+            break;
+        }
+        sent += (size_t)n;
+    }
+    ASSERT_ERR(cm_stream_shutdown(p.c), CM_EAGAIN);
+    ASSERT_UINT_EQ(p.c->want, CM_STREAM_WANT_WRITE);
+    /* Drain; retry the shutdown until it goes out; the server then sees every byte
+     * and the end of the stream. */
+    int rs = CM_EAGAIN;
+    ssize_t n;
+    for (int i = 0; i < 100000; i++) {
+        if (rs == CM_EAGAIN) {
+            rs = cm_stream_shutdown(p.c);
+        }
+        n = cm_stream_read(p.s, buf, sizeof(buf));
+        if (n == 0) {
+            break;
+        }
+        if (n > 0) {
+            got += (size_t)n;
+        } else {
+            ASSERT_ERR((int)n, CM_EAGAIN);
+        }
+    }
+    ASSERT_OK(rs);
+    ASSERT_INT_EQ(n, 0);
+    ASSERT_UINT_EQ(got, sent);
+    ASSERT_OK(cm_stream_shutdown(p.c)); /* again: harmless */
+    pair_close(&p);
+    cm_tls_free(srv);
+    cm_tls_free(cli);
 }
 
 TEST(tls_peer_close_without_notify_is_eof)
