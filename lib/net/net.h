@@ -170,11 +170,12 @@ int cm_pki_fingerprint_file(const char *pem_path, char out[65], struct cm_errbuf
 int cm_pki_fingerprint_pem(const char *pem, size_t len, char out[65],
                            struct cm_errbuf *eb);
 
-/* Generate a new key into @key_path (0600, atomically) and a CSR for @cn (signed with
- * the key), appended as PEM to @csr. The key file is written before @csr is appended,
- * so on CM_ENOMEM from the append the new key exists already (run it again).
- * Errors: CM_EINVAL (@cn empty, longer than 64 or with characters outside
- * [A-Za-z0-9._-]), CM_ENOMEM, CM_EIO (OpenSSL), errors from the OS naming the path. */
+/* Generate a new key into @key_path (0600, atomically; its directory is created 0700
+ * if missing) and a CSR for @cn (signed with the key), appended as PEM to @csr. The key
+ * file is written before @csr is appended, so on CM_ENOMEM from the append the new key
+ * exists already (run it again). Errors: CM_EINVAL (@cn empty, longer than 64 or with
+ * characters outside [A-Za-z0-9._-]), CM_ENOMEM, CM_EIO (OpenSSL), errors from the OS
+ * naming the path. */
 int cm_pki_key_and_csr(const char *key_path, const char *cn, struct cm_buf *csr,
                        struct cm_errbuf *eb);
 
@@ -286,8 +287,8 @@ int cm_tls_reload(struct cm_tls *t, struct cm_errbuf *eb);
  * handshake. Errors: CM_ENOMEM, CM_EIO (OpenSSL failed to make the connection). */
 int cm_tls_wrap(void *data, int fd, bool server, struct cm_stream **ret);
 /* After the handshake: true when the peer presented a certificate that verified; its
- * subject CN into @cn (may be NULL; truncated to @cap, "" when it has none). @s must be
- * a TLS stream. */
+ * subject CN into @cn (may be NULL; truncated to @cap; "" when this returns false or
+ * the certificate has no CN). @s must be a TLS stream (cm_stream_is_tls). */
 bool cm_tls_stream_peer(const struct cm_stream *s, char *cn, size_t cap);
 /* Whether the handshake has completed. */
 bool cm_tls_stream_ready(const struct cm_stream *s);

@@ -95,6 +95,23 @@ static int make_dir(const char *dir, struct cm_errbuf *eb)
     return 0;
 }
 
+/* make_dir() for the directory part of @path (a joining node's tls dir). */
+static int make_parent_dir(const char *path, struct cm_errbuf *eb)
+{
+    char dir[PKI_PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL || slash == path) {
+        return 0; /* the current directory, or / */
+    }
+    size_t n = (size_t)(slash - path);
+    if (n >= sizeof(dir)) {
+        return cm_err_setf(eb, CM_EINVAL, "path `%s` is too long", path);
+    }
+    memcpy(dir, path, n);
+    dir[n] = '\0';
+    return make_dir(dir, eb);
+}
+
 /* Read all of @path (at most @max bytes) into @out, NUL-terminated. */
 static int read_file(const char *path, size_t max, struct cm_buf *out,
                      struct cm_errbuf *eb)
@@ -645,7 +662,10 @@ int cm_pki_key_and_csr(const char *key_path, const char *cn, struct cm_buf *csr,
         rv = ossl_fail(eb, CM_EIO, "build CSR");
         goto out;
     }
-    rv = write_key(key, key_path, eb);
+    rv = make_parent_dir(key_path, eb);
+    if (rv == 0) {
+        rv = write_key(key, key_path, eb);
+    }
     if (rv == 0) {
         char *p;
         long n = BIO_get_mem_data(bio, &p);

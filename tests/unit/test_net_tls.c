@@ -250,10 +250,12 @@ TEST(csr_sign_verify)
     const char *node = tmpdir();
     struct cm_errbuf eb = {0};
     struct cm_buf csr = {0}, cert = {0};
-    ASSERT_OK(cm_pki_key_and_csr(path_in(node, "node.key"), "node-2", &csr, &eb));
+    ASSERT_OK(cm_pki_key_and_csr(path_in(node, "tls/node.key"), "node-2", &csr, &eb));
     struct stat st;
-    ASSERT_INT_EQ(stat(path_in(node, "node.key"), &st), 0);
+    ASSERT_INT_EQ(stat(path_in(node, "tls/node.key"), &st), 0);
     ASSERT_UINT_EQ(st.st_mode & 0777, 0600);
+    ASSERT_INT_EQ(stat(path_in(node, "tls"), &st), 0);
+    ASSERT_UINT_EQ(st.st_mode & 0777, 0700);
     ASSERT_TRUE(strstr(csr.data, "BEGIN CERTIFICATE REQUEST") != NULL);
 
     ASSERT_OK(cm_pki_sign(ca, csr.data, csr.len, "node-2", "10.0.0.2", 30, &cert, &eb));
@@ -271,7 +273,7 @@ TEST(csr_sign_verify)
     ASSERT_INT_EQ(X509_check_ca(leaf), 0);
     ASSERT_INT_EQ(X509_get_signature_nid(leaf), NID_ecdsa_with_SHA256);
     /* The certificate carries the CSR's key. */
-    FILE *kf = fopen(path_in(node, "node.key"), "r");
+    FILE *kf = fopen(path_in(node, "tls/node.key"), "r");
     EVP_PKEY *key = PEM_read_PrivateKey(kf, NULL, NULL, NULL);
     fclose(kf);
     ASSERT_INT_EQ(X509_check_private_key(leaf, key), 1);
