@@ -207,6 +207,16 @@ int cm_pki_issue_node_validity(const char *ca_dir, const char *dir, const char *
                                const char *ip, int64_t not_before, int64_t not_after,
                                struct cm_errbuf *eb);
 
+/* A joining node received @chain (@len bytes of PEM, untrusted: its certificate then
+ * the CA's, as cm_pki_sign makes it) for the key in @dir/node.key. Check that the CA
+ * certificate has @ca_fingerprint (64 hex, from the join token), that the node
+ * certificate is signed by it, valid now and usable for TLS, and that it carries
+ * node.key's public key; then write ca.pem and node.pem (that order) into @dir.
+ * Errors: CM_EINVAL naming the check that failed; errors from the OS naming the path;
+ * CM_ENOMEM. Nothing is written when a check fails. */
+int cm_pki_install_node(const char *dir, const char *chain, size_t len,
+                        const char *ca_fingerprint, struct cm_errbuf *eb);
+
 /* notAfter of the first certificate in @pem_path, seconds since the epoch, into *ret.
  * Errors: as cm_pki_fingerprint_file. */
 int cm_pki_cert_expiry(const char *pem_path, int64_t *ret, struct cm_errbuf *eb);
