@@ -69,6 +69,9 @@ struct cm_api_ops {
     const char *version;
     /* The cluster's identity for /v2/info's frameworkId (may be NULL). */
     const char *(*cluster_id)(void *data);
+    /* When this node last heard @node's heartbeat (wall-clock ms), or -1 when
+     * it does not know (only the leader hears heartbeats). May be NULL. */
+    int64_t (*node_heard_ms)(void *data, const char *node);
 };
 
 struct cm_api;

@@ -177,6 +177,7 @@ const char *api__task_state(enum cm_task_state st);
 int api__routes_apps(struct cm_api *api);
 int api__routes_groups(struct cm_api *api);
 int api__routes_misc(struct cm_api *api);
+int api__routes_nodes(struct cm_api *api);
 /* Stop and free every log follower (cm_api_free). */
 void api__follows_close(struct cm_api *api);
 

@@ -1110,6 +1110,17 @@ void cm_controller_heartbeat(struct cm_controller *c, const char *node, int64_t 
     }
 }
 
+int64_t cm_controller_last_heard(const struct cm_controller *c, const char *node)
+{
+    if (c == NULL || !c->leader) {
+        return -1;
+    }
+    if (c->ops.self != NULL && strcmp(node, c->ops.self) == 0) {
+        return c->ops.now_ms(c->ops.data);
+    }
+    return cm_liveness_last(c->liveness, node);
+}
+
 void cm_controller_set_leader(struct cm_controller *c, bool leader)
 {
     if (c->leader == leader) {
