@@ -715,6 +715,39 @@ TEST(drain_counts_only_healthy_replacements)
     fx_close(&f);
 }
 
+TEST(drained_node_falling_silent_costs_its_tasks_not_the_replacements)
+{
+    struct fx f;
+    fx_open(&f);
+    f.max_over = 4;
+    put_app(&f, 2, ",\"constraints\":[[\"rack\",\"LIKE\",\"b\"]]");
+    settle(&f);
+    runs(&f, NULL);
+    put_app(&f, 2, "");
+    settle(&f);
+    elapse(&f, 2000, "n2,n3"); /* the replacements are the youngest tasks */
+    set_node_state(&f, "n2", "draining");
+    struct view v = look(&f);
+    ASSERT_INT_EQ(v.n[1][CM_TASK_STAGING] + v.n[3][CM_TASK_STAGING], 2);
+    ASSERT_INT_EQ(v.n[2][CM_TASK_RUNNING], 2);
+    /* n2 falls silent before the replacements run: its tasks become
+     * unreachable, and count as current again (the node is no longer draining
+     * in the replica): four for two instances. The surplus is theirs. */
+    elapse(&f, 5000, "n3");
+    v = look(&f);
+    ASSERT_STR_EQ(v.node_state[2], "unreachable");
+    ASSERT_INT_EQ(v.n[2][CM_TASK_KILLING], 2);
+    ASSERT_INT_EQ(v.n[1][CM_TASK_STAGING] + v.n[3][CM_TASK_STAGING], 2);
+    /* Back: draining again (leader memory), nothing else changes. */
+    elapse(&f, 1000, "n2,n3");
+    v = look(&f);
+    ASSERT_STR_EQ(v.node_state[2], "draining");
+    ASSERT_INT_EQ(v.n[2][CM_TASK_KILLING], 2);
+    ASSERT_INT_EQ(v.n[1][CM_TASK_STAGING] + v.n[3][CM_TASK_STAGING], 2);
+    ASSERT_INT_EQ(f.rejected, 0);
+    fx_close(&f);
+}
+
 TEST(draining_node_stays_draining_when_it_registers_again)
 {
     struct fx f;
