@@ -561,6 +561,11 @@ static bool api_queue_reason(void *data, const char *app, char *buf, size_t cap)
     return cm_controller_waiting(((struct cm_node *)data)->controller, app, buf, cap);
 }
 
+static int64_t api_node_heard_ms(void *data, const char *node)
+{
+    return cm_controller_last_heard(((struct cm_node *)data)->controller, node);
+}
+
 static void api_metrics(void *data, struct cm_buf *out)
 {
     struct cm_node *n = data;
@@ -620,6 +625,7 @@ static int start_api(struct cm_node *n, struct cm_errbuf *eb)
         .metrics = api_metrics,
         .read_barrier = api_read_barrier,
         .members = api_members,
+        .node_heard_ms = api_node_heard_ms,
     };
     rv = cm_api_start(n->http, &ops, &n->api);
     if (rv != 0) {
