@@ -264,14 +264,16 @@ struct cm_join_result {
     uint64_t cluster_id;
     unsigned n_members;
     struct cm_join_member members[CM_JOIN_MAX_MEMBERS];
-    char cert_path[1200];
-    char *cert; /* written by cm_join_finish */
+    char tls_dir[1100];
+    char fingerprint[65]; /* the token's CA */
+    char *cert;           /* the chain; checked and installed by cm_join_finish */
 };
 
-/* Join (blocking, retried for a while): on success the CA, its key and the
- * token are stored and @ret holds the cluster id; store the id, then call
- * cm_join_finish() to write node.pem. Errors: CM_EPERM (wrong secret, CA does
- * not match the token), CM_EINVAL (bad token), CM_ETIMEDOUT and others. */
+/* Join (blocking, retried for a while): on success the CA key and the token
+ * are stored and @ret holds the cluster id; store the id, then call
+ * cm_join_finish() to check and write ca.pem and node.pem (the "joined" mark). Errors:
+ * CM_EPERM (wrong secret, CA does not match the token), CM_EINVAL (bad token),
+ * CM_ETIMEDOUT and others. */
 int cm_join_run(const struct cm_join_client *jc, struct cm_join_result *ret,
                 struct cm_errbuf *eb);
 int cm_join_finish(struct cm_join_result *r, struct cm_errbuf *eb);
