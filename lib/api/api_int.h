@@ -189,6 +189,7 @@ void api__gates_free(struct cm_api *api);
 int api__routes_apps(struct cm_api *api);
 int api__routes_groups(struct cm_api *api);
 int api__routes_misc(struct cm_api *api);
+int api__routes_nodes(struct cm_api *api);
 /* Stop and free every log follower (cm_api_free). */
 void api__follows_close(struct cm_api *api);
 

@@ -77,6 +77,7 @@ struct tls_stream {
     bool peer_ok;     /* the peer presented a certificate that verified */
     bool in_eof;      /* the socket read returned 0 (for BIO_CTRL_EOF) */
     size_t retry_len; /* length of the SSL_write to repeat after WANT_*, or 0 */
+    bool notify_sent; /* close_notify went out (shutdown) */
     char peer_cn[65];
     char why[192]; /* why the stream failed */
 };
@@ -564,21 +565,20 @@ static ssize_t tls_writev(struct cm_stream *s, const struct iovec *iov, int iovc
 static int tls_shutdown(struct cm_stream *s)
 {
     struct tls_stream *ts = (struct tls_stream *)s;
-    if (ts->state == TLS_ST_OPEN && !(SSL_get_shutdown(ts->ssl) & SSL_SENT_SHUTDOWN)) {
+    if (ts->state == TLS_ST_OPEN && !ts->notify_sent) {
+        /* The first call queues close_notify and tries to send it; after WANT_WRITE
+         * the next one flushes it. Once sent, SSL_shutdown is not called again: a
+         * second call would wait for the peer's close_notify, and reads still work
+         * for that. */
         ERR_clear_error();
         int r = SSL_shutdown(ts->ssl);
         if (r < 0) {
             int rv = ssl_result(ts, r, "shutdown");
             if (rv == CM_EAGAIN) {
-                return rv; /* close_notify is queued; call again when writable */
+                return rv;
             }
-        }
-    } else if (ts->state == TLS_ST_OPEN) {
-        /* close_notify already went out (or is queued): flush what is left. */
-        ERR_clear_error();
-        int r = SSL_shutdown(ts->ssl);
-        if (r < 0 && ssl_result(ts, r, "shutdown") == CM_EAGAIN) {
-            return CM_EAGAIN;
+        } else {
+            ts->notify_sent = true;
         }
     }
     return shutdown(s->fd, SHUT_WR) == 0 ? 0 : cm_errno();

@@ -159,6 +159,9 @@ static void rec_heard(struct cm_cluster *c, uint64_t id, const char *name,
 
 int cm_cluster_members_json(struct cm_cluster *c, struct cm_buf *out)
 {
+    if (c->raft == NULL) {
+        return CM_ESHUTDOWN;
+    }
     const struct raft *r = core(c);
     const struct raft_config *cfg = raft_config_current(r);
     bool leader = raft_role(r) == RAFT_LEADER;
@@ -520,6 +523,10 @@ static void forward_local_done(void *arg, int status, uint64_t index, const char
 static void forward_try(struct forward *f)
 {
     struct cm_cluster *c = f->c;
+    if (c->raft == NULL) {
+        forward_finish(f, CM_ESHUTDOWN, 0, "the node is shutting down");
+        return;
+    }
     const struct raft *r = core(c);
     raft_id leader = raft_leader(r);
     if (raft_role(r) == RAFT_LEADER) {
@@ -595,6 +602,9 @@ static int forward_start(struct cm_cluster *c, enum forward_kind kind, const cha
 int cm_cluster_propose(struct cm_cluster *c, const char *cmd, size_t len,
                        cm_api_done_fn done, void *arg, struct cm_errbuf *eb)
 {
+    if (c->raft == NULL || c->closing) {
+        return cm_err_setf(eb, CM_ESHUTDOWN, "the node is shutting down");
+    }
     if (is_leader(c)) {
         int rv = local_propose(c, cmd, len, done, arg, eb);
         if (rv != CM_ENOTLEADER) {
@@ -620,6 +630,9 @@ int cm_cluster_propose(struct cm_cluster *c, const char *cmd, size_t len,
 
 int cm_cluster_read_barrier(struct cm_cluster *c, cm_api_done_fn done, void *arg)
 {
+    if (c->raft == NULL || c->closing) {
+        return CM_ESHUTDOWN;
+    }
     return forward_start(c, FWD_READ, NULL, 0, done, arg);
 }
 
@@ -693,6 +706,10 @@ static void add_reply(void *arg, int status, const struct cm_rpc_msg *reply)
 static void add_try(struct learner_add *a)
 {
     struct cm_cluster *c = a->c;
+    if (c->raft == NULL) {
+        add_finish(a, CM_ESHUTDOWN, "the node is shutting down");
+        return;
+    }
     const struct raft *r = core(c);
     if (raft_config_get(raft_config_current(r), a->id) != NULL) {
         add_finish(a, 0, NULL); /* already a member (a join retried) */
@@ -1099,6 +1116,9 @@ void cm_cluster_metrics(struct cm_cluster *c, struct cm_buf *out)
 
 int cm_cluster_config(struct cm_cluster *c, struct raft_config *ret)
 {
+    if (c->raft == NULL) {
+        return CM_ESHUTDOWN;
+    }
     return raft_config_copy(raft_config_current(core(c)), ret);
 }
 

@@ -162,7 +162,8 @@ struct cm_cluster_options {
 
 int cm_cluster_new(const struct cm_cluster_options *o, struct cm_cluster **ret);
 void cm_cluster_free(struct cm_cluster *c);
-/* Raft is running (set once, before the loop runs). */
+/* Raft is running (set once, before the loop runs), or closed (NULL: from then
+ * on everything fails with CM_ESHUTDOWN). */
 void cm_cluster_set_raft(struct cm_cluster *c, struct raft_host *raft);
 void cm_cluster_set_http(struct cm_cluster *c, const char *http_address);
 /* The raft host's rpc callback. */
@@ -263,14 +264,16 @@ struct cm_join_result {
     uint64_t cluster_id;
     unsigned n_members;
     struct cm_join_member members[CM_JOIN_MAX_MEMBERS];
-    char cert_path[1200];
-    char *cert; /* written by cm_join_finish */
+    char tls_dir[1100];
+    char fingerprint[65]; /* the token's CA */
+    char *cert;           /* the chain; checked and installed by cm_join_finish */
 };
 
-/* Join (blocking, retried for a while): on success the CA, its key and the
- * token are stored and @ret holds the cluster id; store the id, then call
- * cm_join_finish() to write node.pem. Errors: CM_EPERM (wrong secret, CA does
- * not match the token), CM_EINVAL (bad token), CM_ETIMEDOUT and others. */
+/* Join (blocking, retried for a while): on success the CA key and the token
+ * are stored and @ret holds the cluster id; store the id, then call
+ * cm_join_finish() to check and write ca.pem and node.pem (the "joined" mark). Errors:
+ * CM_EPERM (wrong secret, CA does not match the token), CM_EINVAL (bad token),
+ * CM_ETIMEDOUT and others. */
 int cm_join_run(const struct cm_join_client *jc, struct cm_join_result *ret,
                 struct cm_errbuf *eb);
 int cm_join_finish(struct cm_join_result *r, struct cm_errbuf *eb);

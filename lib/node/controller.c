@@ -389,6 +389,24 @@ static int cmp_updated_desc(const void *x, const void *y)
     return a->updated_at < b->updated_at ? 1 : a->updated_at > b->updated_at ? -1 : 0;
 }
 
+/* Youngest first, with unreachable tasks before (first) or after (last) the
+ * others: the surplus is taken from the front or from the back. */
+static int cmp_unreachable_first(const void *x, const void *y)
+{
+    const struct task_info *a = *(const struct task_info *const *)x;
+    const struct task_info *b = *(const struct task_info *const *)y;
+    bool ua = a->state == CM_TASK_UNREACHABLE, ub = b->state == CM_TASK_UNREACHABLE;
+    return ua != ub ? (ua ? -1 : 1) : cmp_staged_desc(x, y);
+}
+
+static int cmp_unreachable_last(const void *x, const void *y)
+{
+    const struct task_info *a = *(const struct task_info *const *)x;
+    const struct task_info *b = *(const struct task_info *const *)y;
+    bool ua = a->state == CM_TASK_UNREACHABLE, ub = b->state == CM_TASK_UNREACHABLE;
+    return ua != ub ? (ua ? 1 : -1) : cmp_staged_desc(x, y);
+}
+
 /* What to do for one app; pure given its tasks. */
 struct app_decision {
     uint32_t launch;
@@ -463,7 +481,12 @@ static int decide(const struct app_info *a, int64_t now, struct app_decision *d)
 
     /* Surplus of the current version. */
     if (n_cur > instances) {
-        qsort(cur, n_cur, sizeof(*cur), cmp_staged_desc); /* youngest first */
+        /* Youngest first, but unreachable ones go before any other (as in
+         * Marathon): a node that comes back, or a drained node that fell
+         * silent, must not cost the tasks that replaced its own. */
+        qsort(cur, n_cur, sizeof(*cur),
+              spec->kill_selection == CM_APP_KILL_OLDEST_FIRST ? cmp_unreachable_last
+                                                               : cmp_unreachable_first);
         size_t surplus = n_cur - instances;
         size_t from =
             spec->kill_selection == CM_APP_KILL_OLDEST_FIRST ? n_cur - surplus : 0;
@@ -1108,6 +1131,17 @@ void cm_controller_heartbeat(struct cm_controller *c, const char *node, int64_t 
     if (cm_liveness_heard(c->liveness, node, now_ms)) {
         cm_controller_kick(c); /* an unreachable node is back */
     }
+}
+
+int64_t cm_controller_last_heard(const struct cm_controller *c, const char *node)
+{
+    if (c == NULL || !c->leader) {
+        return -1;
+    }
+    if (c->ops.self != NULL && strcmp(node, c->ops.self) == 0) {
+        return c->ops.now_ms(c->ops.data);
+    }
+    return cm_liveness_last(c->liveness, node);
 }
 
 void cm_controller_set_leader(struct cm_controller *c, bool leader)

@@ -639,7 +639,6 @@ int cm_join_run(const struct cm_join_client *jc, struct cm_join_result *ret,
         rv = cm_err_setf(eb, CM_EPERM,
                          "the CA sent does not match the token's fingerprint");
     }
-    rv = rv ? rv : write_pem(jc->tls_dir, "ca.pem", reply.ca, 0644, eb);
     rv = rv ? rv : write_pem(jc->tls_dir, "ca.key", reply.ca_key, 0600, eb);
     rv = rv ? rv : write_pem(jc->tls_dir, "join-token", tok, 0600, eb);
     if (rv == 0) {
@@ -647,7 +646,8 @@ int cm_join_run(const struct cm_join_client *jc, struct cm_join_result *ret,
         ret->n_members = reply.n_members;
         memcpy(ret->members, reply.members, sizeof(reply.members));
         /* The caller records the cluster id, then stores the certificate. */
-        snprintf(ret->cert_path, sizeof(ret->cert_path), "%s/node.pem", jc->tls_dir);
+        snprintf(ret->tls_dir, sizeof(ret->tls_dir), "%s", jc->tls_dir);
+        snprintf(ret->fingerprint, sizeof(ret->fingerprint), "%s", token.fingerprint);
         ret->cert = cm_strdup(reply.cert);
         if (ret->cert == NULL) {
             rv = cm_err_setf(eb, CM_ENOMEM, "out of memory");
@@ -663,9 +663,12 @@ out:
 
 int cm_join_finish(struct cm_join_result *r, struct cm_errbuf *eb)
 {
-    int rv = cm_pki_write_file(r->cert_path, r->cert, strlen(r->cert), 0644, eb);
+    /* Checks the chain against the token's CA and node.key, then writes ca.pem
+     * and node.pem. */
+    int rv =
+        cm_pki_install_node(r->tls_dir, r->cert, strlen(r->cert), r->fingerprint, eb);
     cm_free(&r->cert);
-    return rv;
+    return rv != 0 ? cm_err_wrapf(eb, "the certificate the member sent") : 0;
 }
 
 /* ------------------------------------------------------------------ the server */

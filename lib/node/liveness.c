@@ -111,6 +111,16 @@ bool cm_liveness_heard(struct cm_liveness *l, const char *node, int64_t now_ms)
     return h->not_up;
 }
 
+int64_t cm_liveness_last(const struct cm_liveness *l, const char *node)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        if (strcmp(l->v[i].id, node) == 0) {
+            return l->v[i].real ? l->v[i].last : -1;
+        }
+    }
+    return -1;
+}
+
 int cm_liveness_check(struct cm_liveness *l, const struct cm_liveness_node *n,
                       const char *self, int64_t now, enum cm_liveness_action *ret,
                       int64_t *next_ms)

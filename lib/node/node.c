@@ -561,6 +561,11 @@ static bool api_queue_reason(void *data, const char *app, char *buf, size_t cap)
     return cm_controller_waiting(((struct cm_node *)data)->controller, app, buf, cap);
 }
 
+static int64_t api_node_heard_ms(void *data, const char *node)
+{
+    return cm_controller_last_heard(((struct cm_node *)data)->controller, node);
+}
+
 static void api_metrics(void *data, struct cm_buf *out)
 {
     struct cm_node *n = data;
@@ -620,6 +625,7 @@ static int start_api(struct cm_node *n, struct cm_errbuf *eb)
         .metrics = api_metrics,
         .read_barrier = api_read_barrier,
         .members = api_members,
+        .node_heard_ms = api_node_heard_ms,
     };
     rv = cm_api_start(n->http, &ops, &n->api);
     if (rv != 0) {
@@ -919,6 +925,7 @@ err_after_raft:
     cm_api_free(n->api);
     cm_http_server_free(n->http);
     raft_host_close(n->raft);
+    cm_cluster_set_raft(n->cluster, NULL);
 err_after_agent:
     cm_agent_free(n->agent);
 err_after_controller:
@@ -950,6 +957,7 @@ void cm_node_free(struct cm_node *n)
     cm_api_free(n->api);
     cm_http_server_free(n->http);
     raft_host_close(n->raft);
+    cm_cluster_set_raft(n->cluster, NULL);
     cm_cluster_free(n->cluster);
     cm_join_server_free(n->join_server);
     if (n->tls != NULL) {

@@ -47,6 +47,9 @@ int64_t cm_backoff_delay_ms(const struct cm_app *a, uint32_t failures);
  * unreachable node that is heard again is committed `up` at the next pass.
  * @node is copied. See liveness.c. */
 void cm_controller_heartbeat(struct cm_controller *c, const char *node, int64_t now_ms);
+/* When the leader last heard @node (wall-clock ms; itself: now), or -1 when
+ * unknown: not leader, or no heartbeat since it became leader. */
+int64_t cm_controller_last_heard(const struct cm_controller *c, const char *node);
 
 /* ---- the failure detector (liveness.c): pure, driven by the controller */
 
@@ -62,6 +65,8 @@ void cm_liveness_reset(struct cm_liveness *l, int64_t now_ms);
 /* Record a heartbeat. True when @node was last seen not up (plan again now).
  * On OOM the heartbeat is dropped (the next one is tried again). */
 bool cm_liveness_heard(struct cm_liveness *l, const char *node, int64_t now_ms);
+/* The last heartbeat of @node, or -1 when none was heard since the reset. */
+int64_t cm_liveness_last(const struct cm_liveness *l, const char *node);
 
 /* A node as the replica shows it. */
 struct cm_liveness_node {

@@ -38,11 +38,11 @@ static bool add_str(cJSON *o, const char *k, const char *v)
     return v == NULL || cJSON_AddStringToObject(o, k, v) != NULL;
 }
 
-/* Integers travel as JSON numbers, exact up to 2^53; ids and indices above
- * that are written as decimal strings. */
+/* Integers travel as JSON numbers while cJSON prints them exactly (it prints
+ * 15 significant digits); larger ids and indices as decimal strings. */
 static bool add_u64(cJSON *o, const char *k, uint64_t v)
 {
-    if (v < (1ull << 53)) {
+    if (v < UINT64_C(1000000000000000)) {
         return cJSON_AddNumberToObject(o, k, (double)v) != NULL;
     }
     char s[24];

@@ -237,6 +237,20 @@ def test_cluster_join(procs, tmp_path, clusterctl_bin):
         assert "joining through" not in old.proc.output()
         ms = members(clusterctl_bin, new.addr)
         assert len(ms) == 3
+
+        # A fourth node joins through a follower, which asks the leader (RPC) to
+        # add it; three voters are enough, so it stays a learner.
+        n4 = Node(4, tmp_path)
+        nodes.append(n4)
+        via = next(n for n in nodes[:3] if n is not new)
+        n4.proc = procs.start(n4.argv(clusterctl_bin, [
+            "--join", "127.0.0.1:%d" % via.rpc, "--token", token]), name="n4")
+        four = wait_until(lambda: (lambda ms: ms if ms and len(ms) == 4 else None)(
+            members(clusterctl_bin, new.addr)), 60, "a fourth member")
+        assert {m["name"]: m["role"] for m in four}["n4"] == "learner"
+        wait_until(lambda: (api(n4.addr, "GET", "/v2/apps/hello")[1] or
+                            {"app": {}})["app"].get("instances") == 3,
+                   30, "the learner's replica")
     finally:
         for n in nodes:
             if n.proc is not None and n.proc.alive():

@@ -1,6 +1,7 @@
 /* lib/net: the cluster CA (keys, CSRs, signing, fingerprints, join tokens) and TLS
  * streams over socketpairs, pumped by hand in one thread (no sleeps). Temporary
  * directories are /tmp/tls-unit-*, removed at exit even when a test fails. */
+#include <ev.h>
 #include <ftw.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -14,12 +15,13 @@
 #include <openssl/x509v3.h>
 
 #include "base/base.h"
+#include "net/http.h"
 #include "net/net.h"
 #include "test.h"
 
 /* ------------------------------------------------------------------ helpers */
 
-static char tmpdirs[64][64];
+static char tmpdirs[256][64];
 static int ntmpdirs;
 
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -248,10 +250,12 @@ TEST(csr_sign_verify)
     const char *node = tmpdir();
     struct cm_errbuf eb = {0};
     struct cm_buf csr = {0}, cert = {0};
-    ASSERT_OK(cm_pki_key_and_csr(path_in(node, "node.key"), "node-2", &csr, &eb));
+    ASSERT_OK(cm_pki_key_and_csr(path_in(node, "tls/node.key"), "node-2", &csr, &eb));
     struct stat st;
-    ASSERT_INT_EQ(stat(path_in(node, "node.key"), &st), 0);
+    ASSERT_INT_EQ(stat(path_in(node, "tls/node.key"), &st), 0);
     ASSERT_UINT_EQ(st.st_mode & 0777, 0600);
+    ASSERT_INT_EQ(stat(path_in(node, "tls"), &st), 0);
+    ASSERT_UINT_EQ(st.st_mode & 0777, 0700);
     ASSERT_TRUE(strstr(csr.data, "BEGIN CERTIFICATE REQUEST") != NULL);
 
     ASSERT_OK(cm_pki_sign(ca, csr.data, csr.len, "node-2", "10.0.0.2", 30, &cert, &eb));
@@ -269,7 +273,7 @@ TEST(csr_sign_verify)
     ASSERT_INT_EQ(X509_check_ca(leaf), 0);
     ASSERT_INT_EQ(X509_get_signature_nid(leaf), NID_ecdsa_with_SHA256);
     /* The certificate carries the CSR's key. */
-    FILE *kf = fopen(path_in(node, "node.key"), "r");
+    FILE *kf = fopen(path_in(node, "tls/node.key"), "r");
     EVP_PKEY *key = PEM_read_PrivateKey(kf, NULL, NULL, NULL);
     fclose(kf);
     ASSERT_INT_EQ(X509_check_private_key(leaf, key), 1);
@@ -406,14 +410,14 @@ TEST(issue_node_and_expiry)
     const char *ca = new_ca(11);
     struct cm_errbuf eb = {0};
     /* The CA dir and the node dir may be the same (the first server). */
-    ASSERT_OK(cm_pki_issue_node(ca, ca, "first", "127.0.0.1", 90, &eb));
+    ASSERT_OK(cm_pki_issue_node(ca, ca, "first", "127.0.0.1", 20, &eb));
     struct cm_buf b = {0};
     read_all(path_in(ca, "node.pem"), &b);
     ASSERT_INT_EQ(verify_chain(ca, b.data, b.len), X509_V_OK);
     int64_t exp;
     ASSERT_OK(cm_pki_cert_expiry(path_in(ca, "node.pem"), &exp, &eb));
-    ASSERT_INT_OP(exp, >=, now_s() + 90 * 86400 - 60);
-    ASSERT_INT_OP(exp, <=, now_s() + 90 * 86400 + 60);
+    ASSERT_INT_OP(exp, >=, now_s() + 20 * 86400 - 60);
+    ASSERT_INT_OP(exp, <=, now_s() + 20 * 86400 + 60);
     cm_buf_clear(&b);
 
     const char *d = tmpdir();
@@ -424,6 +428,12 @@ TEST(issue_node_and_expiry)
     read_all(path_in(d, "node.pem"), &b);
     ASSERT_INT_EQ(verify_chain(ca, b.data, b.len), X509_V_ERR_CERT_HAS_EXPIRED);
     ASSERT_ERR(cm_pki_issue_node_validity(ca, d, "old", NULL, na, nb, &eb), CM_EINVAL);
+    /* Never past the CA's end (30 days for new_ca). */
+    int64_t ca_end;
+    ASSERT_OK(cm_pki_cert_expiry(path_in(ca, "ca.pem"), &ca_end, &eb));
+    ASSERT_OK(cm_pki_issue_node(ca, d, "long", NULL, 365, &eb));
+    ASSERT_OK(cm_pki_cert_expiry(path_in(d, "node.pem"), &exp, &eb));
+    ASSERT_INT_EQ(exp, ca_end);
     ASSERT_ERR(cm_pki_cert_expiry(path_in(d, "node.key"), &exp, &eb), CM_EINVAL);
     cm_buf_done(&b);
 }
@@ -522,6 +532,8 @@ struct walk_pki {
     const char *ca;
     const char *node;
     struct cm_buf csr;
+    struct cm_buf chain;
+    char fp[65];
 };
 
 static int walk_sign(void *arg)
@@ -554,6 +566,13 @@ static int walk_issue(void *arg)
     return cm_pki_issue_node(w->ca, w->node, "n", NULL, 1, &eb);
 }
 
+static int walk_install(void *arg)
+{
+    struct walk_pki *w = arg;
+    struct cm_errbuf eb = {0};
+    return cm_pki_install_node(w->node, w->chain.data, w->chain.len, w->fp, &eb);
+}
+
 static int walk_token(void *arg)
 {
     struct walk_pki *w = arg;
@@ -576,6 +595,12 @@ TEST(pki_oom_walks)
     ASSERT_INT_OP(test_alloc_walk(walk_csr, &w), >, 0);
     ASSERT_INT_OP(test_alloc_walk(walk_issue, &w), >, 0);
     ASSERT_INT_OP(test_alloc_walk(walk_token, &w), >, 0);
+    cm_buf_clear(&w.csr);
+    ASSERT_OK(cm_pki_key_and_csr(path_in(w.node, "node.key"), "n", &w.csr, &eb));
+    ASSERT_OK(cm_pki_sign(w.ca, w.csr.data, w.csr.len, "n", NULL, 1, &w.chain, &eb));
+    ASSERT_OK(cm_pki_fingerprint_file(path_in(w.ca, "ca.pem"), w.fp, &eb));
+    ASSERT_INT_OP(test_alloc_walk(walk_install, &w), >, 0);
+    cm_buf_done(&w.chain);
     cm_buf_done(&w.csr);
 }
 
@@ -830,6 +855,71 @@ TEST(tls_mtls_both_ways)
     cm_tls_free(cli);
     exchange(&p, 5000, 5000, 3);
     pair_close(&p);
+}
+
+TEST(tls_shutdown_when_the_socket_is_full)
+{
+    const char *ca = new_ca(32);
+    struct cm_tls *srv = tls_node(new_node(ca, "n1"), true);
+    struct cm_tls *cli = tls_node(new_node(ca, "n2"), true);
+    struct pair p;
+    connect_ok(cli, srv, &p);
+    /* Fill the socket: the close_notify cannot go out yet. */
+    static char chunk[16384];
+    size_t sent = 0;
+    for (;;) {
+        ssize_t n = cm_stream_write(p.c, chunk, sizeof(chunk));
+        if (n == CM_EAGAIN) {
+            break;
+        }
+        ASSERT_INT_EQ(n, (ssize_t)sizeof(chunk));
+        sent += (size_t)n;
+    }
+    /* Complete the record OpenSSL holds first (the retry rule), then shut down. */
+    int rv;
+    size_t got = 0;
+    char buf[20000];
+    while ((rv = (int)cm_stream_write(p.c, chunk, sizeof(chunk))) == CM_EAGAIN) {
+        ssize_t n = cm_stream_read(p.s, buf, sizeof(buf));
+        ASSERT_INT_OP(n, >, 0);
+        got += (size_t)n;
+    }
+    ASSERT_INT_EQ(rv, (int)sizeof(chunk));
+    sent += sizeof(chunk);
+    for (;;) {
+        ssize_t n = cm_stream_write(p.c, chunk, sizeof(chunk));
+        if (n == CM_EAGAIN) {
+            break;
+        }
+        sent += (size_t)n;
+    }
+    ASSERT_ERR(cm_stream_shutdown(p.c), CM_EAGAIN);
+    ASSERT_UINT_EQ(p.c->want, CM_STREAM_WANT_WRITE);
+    /* Drain; retry the shutdown until it goes out; the server then sees every byte
+     * and the end of the stream. */
+    int rs = CM_EAGAIN;
+    ssize_t n;
+    for (int i = 0; i < 100000; i++) {
+        if (rs == CM_EAGAIN) {
+            rs = cm_stream_shutdown(p.c);
+        }
+        n = cm_stream_read(p.s, buf, sizeof(buf));
+        if (n == 0) {
+            break;
+        }
+        if (n > 0) {
+            got += (size_t)n;
+        } else {
+            ASSERT_ERR((int)n, CM_EAGAIN);
+        }
+    }
+    ASSERT_OK(rs);
+    ASSERT_INT_EQ(n, 0);
+    ASSERT_UINT_EQ(got, sent);
+    ASSERT_OK(cm_stream_shutdown(p.c)); /* again: harmless */
+    pair_close(&p);
+    cm_tls_free(srv);
+    cm_tls_free(cli);
 }
 
 TEST(tls_peer_close_without_notify_is_eof)
@@ -1170,6 +1260,209 @@ TEST(tls_options_checked)
     ASSERT_ERR(cm_tls_new(&notpem, &t, &eb), CM_EIO);
     ASSERT_NULL(t);
     cm_tls_free(NULL);
+}
+
+/* The whole join as the two nodes would do it, up to an mTLS connection. */
+TEST(join_flow_install_node)
+{
+    const char *ca = new_ca(14);
+    struct cm_errbuf eb = {0};
+    ASSERT_OK(cm_pki_issue_node(ca, ca, "first", NULL, 1, &eb));
+    struct cm_join_token tok;
+    ASSERT_OK(cm_join_token_new(path_in(ca, "ca.pem"), &tok, &eb));
+
+    const char *joiner = tmpdir();
+    struct cm_buf csr = {0}, chain = {0};
+    ASSERT_OK(cm_pki_key_and_csr(path_in(joiner, "node.key"), "second", &csr, &eb));
+    ASSERT_OK(cm_pki_sign(ca, csr.data, csr.len, "second", "127.0.0.2", 1, &chain, &eb));
+
+    /* Refusals first: nothing may be written. */
+    char wrong[65];
+    memcpy(wrong, tok.fingerprint, sizeof(wrong));
+    wrong[0] = wrong[0] == '0' ? '1' : '0';
+    ASSERT_ERR(cm_pki_install_node(joiner, chain.data, chain.len, wrong, &eb), CM_EINVAL);
+    ASSERT_TRUE(strstr(eb.msg, "fingerprint") != NULL);
+    const char *end_of_first = strstr(chain.data, "-----END CERTIFICATE-----");
+    size_t first_len = (size_t)(end_of_first - chain.data) + 26;
+    ASSERT_ERR(cm_pki_install_node(joiner, chain.data, first_len, tok.fingerprint, &eb),
+               CM_EINVAL);
+    ASSERT_TRUE(strstr(eb.msg, "two PEM certificates") != NULL);
+    /* A certificate for another key. */
+    struct cm_buf csr2 = {0}, chain2 = {0};
+    ASSERT_OK(cm_pki_key_and_csr(path_in(joiner, "other.key"), "second", &csr2, &eb));
+    ASSERT_OK(cm_pki_sign(ca, csr2.data, csr2.len, "second", NULL, 1, &chain2, &eb));
+    ASSERT_ERR(cm_pki_install_node(joiner, chain2.data, chain2.len, tok.fingerprint, &eb),
+               CM_EINVAL);
+    ASSERT_TRUE(strstr(eb.msg, "not for") != NULL);
+    /* A certificate of another CA, sent along with our (public) CA certificate. */
+    const char *other = new_ca(15);
+    struct cm_buf forged = {0}, ca_pem = {0};
+    ASSERT_OK(cm_pki_sign(other, csr.data, csr.len, "second", NULL, 1, &forged, &eb));
+    forged.len =
+        (size_t)(strstr(forged.data, "-----END CERTIFICATE-----") - forged.data) + 26;
+    read_all(path_in(ca, "ca.pem"), &ca_pem);
+    ASSERT_OK(cm_buf_append(&forged, ca_pem.data, ca_pem.len));
+    ASSERT_ERR(cm_pki_install_node(joiner, forged.data, forged.len, tok.fingerprint, &eb),
+               CM_EINVAL);
+    ASSERT_TRUE(strstr(eb.msg, "node certificate") != NULL);
+    struct stat st;
+    ASSERT_INT_EQ(stat(path_in(joiner, "ca.pem"), &st), -1);
+    ASSERT_INT_EQ(stat(path_in(joiner, "node.pem"), &st), -1);
+
+    ASSERT_OK(cm_pki_install_node(joiner, chain.data, chain.len, tok.fingerprint, &eb));
+    char fp[65];
+    ASSERT_OK(cm_pki_fingerprint_file(path_in(joiner, "ca.pem"), fp, &eb));
+    ASSERT_STR_EQ(fp, tok.fingerprint);
+
+    /* Both now speak mTLS. */
+    struct cm_tls *srv = tls_node(ca, true);
+    struct cm_tls *cli = tls_node(joiner, true);
+    struct pair p;
+    connect_ok(cli, srv, &p);
+    char cn[65];
+    ASSERT_TRUE(cm_tls_stream_peer(p.s, cn, sizeof(cn)));
+    ASSERT_STR_EQ(cn, "second");
+    ASSERT_TRUE(cm_tls_stream_peer(p.c, cn, sizeof(cn)));
+    ASSERT_STR_EQ(cn, "first");
+    pair_close(&p);
+    cm_tls_free(srv);
+    cm_tls_free(cli);
+    cm_buf_done(&csr);
+    cm_buf_done(&chain);
+    cm_buf_done(&csr2);
+    cm_buf_done(&chain2);
+    cm_buf_done(&forged);
+    cm_buf_done(&ca_pem);
+}
+
+/* ------------------------------------------------------------------ HTTP over TLS */
+
+/* The HTTP server and client of lib/net on a libev loop over 127.0.0.1, with TLS
+ * plugged in through their wrap hooks: the streams under real event-driven callers
+ * (want flags, partial writes, pending input). */
+
+struct call_result {
+    bool done;
+    int err;
+    int status;
+    struct cm_buf body;
+};
+
+static void h_echo(struct cm_http_req *req, void *data)
+{
+    (void)data;
+    const struct cm_http_request *r = cm_http_req_request(req);
+    (void)cm_http_respond(req, 200, "application/octet-stream", r->body, r->body_len);
+}
+
+static void call_done(struct cm_http_call *call, int err,
+                      const struct cm_http_response *resp, void *user)
+{
+    (void)call;
+    struct call_result *r = user;
+    r->done = true;
+    r->err = err;
+    if (err == 0) {
+        r->status = resp->status;
+        ASSERT_OK(cm_buf_append(&r->body, resp->body, resp->body_len));
+    }
+}
+
+static void bound_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)w;
+    (void)revents;
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void check_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)revents;
+    if (((struct call_result *)w->data)->done) {
+        ev_break(loop, EVBREAK_ALL);
+    }
+}
+
+/* POST @len bytes to /echo at @addr through @cli; run the loop until the call ends
+ * (bounded: a hang fails the test instead of blocking it). */
+static void echo_call(struct ev_loop *loop, const char *addr, struct cm_tls *cli,
+                      size_t len, struct call_result *r)
+{
+    char *body = malloc(len + 1);
+    for (size_t i = 0; i < len; i++) {
+        body[i] = (char)('a' + i % 26);
+    }
+    struct cm_http_call_options o = {
+        .method = "POST",
+        .path = "/echo",
+        .content_type = "application/octet-stream",
+        .body = body,
+        .body_len = len,
+        .timeout_ms = 20000,
+        .on_done = call_done,
+        .user = r,
+        .wrap = cm_tls_wrap,
+        .wrap_data = cli,
+    };
+    memset(r, 0, sizeof(*r));
+    ASSERT_OK(cm_http_call_start(loop, addr, &o, NULL));
+    ev_timer bound;
+    ev_prepare check;
+    ev_timer_init(&bound, bound_cb, 30., 0.);
+    ev_prepare_init(&check, check_cb);
+    check.data = r;
+    ev_timer_start(loop, &bound);
+    ev_prepare_start(loop, &check);
+    ev_run(loop, 0);
+    ev_timer_stop(loop, &bound);
+    ev_prepare_stop(loop, &check);
+    ASSERT_TRUE(r->done);
+    if (r->err == 0) {
+        ASSERT_UINT_EQ(r->body.len, len);
+        ASSERT_MEM_EQ(r->body.data, body, len);
+    }
+    free(body);
+}
+
+TEST(tls_http_server_and_client)
+{
+    const char *ca = new_ca(31);
+    struct cm_tls *srv_tls = tls_node(new_node(ca, "api"), true);
+    struct cm_tls *cli_tls = tls_node(new_node(ca, "cli"), true);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct cm_http_server_options so = {.wrap = cm_tls_wrap, .wrap_data = srv_tls};
+    struct cm_http_server *srv;
+    ASSERT_OK(cm_http_server_new(loop, &so, &srv));
+    struct cm_errbuf eb = {0};
+    ASSERT_OK(cm_http_server_listen(srv, "127.0.0.1:0", &eb));
+    ASSERT_OK(cm_http_server_route(srv, "POST", "/echo", 8 << 20, h_echo, NULL));
+    char addr[32];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", cm_http_server_port(srv));
+
+    struct call_result r;
+    echo_call(loop, addr, cli_tls, 5, &r);
+    ASSERT_OK(r.err);
+    ASSERT_INT_EQ(r.status, 200);
+    cm_buf_done(&r.body);
+    /* Big enough to fill the socket buffers both ways. */
+    echo_call(loop, addr, cli_tls, 6 << 20, &r);
+    ASSERT_OK(r.err);
+    ASSERT_INT_EQ(r.status, 200);
+    cm_buf_done(&r.body);
+
+    /* Without a client certificate the server refuses the connection. */
+    struct cm_tls_options o = {.ca_file = path_in(ca, "ca.pem")};
+    struct cm_tls *anon = tls_opts(&o);
+    echo_call(loop, addr, anon, 100, &r);
+    ASSERT_TRUE(r.err != 0);
+    cm_buf_done(&r.body);
+
+    cm_http_server_free(srv);
+    ev_run(loop, EVRUN_NOWAIT);
+    ev_loop_destroy(loop);
+    cm_tls_free(anon);
+    cm_tls_free(srv_tls);
+    cm_tls_free(cli_tls);
 }
 
 /* ------------------------------------------------------------------ OOM walk (tls) */
