@@ -137,7 +137,7 @@ class NetnsCluster:
                  log=print):
         self.bin = bin_
         self.n = n
-        self.voters = voters
+        self.want_voters = voters
         self.sfx = os.urandom(3).hex()
         self.prefix = "harness-" + self.sfx
         # A private /24 per run: 10.77.<x>.0/24, x from the suffix (100-227).
@@ -208,8 +208,8 @@ class NetnsCluster:
                 "--rpc-port", str(RPC_PORT), "--http-port", str(HTTP_PORT),
                 "--dns-addr", "%s:53" % nd.ip,
                 "--cgroup-parent", nd.cgroup_parent]
-        if self.voters:
-            argv += ["--voters", str(self.voters)]
+        if self.want_voters:
+            argv += ["--voters", str(self.want_voters)]
         for k, v in sorted(self.attrs.get(i, {}).items()):
             argv += ["--attr", "%s=%s" % (k, v)]
         if i != 1:
@@ -335,6 +335,24 @@ class NetnsCluster:
         answers = [ln.split()[-1] for ln in r.stdout.splitlines()
                    if ln and not ln.startswith(";") and len(ln.split()) >= 5]
         return m.group(1), answers
+
+    def members(self, i, timeout=20):
+        """`clusterctl members --json` on node @i: a list of dicts, or None."""
+        r = self.cli(i, "members", "--json", timeout=timeout)
+        if r.returncode != 0:
+            return None
+        try:
+            body = json.loads(r.stdout)
+        except ValueError:
+            return None
+        if isinstance(body, dict):
+            body = body.get("members", [])
+        return body if isinstance(body, list) else None
+
+    def voters(self, i):
+        """How many voters node @i lists (None when it cannot say)."""
+        ms = self.members(i)
+        return None if ms is None else sum(1 for m in ms if m.get("role") == "voter")
 
     def info(self, i, timeout=2.0):
         code, body = self.api(i, "GET", "/v2/info", timeout=timeout)

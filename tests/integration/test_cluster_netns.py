@@ -9,28 +9,8 @@ import time
 from netns_cluster import DnsProbe, netns_cluster  # noqa: F401 (the fixture)
 
 
-def members(c, i):
-    """`clusterctl members --json` on node @i: a list of dicts, or None."""
-    r = c.cli(i, "members", "--json", timeout=20)
-    if r.returncode != 0:
-        return None
-    try:
-        body = json.loads(r.stdout)
-    except ValueError:
-        return None
-    if isinstance(body, dict):
-        body = body.get("members", [])
-    return body if isinstance(body, list) else None
-
-
-def is_voter(m):
-    return any(str(m.get(k, "")).lower() == "voter"
-               for k in ("suffrage", "role", "kind", "type", "membership"))
-
-
 def voters(c, i):
-    ms = members(c, i)
-    return None if ms is None else sum(1 for m in ms if is_voter(m))
+    return c.voters(i)
 
 
 def write(c, i, app, timeout=30.0, method="POST"):
