@@ -6,6 +6,8 @@ never asserted: the machine is shared."""
 import json
 import time
 
+import pytest
+
 from netns_cluster import DnsProbe, netns_cluster  # noqa: F401 (the fixture)
 
 
@@ -176,15 +178,17 @@ def test_kill_worker_tasks_replaced(netns_cluster):
     one_leader_per_term(c)
 
 
-def test_partitioned_minority_takes_no_writes_then_catches_up(netns_cluster, tmp_path):
+@pytest.mark.parametrize("who", ["leader", "follower"])
+def test_partitioned_minority_takes_no_writes_then_catches_up(netns_cluster, tmp_path, who):
     c = netns_cluster(3)
     c.wait_until(lambda: voters(c, 1) == 3, 60, "3 voters")
-    old = c.leader()
-    write(c, old, c.app("/before", instances=1))
+    lid = c.leader()
+    write(c, lid, c.app("/before", instances=1))
     wait_converged(c, [1, 2, 3], "/before", 1)
+    # The minority: the leader itself, or a follower.
+    old = lid if who == "leader" else next(i for i in (1, 2, 3) if i != lid)
     majority = [i for i in (1, 2, 3) if i != old]
 
-    # The leader itself is the minority.
     c.isolate(old)
     new = c.leader(among=majority, timeout=30)
     assert new != old
