@@ -33,6 +33,7 @@ CLONE_NEWNET = 0x40000000
 CGROUP_ROOT = "/sys/fs/cgroup"
 HTTP_PORT = 7070
 RPC_PORT = 7071
+REGISTRY = "/run/harness-netns"  # one file per live run: who owns it
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -156,6 +157,7 @@ class NetnsCluster:
     # ------------------------------------------------------------ network
 
     def create(self):
+        register(self.sfx, self.workdir, self.own_workdir)
         _run(["ip", "netns", "add", self.br_ns])
         self.made_ns.append(self.br_ns)
         _run(["ip", "-n", self.br_ns, "link", "set", "lo", "up"])
@@ -444,20 +446,11 @@ class NetnsCluster:
                                kv.get(b"MESOS_TASK_ID", b"").decode())
         return found
 
-    def _hierarchies(self):
-        out = []
-        for ent in sorted(os.listdir(CGROUP_ROOT)):
-            p = os.path.join(CGROUP_ROOT, ent)
-            if os.path.isdir(p) and not os.path.islink(p) and \
-                    os.path.exists(os.path.join(p, "cgroup.procs")):
-                out.append(p)
-        return out or [CGROUP_ROOT]
-
     def task_cgroups(self, i):
         """{cgroup name: [pids]} of the task cgroups under node @i's parent (every
         hierarchy merged)."""
         out = {}
-        for h in self._hierarchies():
+        for h in _hierarchies():
             parent = os.path.join(h, self.nodes[i].cgroup_parent)
             if not os.path.isdir(parent):
                 continue
@@ -505,50 +498,142 @@ class NetnsCluster:
                     nd.proc.wait(10)
             except Exception as e:  # keep tearing down
                 errors.append("agent %d: %s" % (nd.i, e))
-        # Tasks: by the mark in their environment, then whatever is left in our cgroups.
-        for _ in range(50):
-            pids = set(self.task_processes())
-            for h in self._hierarchies():
-                top = os.path.join(h, self.prefix)
-                for d, _dirs, files in os.walk(top):
-                    if "cgroup.procs" in files:
-                        try:
-                            with open(os.path.join(d, "cgroup.procs")) as f:
-                                pids.update(int(x) for x in f.read().split())
-                        except OSError:
-                            pass
-            if not pids:
-                break
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.1)
-        else:
-            errors.append("task processes still alive: %s" % sorted(pids))
-        for h in self._hierarchies():
-            top = os.path.join(h, self.prefix)
-            for d, _dirs, _files in sorted(os.walk(top), key=lambda w: -len(w[0])):
-                for _ in range(20):
-                    try:
-                        os.rmdir(d)
-                        break
-                    except FileNotFoundError:
-                        break
-                    except OSError:
-                        time.sleep(0.05)
-                else:
-                    errors.append("cgroup %s not removed" % d)
-        for name in reversed(self.made_ns):
-            r = subprocess.run(["ip", "netns", "del", name], capture_output=True, text=True)
-            if r.returncode != 0:
-                errors.append("netns %s: %s" % (name, r.stderr.strip()))
-        self.made_ns = []
-        if self.own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        errors += remove_run(self.sfx, self.workdir, self.own_workdir)
         if errors:
             raise RuntimeError("harness teardown: " + "; ".join(errors))
+
+
+# ---------------------------------------------------------------- cleaning up
+
+def _hierarchies():
+    out = []
+    for ent in sorted(os.listdir(CGROUP_ROOT)):
+        p = os.path.join(CGROUP_ROOT, ent)
+        if os.path.isdir(p) and not os.path.islink(p) and \
+                os.path.exists(os.path.join(p, "cgroup.procs")):
+            out.append(p)
+    return out or [CGROUP_ROOT]
+
+
+def _pids_with(mark_env=None, cmdline_part=None):
+    """Pids whose environment holds the entry @mark_env, or whose command line
+    contains @cmdline_part (bytes)."""
+    found = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            if mark_env is not None:
+                with open("/proc/%s/environ" % pid, "rb") as f:
+                    if mark_env in f.read().split(b"\0"):
+                        found.add(int(pid))
+                        continue
+            if cmdline_part is not None:
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    if cmdline_part in f.read():
+                        found.add(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def remove_run(sfx, workdir, own_workdir):
+    """Everything a run with suffix @sfx made: its agents (found by their data dir
+    under @workdir), its tasks (by HARNESS_RUN=@sfx in their environment, and
+    whatever is in its cgroups), its cgroups, its namespaces, its registry entry,
+    and @workdir when @own_workdir. Returns the errors (a list of strings)."""
+    prefix = "harness-" + sfx
+    errors = []
+    pids = set()
+    for _ in range(50):
+        pids = _pids_with(("HARNESS_RUN=" + sfx).encode(),
+                          (os.path.join(workdir, "n")).encode() if workdir else None)
+        for h in _hierarchies():
+            for d, _dirs, files in os.walk(os.path.join(h, prefix)):
+                if "cgroup.procs" in files:
+                    try:
+                        with open(os.path.join(d, "cgroup.procs")) as f:
+                            pids.update(int(x) for x in f.read().split())
+                    except OSError:
+                        pass
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+    else:
+        errors.append("processes still alive: %s" % sorted(pids))
+    for h in _hierarchies():
+        top = os.path.join(h, prefix)
+        for d, _dirs, _files in sorted(os.walk(top), key=lambda w: -len(w[0])):
+            for _ in range(20):
+                try:
+                    os.rmdir(d)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            else:
+                errors.append("cgroup %s not removed" % d)
+    r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+    names = [ln.split()[0] for ln in r.stdout.splitlines() if ln.strip()]
+    # Nodes first, the bridge's namespace last.
+    for name in sorted((n for n in names if n.startswith(prefix + "-")),
+                       key=lambda n: n.endswith("-br")):
+        r = subprocess.run(["ip", "netns", "del", name], capture_output=True, text=True)
+        if r.returncode != 0:
+            errors.append("netns %s: %s" % (name, r.stderr.strip()))
+    if own_workdir and workdir and os.path.basename(workdir).startswith("harness-"):
+        shutil.rmtree(workdir, ignore_errors=True)
+    try:
+        os.unlink(os.path.join(REGISTRY, sfx + ".json"))
+    except FileNotFoundError:
+        pass
+    return errors
+
+
+def _start_time(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def register(sfx, workdir, own_workdir):
+    """Note this run (owner pid and its start time) so that a later run can clean
+    up after it if its process dies without tearing down (kill -9, CI time-out)."""
+    os.makedirs(REGISTRY, exist_ok=True)
+    with open(os.path.join(REGISTRY, sfx + ".json"), "w") as f:
+        json.dump({"owner": os.getpid(), "start": _start_time(os.getpid()),
+                   "workdir": workdir, "own_workdir": own_workdir}, f)
+
+
+def sweep_stale(log=print):
+    """Remove what runs whose owner process is gone left behind."""
+    try:
+        entries = sorted(os.listdir(REGISTRY))
+    except FileNotFoundError:
+        return
+    for ent in entries:
+        if not ent.endswith(".json"):
+            continue
+        try:
+            with open(os.path.join(REGISTRY, ent)) as f:
+                reg = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if _start_time(reg["owner"]) == reg["start"]:
+            continue  # still running
+        sfx = ent[:-len(".json")]
+        log("harness: removing what run %s (pid %d, gone) left" % (sfx, reg["owner"]))
+        errs = remove_run(sfx, reg.get("workdir"), reg.get("own_workdir", False))
+        if errs:
+            log("harness: sweep of %s: %s" % (sfx, "; ".join(errs)))
 
 
 class DnsProbe:
@@ -593,6 +678,7 @@ def make_fixture():
         why = problem()
         if why is not None:
             pytest.skip(why)
+        sweep_stale()
         made = []
 
         def make(n=3, voters=None, start=True, **kw):
@@ -631,3 +717,10 @@ def _fixture_or_none():
 
 
 netns_cluster = _fixture_or_none()
+
+
+if __name__ == "__main__":
+    import sys
+    if sys.argv[1:] != ["--sweep"]:
+        sys.exit("usage: netns_cluster.py --sweep   (remove what dead runs left behind)")
+    sweep_stale()
