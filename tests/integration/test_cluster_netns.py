@@ -213,7 +213,12 @@ def test_partitioned_minority_takes_no_writes_then_catches_up(netns_cluster, tmp
     want = apps_view(c, new)
     c.wait_until(lambda: apps_view(c, old) == want, 30,
                  "the healed node to have the majority's apps %s" % want)
-    assert "/minority" not in want and "/minority2" not in want
+    # The unacknowledged writes may or may not be applied: a request the minority
+    # forwarded before the cut can reach the leader after the heal (TCP
+    # retransmits it), which linearizability allows (its outcome was unknown).
+    print("unacknowledged writes applied after the heal: %s" %
+          sorted(a for a in ("/minority", "/minority2") if a in want))
+    assert {"/before", "/majority0", "/majority1"} <= set(want)
     for i in (1, 2, 3):
         assert c.info(i)["leader"] == c.info(new)["leader"]
     wait_converged(c, [1, 2, 3], "/before", 2)
