@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "node/node_int.h"
+#include "node/vips.h"
 #include "sched/sched.h"
 #include "state/db.h"
 #include "state/state.h"
@@ -907,6 +908,11 @@ static void run_pass(struct cm_controller *c)
             cJSON_Delete(cmd);
         }
     }
+    cJSON *vip_cmds = cm_vips_plan_cmds(c->ops.state, c->ops.vip_cidr); /* vips.c */
+    for (cJSON *v = vip_cmds != NULL ? vip_cmds->child : NULL; v != NULL; v = v->next) {
+        propose_json(c, v);
+    }
+    cJSON_Delete(vip_cmds);
     if (p.wait_ms > 0 && c->in_flight == 0) {
         ev_timer_stop(c->loop, &c->timer);
         ev_timer_set(&c->timer, (double)p.wait_ms / 1000.0 + DEBOUNCE_S, 0.0);

@@ -15,6 +15,7 @@
 #include "dns/dns.h"
 #include "net/http.h"
 #include "node/node_int.h"
+#include "node/vips.h"
 #include "raft/raft.h"
 #include "state/db.h"
 
@@ -38,6 +39,7 @@ struct cm_node {
     struct cm_http_server *http;
     struct cm_api *api;
     char http_address[96];
+    struct cm_vips *vips; /* NULL: --vip-mode off or not allowed here */
     ev_prepare changes_w; /* after each loop iteration: react to applied changes */
     ev_signal sigterm_w;
     ev_signal sigint_w;
@@ -337,6 +339,7 @@ static void changes_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     if (changes == 0) {
         return;
     }
+    cm_vips_update(n->vips, n->state);
     cm_controller_kick(n->controller);
     if (changes & CM_STATE_CHANGED_TASKS) {
         agent_sync(n);
@@ -655,6 +658,7 @@ int cm_node_start(struct ev_loop *loop, const struct cm_node_config *c,
         .state = n->state,
         .propose = node_propose,
         .now_ms = node_now_ms,
+        .vip_cidr = n->c.vip_cidr,
     };
     rv = cm_controller_new(loop, &co, &n->controller);
     if (rv != 0) {
@@ -696,6 +700,10 @@ int cm_node_start(struct ev_loop *loop, const struct cm_node_config *c,
     if (rv == 0) {
         rv = start_dns(n, eb);
     }
+    if (rv == 0) {
+        rv = cm_vips_start(loop, n->c.vip_mode, &n->vips, eb);
+        cm_vips_update(n->vips, n->state);
+    }
     if (rv != 0) {
         goto err_after_raft;
     }
@@ -706,6 +714,7 @@ int cm_node_start(struct ev_loop *loop, const struct cm_node_config *c,
 
 err_after_raft:
     ev_prepare_stop(loop, &n->changes_w);
+    cm_vips_free(n->vips);
     dns_server_free(n->dns);
     dns_state_cache_free(n->dns_cache);
     cm_api_free(n->api);
@@ -734,6 +743,7 @@ void cm_node_free(struct cm_node *n)
         return;
     }
     ev_prepare_stop(n->loop, &n->changes_w);
+    cm_vips_free(n->vips); /* removes the nft table and the VIP addresses */
     dns_server_free(n->dns);
     dns_state_cache_free(n->dns_cache);
     cm_api_free(n->api);

@@ -20,6 +20,7 @@ struct cm_node_ctl_ops {
     int (*propose)(void *data, const char *cmd, size_t len, cm_api_done_fn done,
                    void *arg, struct cm_errbuf *eb);
     int64_t (*now_ms)(void *data);
+    const char *vip_cidr; /* --vip-cidr, for named VIPs (borrowed) */
 };
 
 /* The leader's controller (controller.c). */
