@@ -683,6 +683,11 @@ int cm_vips_start(struct ev_loop *loop, const char *mode, struct cm_vips **ret,
     cm_random_bytes(&seed, sizeof(seed));
     struct lb_proxy_opts po = {
         .serve_auto = v->nat == NULL, /* else only the VIPs asking for PROXY v2 */
+        /* A task that just started is a backend before it listens (no health
+         * checks yet), and it refuses at once with no load, which is what the
+         * power-of-two choice prefers: try every backend of a rolling restart's
+         * doubled set before failing the client (lb caps this at 8). */
+        .retries = 8,
         .seed = seed,
     };
     rv = lb_proxy_new(loop, &po, &v->proxy, eb);
