@@ -18,6 +18,7 @@ void cm_node_config_default(struct cm_node_config *c)
     snprintf(c->domain, sizeof(c->domain), "cluster");
     snprintf(c->vip_cidr, sizeof(c->vip_cidr), "198.18.0.0/15");
     snprintf(c->vip_mode, sizeof(c->vip_mode), "auto");
+    snprintf(c->cgroup_parent, sizeof(c->cgroup_parent), "clusterctl");
     c->voters = 3;
     c->log_level = CM_LOG_INFO;
 }
@@ -45,6 +46,9 @@ void cm_node_usage(void *out)
             "  --vip-cidr CIDR      virtual IP range (default 198.18.0.0/15)\n"
             "  --vip-mode MODE      auto, nat, proxy or off (default auto: nat when "
             "nftables works)\n"
+            "  --cgroup-parent NAME cgroup of the tasks, under each hierarchy's root "
+            "(default\n"
+            "                       clusterctl; agents sharing a host need their own)\n"
             "  --join H:P,...       existing members to join\n"
             "  --token T            join token printed by the first server\n"
             "  --voters N           desired voter count (default 3)\n"
@@ -278,6 +282,7 @@ enum {
     OPT_DNS_UPSTREAM,
     OPT_VIP_CIDR,
     OPT_VIP_MODE,
+    OPT_CGROUP_PARENT,
     OPT_JOIN,
     OPT_TOKEN,
     OPT_VOTERS,
@@ -325,6 +330,7 @@ int cm_node_config_parse(struct cm_node_config *c, int argc, char **argv,
         {"dns-upstream", required_argument, NULL, OPT_DNS_UPSTREAM},
         {"vip-cidr", required_argument, NULL, OPT_VIP_CIDR},
         {"vip-mode", required_argument, NULL, OPT_VIP_MODE},
+        {"cgroup-parent", required_argument, NULL, OPT_CGROUP_PARENT},
         {"join", required_argument, NULL, OPT_JOIN},
         {"token", required_argument, NULL, OPT_TOKEN},
         {"voters", required_argument, NULL, OPT_VOTERS},
@@ -404,6 +410,16 @@ int cm_node_config_parse(struct cm_node_config *c, int argc, char **argv,
                 break;
             }
             rv = set_str(c->vip_mode, sizeof(c->vip_mode), optarg, "--vip-mode", eb);
+            break;
+        case OPT_CGROUP_PARENT:
+            if (optarg[0] == '\0' || optarg[0] == '/' || strstr(optarg, "..") != NULL) {
+                rv = cm_err_setf(eb, CM_EINVAL,
+                                 "--cgroup-parent: '%s' must be a relative cgroup path",
+                                 optarg);
+                break;
+            }
+            rv = set_str(c->cgroup_parent, sizeof(c->cgroup_parent), optarg,
+                         "--cgroup-parent", eb);
             break;
         case OPT_JOIN:
             rv = add_joins(c, optarg, eb);

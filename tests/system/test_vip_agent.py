@@ -4,6 +4,7 @@ VIP "/web:8080"; DNS gives the VIP's address, curl through it works in nat and p
 mode, a killed backend leaves, a rolling restart under a curl loop loses no request,
 and the nft table and lo addresses are gone after a clean stop and repaired after
 kill -9. Needs root, netns, nft, curl and dig; skipped otherwise."""
+import glob
 import json
 import os
 import re
@@ -66,6 +67,19 @@ class Ns:
             except (ProcessLookupError, ValueError):
                 pass
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+        # Our own cgroup parent (--cgroup-parent), deepest first.
+        for _ in range(50):
+            left = False
+            for top in glob.glob("/sys/fs/cgroup/%s" % self.name) + \
+                    glob.glob("/sys/fs/cgroup/*/%s" % self.name):
+                for d, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
+                    try:
+                        os.rmdir(d)
+                    except OSError:
+                        left = True
+            if not left:
+                break
+            time.sleep(0.1)
 
     def nft_tables(self):
         return self.run("nft", "list", "tables").stdout
@@ -82,7 +96,10 @@ class Agent:
     def start(self, mode=None):
         argv = [build_path("cmd", "clusterctl", "clusterctl"), "agent", "--dev", "--data-dir", self.data,
                 "--http-port", str(HTTP), "--rpc-port", str(RPC),
-                "--dns-addr", "127.0.0.1:%d" % DNS, "--log-level", "debug"]
+                "--dns-addr", "127.0.0.1:%d" % DNS, "--log-level", "debug",
+                # Its own task cgroups: an agent kills the task cgroups under its
+                # parent that its replica does not know (other agents' tasks).
+                "--cgroup-parent", self.ns.name]
         if mode is not None:
             argv += ["--vip-mode", mode]
         self.p = self.procs.start(self.ns.argv(*argv), name="agent")

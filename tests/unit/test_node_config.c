@@ -37,6 +37,7 @@ TEST(config_defaults_match_design)
     ASSERT_STR_EQ(c.domain, "cluster");
     ASSERT_STR_EQ(c.vip_cidr, "198.18.0.0/15");
     ASSERT_STR_EQ(c.vip_mode, "auto");
+    ASSERT_STR_EQ(c.cgroup_parent, "clusterctl");
     ASSERT_UINT_EQ(c.voters, 3);
     ASSERT_FALSE(c.dev);
 }
@@ -116,6 +117,8 @@ TEST(config_bad_values_name_the_flag)
         {"--name", "a.b", "--name"},
         {"--vip-mode", "ipvs", "--vip-mode"},
         {"--vip-mode", "", "--vip-mode"},
+        {"--cgroup-parent", "/abs", "--cgroup-parent"},
+        {"--cgroup-parent", "a/../b", "--cgroup-parent"},
     };
     for (size_t i = 0; i < CM_ARRAY_SIZE(cases); i++) {
         struct cm_node_config c;
@@ -141,6 +144,8 @@ TEST(config_vip_mode)
     struct cm_errbuf eb;
     ASSERT_OK(parse(&c, &eb, "--dev", "--vip-mode", "proxy", NULL));
     ASSERT_STR_EQ(c.vip_mode, "proxy");
+    ASSERT_OK(parse(&c, &eb, "--cgroup-parent", "vip-test/a", NULL));
+    ASSERT_STR_EQ(c.cgroup_parent, "vip-test/a");
     ASSERT_ERR(parse(&c, &eb, "--vip-mode", "NAT", NULL), CM_EINVAL);
     ASSERT_TRUE(strstr(eb.msg, "auto, nat, proxy or off") != NULL);
 }
