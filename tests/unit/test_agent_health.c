@@ -1,0 +1,241 @@
+/* lib/agent: the pure parts of health and readiness checks: Marathon's result
+ * rules, consecutive-failure counting, the grace period, the kill limit and port
+ * selection (shared/specs/compat.md §1.7, §1.8). */
+#include <stdlib.h>
+
+#include "agent/agent.h"
+#include "state/state.h"
+#include "test.h"
+
+static struct cm_app *parse(const char *json)
+{
+    struct cm_app *app = NULL;
+    struct cm_app_parse_opts o = {.features = CM_APP_FEAT_ALL};
+    struct cm_app_report rep = {0};
+    int rv = cm_app_parse(json, strlen(json), &o, &app, &rep);
+    for (size_t i = 0; rv != 0 && i < rep.n; i++) {
+        printf("# %s: %s\n", rep.v[i].path, rep.v[i].msg);
+    }
+    cm_app_report_done(&rep);
+    ASSERT_OK(rv);
+    return app;
+}
+
+TEST(http_result_rules)
+{
+    static const struct {
+        int status;
+        bool ignore_1xx;
+        enum cm_hc_result want;
+    } cases[] = {
+        {200, false, CM_HC_HEALTHY},   {204, false, CM_HC_HEALTHY},
+        {302, false, CM_HC_HEALTHY},   {399, false, CM_HC_HEALTHY},
+        {400, false, CM_HC_UNHEALTHY}, {404, false, CM_HC_UNHEALTHY},
+        {500, false, CM_HC_UNHEALTHY}, {503, true, CM_HC_UNHEALTHY},
+        {199, false, CM_HC_UNHEALTHY}, {100, false, CM_HC_UNHEALTHY},
+        {100, true, CM_HC_IGNORED},    {199, true, CM_HC_IGNORED},
+        {200, true, CM_HC_HEALTHY},    {0, false, CM_HC_UNHEALTHY},
+    };
+    for (size_t i = 0; i < CM_ARRAY_SIZE(cases); i++) {
+        if (cm_agent_hc_http_result(cases[i].status, cases[i].ignore_1xx) !=
+            cases[i].want) {
+            test__fail(__FILE__, __LINE__, "status %d ignore_1xx %d", cases[i].status,
+                       (int)cases[i].ignore_1xx);
+        }
+    }
+}
+
+TEST(readiness_codes)
+{
+    static const int32_t codes[] = {200, 302};
+    ASSERT_TRUE(cm_agent_rc_ready(200, codes, 2));
+    ASSERT_TRUE(cm_agent_rc_ready(302, codes, 2));
+    ASSERT_FALSE(cm_agent_rc_ready(204, codes, 2));
+    ASSERT_FALSE(cm_agent_rc_ready(500, codes, 2));
+    ASSERT_FALSE(cm_agent_rc_ready(200, codes, 0));
+}
+
+static struct cm_app_health_check check(enum cm_app_hc_proto proto, int grace,
+                                        int max_failures)
+{
+    struct cm_app_health_check hc = {
+        .proto = proto,
+        .port_index = 0,
+        .port = -1,
+        .grace_period_s = grace,
+        .interval_s = 1,
+        .timeout_s = 1,
+        .max_consecutive_failures = max_failures,
+    };
+    return hc;
+}
+
+TEST(failures_in_the_grace_period_are_ignored_until_the_first_success)
+{
+    struct cm_app_health_check hc = check(CM_APP_HC_HTTP, 10, 3);
+    struct cm_hc_state s;
+    cm_agent_hc_init(&s, 1000);
+    /* Within 10 s of the start and no success yet: nothing counts. */
+    for (int64_t t = 1000; t < 11000; t += 1000) {
+        ASSERT_UINT_EQ(cm_agent_hc_step(&s, &hc, CM_HC_UNHEALTHY, "HTTP 500 on /", t), 0);
+    }
+    ASSERT_INT_EQ(s.alive, -1);
+    ASSERT_UINT_EQ(s.consecutive_failures, 0);
+    ASSERT_INT_EQ(s.last_failure, 0);
+    /* The first success ends the grace period at once. */
+    ASSERT_UINT_EQ(cm_agent_hc_step(&s, &hc, CM_HC_HEALTHY, NULL, 5000), CM_HC_CHANGED);
+    ASSERT_INT_EQ(s.alive, 1);
+    ASSERT_INT_EQ(s.first_success, 5000);
+    ASSERT_UINT_EQ(cm_agent_hc_step(&s, &hc, CM_HC_UNHEALTHY, "HTTP 500 on /", 6000),
+                   CM_HC_CHANGED);
+    ASSERT_INT_EQ(s.alive, 0);
+    ASSERT_UINT_EQ(s.consecutive_failures, 1);
+    ASSERT_INT_EQ(s.last_failure, 6000);
+    ASSERT_STR_EQ(s.last_failure_cause, "HTTP 500 on /");
+}
+
+TEST(grace_expiry_without_success_counts_failures)
+{
+    struct cm_app_health_check hc = check(CM_APP_HC_TCP, 2, 2);
+    struct cm_hc_state s;
+    cm_agent_hc_init(&s, 0);
+    ASSERT_UINT_EQ(cm_agent_hc_step(&s, &hc, CM_HC_UNHEALTHY, "refused", 1999), 0);
+    ASSERT_UINT_EQ(cm_agent_hc_step(&s, &hc, CM_HC_UNHEALTHY, "refused", 2000),
+                   CM_HC_CHANGED);
+    ASSERT_UINT_EQ(cm_agent_hc_step(&s, &hc, CM_HC_UNHEALTHY, "refused", 3000),
+                   CM_HC_KILL);
+    ASSERT_UINT_EQ(s.consecutive_failures, 2);
+}
+
+TEST(consecutive_failures_reset_by_a_success_and_kill_at_the_limit)
+{
+    struct cm_app_health_check hc = check(CM_APP_HC_HTTP, 0, 3);
+    struct cm_hc_state s;
+    cm_agent_hc_init(&s, 0);
+    ASSERT_UINT_EQ(cm_agent_hc_step(&s, &hc, CM_HC_HEALTHY, NULL, 1000), CM_HC_CHANGED);
+    ASSERT_UINT_EQ(cm_agent_hc_step(&s, &hc, CM_HC_UNHEALTHY, "x", 2000), CM_HC_CHANGED);
+    ASSERT_UINT_EQ(cm_agent_hc_step(&s, &hc, CM_HC_UNHEALTHY, "x", 3000), 0);
+    ASSERT_UINT_EQ(cm_agent_hc_step(&s, &hc, CM_HC_HEALTHY, NULL, 4000), CM_HC_CHANGED);
+    ASSERT_UINT_EQ(s.consecutive_failures, 0);
+    ASSERT_INT_EQ(s.first_success, 1000);
+    ASSERT_INT_EQ(s.last_success, 4000);
+    ASSERT_UINT_EQ(cm_agent_hc_step(&s, &hc, CM_HC_UNHEALTHY, "x", 5000), CM_HC_CHANGED);
+    ASSERT_UINT_EQ(cm_agent_hc_step(&s, &hc, CM_HC_UNHEALTHY, "x", 6000), 0);
+    ASSERT_UINT_EQ(cm_agent_hc_step(&s, &hc, CM_HC_UNHEALTHY, "x", 7000), CM_HC_KILL);
+    ASSERT_UINT_EQ(s.consecutive_failures, 3);
+    /* Ignored results (1xx with ignoreHttp1xx) change nothing. */
+    struct cm_hc_state before = s;
+    ASSERT_UINT_EQ(cm_agent_hc_step(&s, &hc, CM_HC_IGNORED, NULL, 8000), 0);
+    ASSERT_MEM_EQ(&before, &s, sizeof(s));
+}
+
+TEST(max_failures_zero_never_kills_marathon_checks_and_kills_mesos_ones_at_once)
+{
+    static const struct {
+        enum cm_app_hc_proto proto;
+        bool kills;
+    } cases[] = {
+        {CM_APP_HC_HTTP, false},       {CM_APP_HC_HTTPS, false},
+        {CM_APP_HC_TCP, false},        {CM_APP_HC_MESOS_HTTP, true},
+        {CM_APP_HC_MESOS_HTTPS, true}, {CM_APP_HC_MESOS_TCP, true},
+        {CM_APP_HC_COMMAND, true},
+    };
+    for (size_t i = 0; i < CM_ARRAY_SIZE(cases); i++) {
+        struct cm_app_health_check hc = check(cases[i].proto, 0, 0);
+        struct cm_hc_state s;
+        cm_agent_hc_init(&s, 0);
+        unsigned acts = 0;
+        for (int k = 0; k < 100; k++) {
+            acts |= cm_agent_hc_step(&s, &hc, CM_HC_UNHEALTHY, "x", 1000 * (k + 1));
+        }
+        if (((acts & CM_HC_KILL) != 0) != cases[i].kills) {
+            test__fail(__FILE__, __LINE__, "%s", cm_app_hc_proto_name(cases[i].proto));
+        }
+        ASSERT_UINT_EQ(s.consecutive_failures, 100);
+    }
+}
+
+TEST(task_verdict_over_checks)
+{
+    struct cm_hc_state v[3];
+    for (int i = 0; i < 3; i++) {
+        cm_agent_hc_init(&v[i], 0);
+    }
+    ASSERT_INT_EQ(cm_agent_hc_verdict(v, 0), -1);
+    ASSERT_INT_EQ(cm_agent_hc_verdict(v, 3), -1);
+    v[0].alive = 1;
+    v[1].alive = 1;
+    ASSERT_INT_EQ(cm_agent_hc_verdict(v, 3), -1); /* one has no result yet */
+    v[2].alive = 1;
+    ASSERT_INT_EQ(cm_agent_hc_verdict(v, 3), 1);
+    v[1].alive = 0;
+    ASSERT_INT_EQ(cm_agent_hc_verdict(v, 3), 0);
+    v[2].alive = -1;
+    ASSERT_INT_EQ(cm_agent_hc_verdict(v, 3), 0); /* a failure outweighs unknowns */
+}
+
+TEST(port_selection)
+{
+    struct cm_app *app = parse(
+        "{\"id\":\"/"
+        "w\",\"cmd\":\"sleep 1\",\"portDefinitions\":[{\"port\":0,\"name\":\"http\"},"
+        "{\"port\":0,\"name\":\"admin\"}],\"healthChecks\":["
+        "{\"protocol\":\"HTTP\"},"
+        "{\"protocol\":\"TCP\",\"portIndex\":1},"
+        "{\"protocol\":\"MESOS_HTTP\",\"portName\":\"admin\"},"
+        "{\"protocol\":\"TCP\",\"port\":9200},"
+        "{\"protocol\":\"HTTP\",\"portName\":\"admin\",\"path\":\"/x\"}],"
+        "\"readinessChecks\":[{\"portName\":\"http\"}]}");
+    char why[128];
+    const char *ports = "[31000,31001]";
+    ASSERT_INT_EQ(cm_agent_hc_port(app, &app->health_checks[0], ports, why, sizeof(why)),
+                  31000); /* portIndex 0 by default */
+    ASSERT_INT_EQ(cm_agent_hc_port(app, &app->health_checks[1], ports, why, sizeof(why)),
+                  31001);
+    ASSERT_INT_EQ(cm_agent_hc_port(app, &app->health_checks[2], ports, why, sizeof(why)),
+                  31001);
+    ASSERT_INT_EQ(cm_agent_hc_port(app, &app->health_checks[3], ports, why, sizeof(why)),
+                  9200);
+    ASSERT_INT_EQ(cm_agent_hc_port(app, &app->health_checks[4], ports, why, sizeof(why)),
+                  31001);
+    struct cm_app_health_check cmd = app->health_checks[0];
+    cmd.proto = CM_APP_HC_COMMAND;
+    ASSERT_ERR(cm_agent_hc_port(app, &cmd, ports, why, sizeof(why)), CM_EINVAL);
+    ASSERT_INT_EQ(
+        cm_agent_rc_port(app, &app->readiness_checks[0], ports, why, sizeof(why)), 31000);
+    /* The task row has fewer host ports than the app names. */
+    ASSERT_ERR(cm_agent_hc_port(app, &app->health_checks[1], "[31000]", why, sizeof(why)),
+               CM_ERANGE);
+    ASSERT_STR_EQ(why, "the task has no port at index 1 (it has 1)");
+    ASSERT_ERR(cm_agent_hc_port(app, &app->health_checks[0], "{", why, sizeof(why)),
+               CM_EMALFORMED);
+    ASSERT_ERR(cm_agent_hc_port(app, &app->health_checks[0], "[0]", why, sizeof(why)),
+               CM_ERANGE);
+    /* A name the app does not have (validation refuses it; the executor, which may
+     * read an older spec, still answers). */
+    struct cm_app_health_check hc = app->health_checks[2];
+    hc.port_name = "metrics";
+    ASSERT_ERR(cm_agent_hc_port(app, &hc, ports, why, sizeof(why)), CM_ENOTFOUND);
+    ASSERT_STR_EQ(why, "no port named 'metrics'");
+    struct cm_app_readiness_check rc = app->readiness_checks[0];
+    rc.port_name = "metrics";
+    ASSERT_ERR(cm_agent_rc_port(app, &rc, ports, why, sizeof(why)), CM_ENOTFOUND);
+    cm_app_free(app);
+}
+
+TEST(port_selection_by_name_in_port_mappings)
+{
+    /* Bridge networking: names and indexes refer to container.portMappings. */
+    struct cm_app *app = parse(
+        "{\"id\":\"/w\",\"cmd\":\"sleep "
+        "1\",\"networks\":[{\"mode\":\"container/bridge\"}],"
+        "\"container\":{\"type\":\"MESOS\",\"portMappings\":["
+        "{\"containerPort\":80,\"hostPort\":0,\"name\":\"web\"},"
+        "{\"containerPort\":81,\"hostPort\":0,\"name\":\"api\"}]},"
+        "\"healthChecks\":[{\"protocol\":\"HTTP\",\"portName\":\"api\"}]}");
+    char why[128];
+    ASSERT_INT_EQ(
+        cm_agent_hc_port(app, &app->health_checks[0], "[31005,31006]", why, sizeof(why)),
+        31006);
+    cm_app_free(app);
+}
