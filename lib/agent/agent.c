@@ -688,6 +688,7 @@ static void health_ensure(struct agent_task *t, const struct row_copy *row)
         .sandbox = t->sandbox,
         .started_at = t->rec.launched_at,
         .pidfd = t->pidfd,
+        .pid = (pid_t)t->rec.pid,
         .cg = t->cg,
     };
     struct agent_health_cbs cbs = {

@@ -24,6 +24,7 @@ struct agent_health_task {
     const char *sandbox;    /* its working directory */
     int64_t started_at;     /* wall-clock ms; the grace periods run from it */
     int pidfd;              /* the task's init, for COMMAND checks (borrowed) */
+    pid_t pid;              /* its host pid (its working directory is the sandbox) */
     struct iso_cgroup *cg;  /* its cgroup, for COMMAND checks (borrowed; may be NULL) */
 };
 

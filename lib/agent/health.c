@@ -293,6 +293,7 @@ struct agent_health {
     char ip[INET_ADDRSTRLEN];
     int64_t started_at;
     int pidfd;
+    pid_t pid;
     struct iso_cgroup *cg;
     struct agent_health_cbs cbs;
     struct check_run *hc;
@@ -637,7 +638,7 @@ static void helper_fail(int out_fd, const char *what)
 
 /* The forked helper: only async-signal-safe calls (and snprintf) from here on. */
 static void helper_main(struct agent_health *h, const char *cmd, int sync_fd, int st_fd,
-                        int out_fd)
+                        int out_fd, int cwd_fd)
 {
     sigset_t all;
     sigemptyset(&all);
@@ -670,8 +671,11 @@ static void helper_main(struct agent_health *h, const char *cmd, int sync_fd, in
         }
         dup2(out_fd, 1);
         dup2(out_fd, 2);
-        if (chdir(h->sandbox) != 0 && chdir("/") != 0) {
-            helper_fail(out_fd, "chdir");
+        /* The sandbox by the init's own working directory: its path may be
+         * hidden in the task's mount namespace (a sandbox under /tmp, which
+         * the task sees as its private tmpfs). */
+        if (cwd_fd < 0 || fchdir(cwd_fd) != 0) {
+            helper_fail(out_fd, "enter the task's working directory");
         }
         char *argv[] = {"/bin/sh", "-c", (char *)cmd, NULL};
         execve("/bin/sh", argv, h->envp);
@@ -770,17 +774,26 @@ static void command_start(struct check_run *r)
         snprintf(cause, sizeof(cause), "pipe: %s", cm_strerror(cm_errno()));
         goto fail;
     }
+    char cwd_path[64];
+    snprintf(cwd_path, sizeof(cwd_path), "/proc/%d/cwd", (int)h->pid);
+    int cwd = open(cwd_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
     pid_t pid = fork();
     if (pid < 0) {
         snprintf(cause, sizeof(cause), "fork: %s", cm_strerror(cm_errno()));
+        if (cwd >= 0) {
+            close(cwd);
+        }
         goto fail;
     }
     if (pid == 0) {
         close(sync[1]);
         close(st[0]);
         close(out[0]);
-        helper_main(h, cmd, sync[0], st[1], out[1]);
+        helper_main(h, cmd, sync[0], st[1], out[1], cwd);
         _exit(HELPER_FAILED);
+    }
+    if (cwd >= 0) {
+        close(cwd);
     }
     close(sync[0]);
     close(st[1]);
@@ -947,6 +960,7 @@ int agent__health_new(struct ev_loop *loop, struct cm_clock *clock, struct cm_ap
     h->cbs = *cbs;
     h->started_at = t->started_at;
     h->pidfd = t->pidfd;
+    h->pid = t->pid;
     h->cg = t->cg;
     h->verdict = -1;
     h->id = cm_strdup(t->id);
