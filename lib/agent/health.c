@@ -295,6 +295,8 @@ struct agent_health {
     int pidfd;
     pid_t pid;
     struct iso_cgroup *cg;
+    struct cm_tls
+        *tls; /* insecure client context for HTTPS checks; NULL until one runs */
     struct agent_health_cbs cbs;
     struct check_run *hc;
     size_t n_hc;
@@ -555,10 +557,17 @@ static void http_start(struct check_run *r, int port)
     char addr[64];
     snprintf(addr, sizeof(addr), "%s:%d", mesos ? "127.0.0.1" : h->ip, port);
     snprintf(r->target, sizeof(r->target), "%s", addr);
-    if (r->kind == KIND_HTTPS) {
-        /* TLS streams are not in lib/net yet. */
-        run_finish(r, CM_HC_UNHEALTHY, -1, "HTTPS checks are not supported yet");
-        return;
+    if (r->kind == KIND_HTTPS && h->tls == NULL) {
+        /* Made on the first HTTPS run; a failure is this run's failure. */
+        struct cm_errbuf eb;
+        cm_errbuf_clear(&eb);
+        if (cm_tls_new(&(struct cm_tls_options){.insecure = true}, &h->tls, &eb) != 0) {
+            h->tls = NULL;
+            char cause[CM_ERRBUF_SIZE + 16];
+            snprintf(cause, sizeof(cause), "HTTPS: %s", eb.msg);
+            run_finish(r, CM_HC_UNHEALTHY, -1, cause);
+            return;
+        }
     }
     struct cm_http_call_options o = {
         .method = "GET",
@@ -568,6 +577,10 @@ static void http_start(struct check_run *r, int port)
         .on_chunk = http_chunk,
         .on_done = http_done,
         .user = r,
+        /* HTTPS: the task's certificate is not verified (compat.md §1.7, as
+         * Marathon and Mesos do). */
+        .wrap = r->kind == KIND_HTTPS ? cm_tls_wrap : NULL,
+        .wrap_data = r->kind == KIND_HTTPS ? h->tls : NULL,
     };
     int rv = cm_http_call_start(h->loop, addr, &o, &r->call);
     if (rv != 0) {
@@ -1049,6 +1062,7 @@ void agent__health_free(struct agent_health *h)
     cm_free(&h->hc);
     cm_free(&h->rc);
     cm_free(&h->envp);
+    cm_tls_free(h->tls);
     cm_app_free(h->app);
     cm_free(&h->id);
     cm_free(&h->ports_json);

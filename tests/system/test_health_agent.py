@@ -48,7 +48,15 @@ class H(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
     def log_message(self, *a):
         pass
-http.server.HTTPServer(("0.0.0.0", int(sys.argv[1])), H).serve_forever()
+srv = http.server.HTTPServer(("0.0.0.0", int(sys.argv[1])), H)
+if os.environ.get("HEALTH_TLS"):
+    import ssl
+    with open("tls.pem", "w") as f:
+        f.write(os.environ["HEALTH_TLS"])
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain("tls.pem")
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
 '''
 
 WAIT = 90.0  # generous: the machine is shared; nothing here measures time
@@ -376,3 +384,35 @@ def test_example_command_check_sees_the_task_processes(agent):
     (t,) = healthy_tasks(agent, "/v1.23/stress-test", 1)
     (r,) = t["healthCheckResults"]
     assert r["alive"] is True and r["consecutiveFailures"] == 0
+
+
+def test_https_checks_do_not_verify_the_certificate(agent, tmp_path):
+    """HTTPS and MESOS_HTTPS health checks and an HTTPS readiness check against a
+    task with a self-signed certificate (Marathon does not verify it either)."""
+    key = tmp_path / "tls.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=health-test",
+                    "-days", "1", "-keyout", str(key), "-out", str(tmp_path / "cert.pem")],
+                   check=True, capture_output=True, timeout=60)
+    pem = (tmp_path / "cert.pem").read_text() + key.read_text()
+    app = web_app("/hhttps", 1, [
+        {"protocol": "HTTPS", "path": "/health", "gracePeriodSeconds": 30,
+         "intervalSeconds": 1, "timeoutSeconds": 2, "maxConsecutiveFailures": 0},
+        {"protocol": "MESOS_HTTPS", "path": "/health", "gracePeriodSeconds": 30,
+         "intervalSeconds": 1, "timeoutSeconds": 2, "delaySeconds": 0,
+         "maxConsecutiveFailures": 3}],
+        readiness=[{"protocol": "HTTPS", "path": "/ready", "portName": "http",
+                    "intervalSeconds": 2, "timeoutSeconds": 1,
+                    "httpStatusCodesForReady": [200], "preserveLastResponse": True}])
+    app["env"]["HEALTH_TLS"] = pem
+    post(agent, app)
+    (t,) = healthy_tasks(agent, "/hhttps", 1)
+    assert len(t["healthCheckResults"]) == 2
+    with open(os.path.join(agent.sandbox(t["id"]), "ready"), "w") as f:
+        f.write("200\n")
+
+    def ready():
+        rs = agent.app("/hhttps").get("readinessCheckResults") or []
+        return rs[0] if len(rs) == 1 and rs[0]["ready"] else None
+    r = agent.wait(ready, "the HTTPS readiness check")
+    assert r["lastResponse"]["status"] == 200 and r["lastResponse"]["body"] == "ready 200\n"
