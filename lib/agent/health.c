@@ -641,8 +641,8 @@ static void helper_fail(int out_fd, const char *what)
 {
     char msg[160];
     int e = errno;
-    int n =
-        snprintf(msg, sizeof(msg), "health check helper: %s: %s\n", what, strerror(e));
+    /* errno's number, not strerror(): this runs in a fork of a threaded daemon. */
+    int n = snprintf(msg, sizeof(msg), "health check helper: %s: errno %d\n", what, e);
     if (n > 0 && write(out_fd, msg, (size_t)n) < 0) {
         /* nothing more to do */
     }

@@ -1,6 +1,7 @@
 /* lib/agent: the pure parts of health and readiness checks: Marathon's result
  * rules, consecutive-failure counting, the grace period, the kill limit and port
  * selection (shared/specs/compat.md §1.7, §1.8). */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "agent/agent.h"
@@ -238,4 +239,147 @@ TEST(port_selection_by_name_in_port_mappings)
         cm_agent_hc_port(app, &app->health_checks[0], "[31005,31006]", why, sizeof(why)),
         31006);
     cm_app_free(app);
+}
+
+/* ---- the Marathon example corpus: every example with health or readiness checks,
+ * parsed with every feature, probes the port Marathon documents and follows its kill
+ * rule. (Without the optional features most are refused for their Docker image:
+ * test_app_examples checks that they name it.) */
+
+#ifndef CM_APP_CORPUS_DIR
+#error "meson passes CM_APP_CORPUS_DIR"
+#endif
+
+static char *slurp_example(const char *name)
+{
+    char path[1024];
+    const char *dirs[] = {getenv("CM_MARATHON_EXAMPLES"), CM_APP_SHARED_EXAMPLES_DIR,
+                          CM_APP_CORPUS_DIR};
+    for (size_t i = 0; i < CM_ARRAY_SIZE(dirs); i++) {
+        if (dirs[i] == NULL || dirs[i][0] == '\0') {
+            continue;
+        }
+        snprintf(path, sizeof(path), "%s/%s", dirs[i], name);
+        FILE *f = fopen(path, "rb");
+        if (f == NULL) {
+            continue;
+        }
+        char *buf = calloc(1, 1 << 20);
+        ASSERT_NOT_NULL(buf);
+        size_t n = fread(buf, 1, (1 << 20) - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        return buf;
+    }
+    test__fail(__FILE__, __LINE__, "example %s not found", name);
+    return NULL;
+}
+
+/* The app of an example, or a group's first app with health checks. */
+static struct cm_app *example_first_app(const char *name, bool group)
+{
+    char *text = slurp_example(name);
+    struct cm_app_parse_opts o = {.base = "/", .features = CM_APP_FEAT_ALL};
+    struct cm_app *app = NULL;
+    if (group) {
+        struct cm_app_group *g = NULL;
+        ASSERT_OK(cm_app_group_parse(text, strlen(text), &o, &g, NULL));
+        ASSERT_TRUE(g->apps.n > 0);
+        size_t pick = 0;
+        while (pick + 1 < g->apps.n && g->apps.v[pick]->n_health_checks == 0) {
+            pick++;
+        }
+        app = g->apps.v[pick];
+        g->apps.v[pick] = NULL; /* ours now; the group frees the rest */
+        cm_app_group_free(g);
+    } else {
+        ASSERT_OK(cm_app_parse(text, strlen(text), &o, &app, NULL));
+    }
+    free(text);
+    return app;
+}
+
+TEST(examples_with_checks_probe_the_documented_port_and_kill_rule)
+{
+    static const struct {
+        const char *file;
+        bool group;
+        size_t check;
+        int port; /* with host ports [31000, 31001]; 0: no port (COMMAND) */
+        bool kills_at_first_failure_with_max_0; /* only meaningful when max is 0 */
+        int32_t max_failures;
+    } cases[] = {
+        {"app-docker-bridge-fixed-serviceport-http-hc.json", false, 0, 31000, false, 3},
+        {"app-docker-bridge-readiness-portname.json", false, 0, 31000, false, 3},
+        {"app-docker-bridge-serviceport-accepted-roles.json", false, 0, 31000, false, 10},
+        {"app-docker-bridge-udp-port-http-and-command-hc.json", false, 0, 31000, false,
+         3},
+        {"app-docker-bridge-udp-port-http-and-command-hc.json", false, 1, 0, true, 3},
+        {"app-docker-container-network-ipv6-mesos-http-hc.json", false, 0, 31000, true,
+         3},
+        {"app-docker-host-tcp-hc-fixed-port.json", false, 0, 9200, false, 0},
+        {"app-docker-user-network-resident-residency.json", false, 0, 80, false, 10},
+        {"app-dotted-path-id-command-hc.json", false, 0, 0, true, 1},
+        {"app-minuteman-legacy-task-vip-label.json", false, 0, 31000, false, 3},
+        {"app-named-vip-persistent-single-instance-minio.json", false, 0, 0, true, 3},
+        {"app-public-agent-requireports-bridge-hostport.json", false, 0, 31000, false, 3},
+        {"app-single-instance-framework-readiness-health-labels.json", false, 0, 31000,
+         false, 0},
+        {"group-department-group-level-dependency.json", true, 0, 31000, false, 3},
+        {"group-root-getresponse-with-app-details.json", true, 0, 31000, false, 3},
+    };
+    for (size_t i = 0; i < CM_ARRAY_SIZE(cases); i++) {
+        struct cm_app *app = example_first_app(cases[i].file, cases[i].group);
+        if (app->n_health_checks <= cases[i].check) {
+            test__fail(__FILE__, __LINE__, "%s: no health check %zu", cases[i].file,
+                       cases[i].check);
+        }
+        const struct cm_app_health_check *hc = &app->health_checks[cases[i].check];
+        char why[128];
+        int port = cm_agent_hc_port(app, hc, "[31000,31001]", why, sizeof(why));
+        if (cases[i].port == 0 ? port != CM_EINVAL : port != cases[i].port) {
+            test__fail(__FILE__, __LINE__, "%s: port %d (%s), want %d", cases[i].file,
+                       port, port < 0 ? why : "", cases[i].port);
+        }
+        ASSERT_INT_EQ(hc->max_consecutive_failures, cases[i].max_failures);
+        /* The kill rule, run on the example's own check after its grace period. */
+        struct cm_hc_state s;
+        cm_agent_hc_init(&s, 0);
+        int64_t t = (int64_t)hc->grace_period_s * 1000 + 1;
+        int failures_to_kill = 0;
+        for (int k = 1; k <= 20 && failures_to_kill == 0; k++) {
+            if (cm_agent_hc_step(&s, hc, CM_HC_UNHEALTHY, "x", t + k) & CM_HC_KILL) {
+                failures_to_kill = k;
+            }
+        }
+        int want = hc->max_consecutive_failures > 0 ? hc->max_consecutive_failures
+                   : cases[i].kills_at_first_failure_with_max_0 ? 1
+                                                                : 0;
+        if (failures_to_kill != want) {
+            test__fail(__FILE__, __LINE__, "%s: killed after %d failures, want %d",
+                       cases[i].file, failures_to_kill, want);
+        }
+        cm_app_free(app);
+    }
+}
+
+TEST(examples_with_readiness_checks_probe_their_named_port)
+{
+    static const struct {
+        const char *file;
+        int port;
+    } cases[] = {
+        {"app-docker-bridge-https-readiness-check.json", 31001}, /* "https": mapping 1 */
+        {"app-docker-bridge-readiness-portname.json", 31000},
+        {"app-single-instance-framework-readiness-health-labels.json", 31000},
+    };
+    for (size_t i = 0; i < CM_ARRAY_SIZE(cases); i++) {
+        struct cm_app *app = example_first_app(cases[i].file, false);
+        ASSERT_UINT_EQ(app->n_readiness_checks, 1);
+        char why[128];
+        ASSERT_INT_EQ(cm_agent_rc_port(app, &app->readiness_checks[0], "[31000,31001]",
+                                       why, sizeof(why)),
+                      cases[i].port);
+        cm_app_free(app);
+    }
 }
