@@ -1,8 +1,9 @@
 /* Health and readiness results in Marathon's shapes (compat.md §1.7, §1.8),
  * from the `checks` column the executor writes with each transition
  * (state/db.h): a task's healthCheckResults and an app's readinessCheckResults.
- * The stored object was validated as JSON on its way into the log; a field of
- * the wrong type here is skipped, never trusted. */
+ * The stored object was validated as a JSON object on its way into the log, so
+ * one that does not parse means cJSON ran out of memory; a field of the wrong type
+ * is skipped, never trusted. */
 #include <cjson/cJSON.h>
 #include <string.h>
 
@@ -30,6 +31,10 @@ static int str_or_null(struct cm_buf *out, const cJSON *f)
 int api__health_results(const struct api_task *t, struct cm_buf *out)
 {
     cJSON *checks = t->checks != NULL ? cJSON_Parse(t->checks) : NULL;
+    if (t->checks != NULL && checks == NULL && t->checks[0] == '{') {
+        /* The log only takes valid objects: this is cJSON out of memory. */
+        return CM_ENOMEM;
+    }
     const cJSON *hs = cJSON_GetObjectItemCaseSensitive(checks, "health");
     int rv = 0;
     if (!cJSON_IsArray(hs) || cJSON_GetArraySize(hs) == 0) {
@@ -90,6 +95,9 @@ int api__readiness_results(const struct api_tasks *t, size_t begin, size_t end,
             continue;
         }
         cJSON *checks = cJSON_Parse(k->checks);
+        if (checks == NULL && k->checks[0] == '{') {
+            return CM_ENOMEM; /* as in api__health_results */
+        }
         const cJSON *e;
         cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(checks, "readiness"))
         {
