@@ -137,8 +137,7 @@ int cm_tcp_nodelay(int fd);
 /* The local port of a bound socket. Errors from the OS. */
 int cm_tcp_local_port(int fd, uint16_t *ret_port);
 
-/* ------------------------------------------------------------------ TLS and the cluster
- * CA */
+/* ------------------------------------------------------- TLS and the cluster CA */
 
 /* Files in a node's tls dir (<data-dir>/tls): ca.pem (cluster CA certificate), ca.key
  * (CA private key, 0600), node.pem (this node's certificate chain: leaf then ca.pem),
@@ -170,11 +169,12 @@ int cm_pki_fingerprint_file(const char *pem_path, char out[65], struct cm_errbuf
 int cm_pki_fingerprint_pem(const char *pem, size_t len, char out[65],
                            struct cm_errbuf *eb);
 
-/* Generate a new key into @key_path (0600, atomically) and a CSR for @cn (signed with
- * the key), appended as PEM to @csr. The key file is written before @csr is appended,
- * so on CM_ENOMEM from the append the new key exists already (run it again).
- * Errors: CM_EINVAL (@cn empty, longer than 64 or with characters outside
- * [A-Za-z0-9._-]), CM_ENOMEM, CM_EIO (OpenSSL), errors from the OS naming the path. */
+/* Generate a new key into @key_path (0600, atomically; its directory is created 0700
+ * if missing) and a CSR for @cn (signed with the key), appended as PEM to @csr. The key
+ * file is written before @csr is appended, so on CM_ENOMEM from the append the new key
+ * exists already (run it again). Errors: CM_EINVAL (@cn empty, longer than 64 or with
+ * characters outside [A-Za-z0-9._-]), CM_ENOMEM, CM_EIO (OpenSSL), errors from the OS
+ * naming the path. */
 int cm_pki_key_and_csr(const char *key_path, const char *cn, struct cm_buf *csr,
                        struct cm_errbuf *eb);
 
@@ -205,6 +205,16 @@ int cm_pki_issue_node(const char *ca_dir, const char *dir, const char *cn, const
 int cm_pki_issue_node_validity(const char *ca_dir, const char *dir, const char *cn,
                                const char *ip, int64_t not_before, int64_t not_after,
                                struct cm_errbuf *eb);
+
+/* A joining node received @chain (@len bytes of PEM, untrusted: its certificate then
+ * the CA's, as cm_pki_sign makes it) for the key in @dir/node.key. Check that the CA
+ * certificate has @ca_fingerprint (64 hex, from the join token), that the node
+ * certificate is signed by it, valid now and usable for TLS, and that it carries
+ * node.key's public key; then write ca.pem and node.pem (that order) into @dir.
+ * Errors: CM_EINVAL naming the check that failed; errors from the OS naming the path;
+ * CM_ENOMEM. Nothing is written when a check fails. */
+int cm_pki_install_node(const char *dir, const char *chain, size_t len,
+                        const char *ca_fingerprint, struct cm_errbuf *eb);
 
 /* notAfter of the first certificate in @pem_path, seconds since the epoch, into *ret.
  * Errors: as cm_pki_fingerprint_file. */
@@ -286,8 +296,8 @@ int cm_tls_reload(struct cm_tls *t, struct cm_errbuf *eb);
  * handshake. Errors: CM_ENOMEM, CM_EIO (OpenSSL failed to make the connection). */
 int cm_tls_wrap(void *data, int fd, bool server, struct cm_stream **ret);
 /* After the handshake: true when the peer presented a certificate that verified; its
- * subject CN into @cn (may be NULL; truncated to @cap, "" when it has none). @s must be
- * a TLS stream. */
+ * subject CN into @cn (may be NULL; truncated to @cap; "" when this returns false or
+ * the certificate has no CN). @s must be a TLS stream (cm_stream_is_tls). */
 bool cm_tls_stream_peer(const struct cm_stream *s, char *cn, size_t cap);
 /* Whether the handshake has completed. */
 bool cm_tls_stream_ready(const struct cm_stream *s);

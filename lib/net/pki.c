@@ -95,6 +95,23 @@ static int make_dir(const char *dir, struct cm_errbuf *eb)
     return 0;
 }
 
+/* make_dir() for the directory part of @path (a joining node's tls dir). */
+static int make_parent_dir(const char *path, struct cm_errbuf *eb)
+{
+    char dir[PKI_PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL || slash == path) {
+        return 0; /* the current directory, or / */
+    }
+    size_t n = (size_t)(slash - path);
+    if (n >= sizeof(dir)) {
+        return cm_err_setf(eb, CM_EINVAL, "path `%s` is too long", path);
+    }
+    memcpy(dir, path, n);
+    dir[n] = '\0';
+    return make_dir(dir, eb);
+}
+
 /* Read all of @path (at most @max bytes) into @out, NUL-terminated. */
 static int read_file(const char *path, size_t max, struct cm_buf *out,
                      struct cm_errbuf *eb)
@@ -645,7 +662,10 @@ int cm_pki_key_and_csr(const char *key_path, const char *cn, struct cm_buf *csr,
         rv = ossl_fail(eb, CM_EIO, "build CSR");
         goto out;
     }
-    rv = write_key(key, key_path, eb);
+    rv = make_parent_dir(key_path, eb);
+    if (rv == 0) {
+        rv = write_key(key, key_path, eb);
+    }
     if (rv == 0) {
         char *p;
         long n = BIO_get_mem_data(bio, &p);
@@ -690,7 +710,8 @@ static int sign_validity(const char *ca_dir, const char *csr, size_t len, const 
         rv = cm_err_setf(eb, CM_EINVAL, "CSR: the key is not EC P-256");
         goto out;
     }
-    /* Proof of possession: the request is signed by the key it carries. */
+    /* Proof of possession: the request is signed by the key it carries. Nothing else
+     * of the request is used: not its subject, not the extensions it asks for. */
     if (X509_REQ_verify(req, pub) != 1) {
         ERR_clear_error();
         rv = cm_err_setf(eb, CM_EINVAL, "CSR: signature does not verify");
@@ -778,6 +799,134 @@ int cm_pki_issue_node(const char *ca_dir, const char *dir, const char *cn, const
     int64_t now = now_s();
     return cm_pki_issue_node_validity(ca_dir, dir, cn, ip, now - BACKDATE_S,
                                       now + (int64_t)days * 86400, eb);
+}
+
+static bool same_hex(const char *a, const char *b)
+{
+    size_t n = strlen(a);
+    if (n != strlen(b)) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char x = a[i] >= 'A' && a[i] <= 'F' ? (char)(a[i] - 'A' + 'a') : a[i];
+        char y = b[i] >= 'A' && b[i] <= 'F' ? (char)(b[i] - 'A' + 'a') : b[i];
+        if (x != y) {
+            return false;
+        }
+    }
+    return true;
+}
+
+int cm_pki_install_node(const char *dir, const char *chain, size_t len,
+                        const char *ca_fingerprint, struct cm_errbuf *eb)
+{
+    char key_path[PKI_PATH_MAX], cert_path[PKI_PATH_MAX], ca_path[PKI_PATH_MAX];
+    if (len > CM_PKI_PEM_MAX) {
+        return cm_err_setf(eb, CM_EINVAL, "certificate chain: too big (%zu bytes)", len);
+    }
+    int rv = join_path(key_path, dir, "node.key", eb);
+    if (rv == 0) {
+        rv = join_path(cert_path, dir, "node.pem", eb);
+    }
+    if (rv == 0) {
+        rv = join_path(ca_path, dir, "ca.pem", eb);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    X509 *leaf = NULL, *ca = NULL;
+    EVP_PKEY *key = NULL;
+    X509_STORE *store = NULL;
+    X509_STORE_CTX *ctx = NULL;
+    struct cm_buf pem = {0}, keypem = {0};
+    BIO *bio = BIO_new_mem_buf(chain, (int)len);
+    if (bio != NULL) {
+        leaf = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+        ca = leaf != NULL ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+        BIO_free(bio);
+    }
+    ERR_clear_error();
+    if (ca == NULL) {
+        rv = cm_err_setf(eb, CM_EINVAL,
+                         "certificate chain: want two PEM certificates (node, CA)");
+        goto out;
+    }
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char fp[65];
+    if (X509_digest(ca, EVP_sha256(), md, &mdlen) != 1 || mdlen != 32) {
+        rv = ossl_fail(eb, CM_EIO, "certificate digest");
+        goto out;
+    }
+    hex_encode(md, 32, fp);
+    if (!same_hex(fp, ca_fingerprint)) {
+        rv = cm_err_setf(eb, CM_EINVAL,
+                         "certificate chain: the CA certificate's fingerprint is %s, "
+                         "not the pinned one",
+                         fp);
+        goto out;
+    }
+    /* The leaf as a TLS peer would check it: signed by that CA, dates, key usage. */
+    store = X509_STORE_new();
+    ctx = X509_STORE_CTX_new();
+    if (store == NULL || ctx == NULL || X509_STORE_add_cert(store, ca) != 1 ||
+        X509_STORE_CTX_init(ctx, store, leaf, NULL) != 1 ||
+        X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT) != 1) {
+        rv = ossl_fail(eb, CM_EIO, "certificate chain");
+        goto out;
+    }
+    if (X509_verify_cert(ctx) != 1) {
+        rv = cm_err_setf(eb, CM_EINVAL, "certificate chain: the node certificate: %s",
+                         X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
+        ERR_clear_error();
+        goto out;
+    }
+    rv = read_file(key_path, CM_PKI_PEM_MAX, &keypem, eb);
+    if (rv != 0) {
+        goto out;
+    }
+    bio = BIO_new_mem_buf(keypem.data, (int)keypem.len);
+    key = bio != NULL ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+    BIO_free(bio);
+    if (key == NULL) {
+        rv = ossl_fail(eb, CM_EINVAL, "private key");
+        cm_err_wrapf(eb, "`%s`", key_path);
+        goto out;
+    }
+    if (X509_check_private_key(leaf, key) != 1) {
+        ERR_clear_error();
+        rv = cm_err_setf(eb, CM_EINVAL,
+                         "certificate chain: the node certificate is not for `%s`",
+                         key_path);
+        goto out;
+    }
+    /* ca.pem first: node.pem existing then means both are in place. */
+    rv = cert_pem(ca, &pem, eb);
+    if (rv == 0) {
+        rv = cm_pki_write_file(ca_path, pem.data, pem.len, 0644, eb);
+    }
+    if (rv == 0) {
+        cm_buf_clear(&pem);
+        rv = cert_pem(leaf, &pem, eb);
+    }
+    if (rv == 0) {
+        rv = cert_pem(ca, &pem, eb);
+    }
+    if (rv == 0) {
+        rv = cm_pki_write_file(cert_path, pem.data, pem.len, 0644, eb);
+    }
+out:
+    if (keypem.data != NULL) {
+        OPENSSL_cleanse(keypem.data, keypem.len);
+    }
+    cm_buf_done(&keypem);
+    cm_buf_done(&pem);
+    X509_STORE_CTX_free(ctx);
+    X509_STORE_free(store);
+    EVP_PKEY_free(key);
+    X509_free(leaf);
+    X509_free(ca);
+    return rv;
 }
 
 /* ------------------------------------------------------------------ join tokens */

@@ -53,6 +53,7 @@ enum stmt_id {
     ST_NODE_LOST_TASKS,
     ST_NODE_UNREACHABLE_TASKS,
     ST_NODE_RECOVER_TASKS,
+    ST_NODE_EXISTS,
     ST__COUNT,
 };
 
@@ -88,10 +89,18 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_TASK_KILL] =
         "UPDATE tasks SET state = 3, updated = ?2 WHERE id = ?1 AND "
         "state IN (0, 1, 2, 8)",
-    [ST_TASK_EXPUNGE] = "DELETE FROM tasks WHERE id = ? AND state IN (4, 5, 6, 7)",
+    /* Terminal tasks, and those killed or unreachable on a node that is gone
+     * (the leader expunges them after expungeAfterSeconds). */
+    [ST_TASK_EXPUNGE] =
+        "DELETE FROM tasks WHERE id = ?1 AND (state IN (4, 5, 6, 7) OR "
+        "(state IN (3, 8) AND node IN (SELECT id FROM nodes WHERE state IN "
+        "('unreachable', 'down'))))",
+    /* Registering again keeps a drain (only undrain ends it). */
     [ST_NODE_UP] =
-        "INSERT OR REPLACE INTO nodes(id, address, attrs, resources, state, "
-        "updated) VALUES(?, ?, ?, ?, 'up', ?)",
+        "INSERT INTO nodes(id, address, attrs, resources, state, updated) "
+        "VALUES(?1, ?2, ?3, ?4, 'up', ?5) ON CONFLICT(id) DO UPDATE SET "
+        "address = ?2, attrs = ?3, resources = ?4, state = CASE WHEN "
+        "nodes.state = 'draining' THEN 'draining' ELSE 'up' END, updated = ?5",
     [ST_NODE_STATE] = "UPDATE nodes SET state = ?2, updated = ?3 WHERE id = ?1",
     [ST_NODE_LOST_TASKS] =
         "UPDATE tasks SET state = 7, updated = ?2 WHERE node = ?1 "
@@ -100,8 +109,9 @@ static const char *const stmt_sql[ST__COUNT] = {
         "UPDATE tasks SET state = 8, updated = ?2 WHERE "
         "node = ?1 AND state IN (0, 1, 2)",
     [ST_NODE_RECOVER_TASKS] =
-        "UPDATE tasks SET state = 2, updated = ?2 WHERE node = ?1 "
-        "AND state = 8",
+        "UPDATE tasks SET state = 2, started = COALESCE(started, ?2), "
+        "updated = ?2 WHERE node = ?1 AND state = 8",
+    [ST_NODE_EXISTS] = "SELECT 1 FROM nodes WHERE id = ?",
 };
 
 struct cm_state {
@@ -403,6 +413,15 @@ static bool app_exists(struct cm_state *s, const char *id)
     return found;
 }
 
+static bool node_exists(struct cm_state *s, const char *id)
+{
+    sqlite3_stmt *st = s->stmt[ST_NODE_EXISTS];
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    bool found = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_reset(st);
+    return found;
+}
+
 /* Validate @cmd; with @s NULL only the shape is checked (what apply relies on). */
 static int validate(struct cm_state *s, const cJSON *cmd, struct cm_errbuf *eb)
 {
@@ -556,7 +575,7 @@ static int validate(struct cm_state *s, const cJSON *cmd, struct cm_errbuf *eb)
         }
     } else if (strcmp(type, "node.state") == 0) {
         want_int(&v, cmd, "", "at", true, 0, INT64_MAX / 2, &at);
-        want_str(&v, cmd, "", "id", true, 128);
+        const char *id = want_str(&v, cmd, "", "id", true, 128);
         const char *state = want_str(&v, cmd, "", "state", true, 32);
         if (state != NULL && strcmp(state, "up") != 0 &&
             strcmp(state, "unreachable") != 0 && strcmp(state, "down") != 0 &&
@@ -564,6 +583,10 @@ static int validate(struct cm_state *s, const cJSON *cmd, struct cm_errbuf *eb)
             return cm_err_setf(eb, CM_EVALIDATION,
                                "node.state: state: must be up, unreachable, down or "
                                "draining");
+        }
+        if (id != NULL && s != NULL && !node_exists(s, id)) {
+            return cm_err_setf(eb, CM_EVALIDATION, "node.state: id: unknown node '%s'",
+                               id);
         }
     } else {
         return cm_err_setf(eb, CM_EVALIDATION, "command: type: unknown type '%s'", type);
@@ -836,8 +859,9 @@ static int apply_node_state(struct cm_state *s, const cJSON *cmd, int64_t at,
     int rv = step_done(s, st, eb);
     enum stmt_id follow = strcmp(state, "down") == 0          ? ST_NODE_LOST_TASKS
                           : strcmp(state, "unreachable") == 0 ? ST_NODE_UNREACHABLE_TASKS
-                          : strcmp(state, "up") == 0          ? ST_NODE_RECOVER_TASKS
-                                                              : ST__COUNT;
+                          : strcmp(state, "up") == 0 || strcmp(state, "draining") == 0
+                              ? ST_NODE_RECOVER_TASKS
+                              : ST__COUNT;
     if (rv == 0 && follow != ST__COUNT) {
         st = s->stmt[follow];
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);

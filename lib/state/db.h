@@ -20,9 +20,16 @@
  *                (health: null clears it); the executor sends them only when
  *                a task's health or readiness changes (lib/agent/health.c).
  *   task.kill    at, ids: ["task id", ...]
- *   task.expunge ids: [...]                        (terminal tasks only)
+ *   task.expunge ids: [...]                        (terminal tasks, and killing or
+ *                                                  unreachable ones on a node that
+ *                                                  is unreachable or down)
  *   node.up      at, node: {id, address, attrs: {k: v}, resources: {...}}
- *   node.state   at, id, state: "up"|"unreachable"|"down"|"draining"
+ *                                                  (a draining node stays draining;
+ *                                                  its unreachable tasks run again)
+ *   node.state   at, id (a known node), state: "up"|"unreachable"|"down"|"draining"
+ *                unreachable: its staging/starting/running tasks become unreachable;
+ *                up, draining: its unreachable tasks become running (its agent
+ *                re-reports those that ended); down: its tasks become lost
  *
  * Thread safety: one struct cm_state per thread.
  */

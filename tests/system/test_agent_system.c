@@ -800,3 +800,60 @@ TEST(stray_task_cgroup_is_removed_at_start)
     wait_state("keep.1", CM_TASK_RUNNING, 5000);
     cleanup();
 }
+
+static bool never(void *arg)
+{
+    (void)arg;
+    return false;
+}
+
+/* Failover (issue 8 item 5): while its node is unreachable, the leader replaces
+ * inactive tasks by killing them in the replica, and later expunges them. When
+ * the node comes back, its replica catches up with all of that at once: the
+ * agent stops the superseded tasks (killing, or gone from the replica) and
+ * leaves the one that is still current running, reporting nothing for it. */
+TEST(node_back_stops_superseded_tasks_and_keeps_current_ones)
+{
+    setup();
+    apply(
+        "{\"type\":\"node.up\",\"at\":500,\"node\":{\"id\":\"n1\",\"address\":"
+        "\"127.0.0.1\",\"attrs\":{},\"resources\":{\"cpus\":1}}}");
+    put_app("{\"id\":\"/svc\",\"cmd\":\"sleep 1000\",\"instances\":3}");
+    assign("svc.keep", "/svc", "[]");
+    assign("svc.replaced", "/svc", "[]");
+    assign("svc.expunged", "/svc", "[]");
+    new_agent(0, 0);
+    wait_state("svc.keep", CM_TASK_RUNNING, 10000);
+    wait_state("svc.replaced", CM_TASK_RUNNING, 10000);
+    wait_state("svc.expunged", CM_TASK_RUNNING, 10000);
+    pid_t keep = pid_of("svc.keep"), replaced = pid_of("svc.replaced"),
+          expunged = pid_of("svc.expunged");
+
+    /* Declared unreachable: the rows say so, the processes run on, and the
+     * agent has nothing to report (its reports could not get through anyway). */
+    apply(
+        "{\"type\":\"node.state\",\"at\":3000,\"id\":\"n1\",\"state\":\"unreachable\"}");
+    int reports = fx.reports;
+    run_until(never, NULL, 300);
+    ASSERT_INT_EQ(row_of("svc.keep").state, CM_TASK_UNREACHABLE);
+    ASSERT_INT_EQ(kill(keep, 0), 0);
+    ASSERT_INT_EQ(kill(replaced, 0), 0);
+    ASSERT_INT_EQ(fx.reports, reports);
+
+    /* What the node's replica applies when it is back, in one batch. */
+    apply(
+        "{\"type\":\"task.kill\",\"at\":13000,\"ids\":[\"svc.replaced\","
+        "\"svc.expunged\"]}");
+    apply("{\"type\":\"task.expunge\",\"ids\":[\"svc.expunged\"]}");
+    apply("{\"type\":\"node.state\",\"at\":20000,\"id\":\"n1\",\"state\":\"up\"}");
+    ASSERT_INT_EQ(row_of("svc.keep").state, CM_TASK_RUNNING);
+    struct cm_agent_task_info info;
+    ASSERT_OK(cm_agent_task(fx.agent, "svc.expunged", &info));
+    wait_state("svc.replaced", CM_TASK_KILLED, 10000);
+    ASSERT_TRUE(run_until(pid_gone, &replaced, 10000));
+    ASSERT_TRUE(run_until(pid_gone, &expunged, 10000));
+    ASSERT_INT_EQ(kill(keep, 0), 0);
+    ASSERT_INT_EQ(pid_of("svc.keep"), keep);
+    ASSERT_INT_EQ(row_of("svc.keep").state, CM_TASK_RUNNING);
+    cleanup();
+}

@@ -250,10 +250,12 @@ TEST(csr_sign_verify)
     const char *node = tmpdir();
     struct cm_errbuf eb = {0};
     struct cm_buf csr = {0}, cert = {0};
-    ASSERT_OK(cm_pki_key_and_csr(path_in(node, "node.key"), "node-2", &csr, &eb));
+    ASSERT_OK(cm_pki_key_and_csr(path_in(node, "tls/node.key"), "node-2", &csr, &eb));
     struct stat st;
-    ASSERT_INT_EQ(stat(path_in(node, "node.key"), &st), 0);
+    ASSERT_INT_EQ(stat(path_in(node, "tls/node.key"), &st), 0);
     ASSERT_UINT_EQ(st.st_mode & 0777, 0600);
+    ASSERT_INT_EQ(stat(path_in(node, "tls"), &st), 0);
+    ASSERT_UINT_EQ(st.st_mode & 0777, 0700);
     ASSERT_TRUE(strstr(csr.data, "BEGIN CERTIFICATE REQUEST") != NULL);
 
     ASSERT_OK(cm_pki_sign(ca, csr.data, csr.len, "node-2", "10.0.0.2", 30, &cert, &eb));
@@ -271,7 +273,7 @@ TEST(csr_sign_verify)
     ASSERT_INT_EQ(X509_check_ca(leaf), 0);
     ASSERT_INT_EQ(X509_get_signature_nid(leaf), NID_ecdsa_with_SHA256);
     /* The certificate carries the CSR's key. */
-    FILE *kf = fopen(path_in(node, "node.key"), "r");
+    FILE *kf = fopen(path_in(node, "tls/node.key"), "r");
     EVP_PKEY *key = PEM_read_PrivateKey(kf, NULL, NULL, NULL);
     fclose(kf);
     ASSERT_INT_EQ(X509_check_private_key(leaf, key), 1);
@@ -530,6 +532,8 @@ struct walk_pki {
     const char *ca;
     const char *node;
     struct cm_buf csr;
+    struct cm_buf chain;
+    char fp[65];
 };
 
 static int walk_sign(void *arg)
@@ -562,6 +566,13 @@ static int walk_issue(void *arg)
     return cm_pki_issue_node(w->ca, w->node, "n", NULL, 1, &eb);
 }
 
+static int walk_install(void *arg)
+{
+    struct walk_pki *w = arg;
+    struct cm_errbuf eb = {0};
+    return cm_pki_install_node(w->node, w->chain.data, w->chain.len, w->fp, &eb);
+}
+
 static int walk_token(void *arg)
 {
     struct walk_pki *w = arg;
@@ -584,6 +595,12 @@ TEST(pki_oom_walks)
     ASSERT_INT_OP(test_alloc_walk(walk_csr, &w), >, 0);
     ASSERT_INT_OP(test_alloc_walk(walk_issue, &w), >, 0);
     ASSERT_INT_OP(test_alloc_walk(walk_token, &w), >, 0);
+    cm_buf_clear(&w.csr);
+    ASSERT_OK(cm_pki_key_and_csr(path_in(w.node, "node.key"), "n", &w.csr, &eb));
+    ASSERT_OK(cm_pki_sign(w.ca, w.csr.data, w.csr.len, "n", NULL, 1, &w.chain, &eb));
+    ASSERT_OK(cm_pki_fingerprint_file(path_in(w.ca, "ca.pem"), w.fp, &eb));
+    ASSERT_INT_OP(test_alloc_walk(walk_install, &w), >, 0);
+    cm_buf_done(&w.chain);
     cm_buf_done(&w.csr);
 }
 
@@ -1243,6 +1260,79 @@ TEST(tls_options_checked)
     ASSERT_ERR(cm_tls_new(&notpem, &t, &eb), CM_EIO);
     ASSERT_NULL(t);
     cm_tls_free(NULL);
+}
+
+/* The whole join as the two nodes would do it, up to an mTLS connection. */
+TEST(join_flow_install_node)
+{
+    const char *ca = new_ca(14);
+    struct cm_errbuf eb = {0};
+    ASSERT_OK(cm_pki_issue_node(ca, ca, "first", NULL, 1, &eb));
+    struct cm_join_token tok;
+    ASSERT_OK(cm_join_token_new(path_in(ca, "ca.pem"), &tok, &eb));
+
+    const char *joiner = tmpdir();
+    struct cm_buf csr = {0}, chain = {0};
+    ASSERT_OK(cm_pki_key_and_csr(path_in(joiner, "node.key"), "second", &csr, &eb));
+    ASSERT_OK(cm_pki_sign(ca, csr.data, csr.len, "second", "127.0.0.2", 1, &chain, &eb));
+
+    /* Refusals first: nothing may be written. */
+    char wrong[65];
+    memcpy(wrong, tok.fingerprint, sizeof(wrong));
+    wrong[0] = wrong[0] == '0' ? '1' : '0';
+    ASSERT_ERR(cm_pki_install_node(joiner, chain.data, chain.len, wrong, &eb), CM_EINVAL);
+    ASSERT_TRUE(strstr(eb.msg, "fingerprint") != NULL);
+    const char *end_of_first = strstr(chain.data, "-----END CERTIFICATE-----");
+    size_t first_len = (size_t)(end_of_first - chain.data) + 26;
+    ASSERT_ERR(cm_pki_install_node(joiner, chain.data, first_len, tok.fingerprint, &eb),
+               CM_EINVAL);
+    ASSERT_TRUE(strstr(eb.msg, "two PEM certificates") != NULL);
+    /* A certificate for another key. */
+    struct cm_buf csr2 = {0}, chain2 = {0};
+    ASSERT_OK(cm_pki_key_and_csr(path_in(joiner, "other.key"), "second", &csr2, &eb));
+    ASSERT_OK(cm_pki_sign(ca, csr2.data, csr2.len, "second", NULL, 1, &chain2, &eb));
+    ASSERT_ERR(cm_pki_install_node(joiner, chain2.data, chain2.len, tok.fingerprint, &eb),
+               CM_EINVAL);
+    ASSERT_TRUE(strstr(eb.msg, "not for") != NULL);
+    /* A certificate of another CA, sent along with our (public) CA certificate. */
+    const char *other = new_ca(15);
+    struct cm_buf forged = {0}, ca_pem = {0};
+    ASSERT_OK(cm_pki_sign(other, csr.data, csr.len, "second", NULL, 1, &forged, &eb));
+    forged.len =
+        (size_t)(strstr(forged.data, "-----END CERTIFICATE-----") - forged.data) + 26;
+    read_all(path_in(ca, "ca.pem"), &ca_pem);
+    ASSERT_OK(cm_buf_append(&forged, ca_pem.data, ca_pem.len));
+    ASSERT_ERR(cm_pki_install_node(joiner, forged.data, forged.len, tok.fingerprint, &eb),
+               CM_EINVAL);
+    ASSERT_TRUE(strstr(eb.msg, "node certificate") != NULL);
+    struct stat st;
+    ASSERT_INT_EQ(stat(path_in(joiner, "ca.pem"), &st), -1);
+    ASSERT_INT_EQ(stat(path_in(joiner, "node.pem"), &st), -1);
+
+    ASSERT_OK(cm_pki_install_node(joiner, chain.data, chain.len, tok.fingerprint, &eb));
+    char fp[65];
+    ASSERT_OK(cm_pki_fingerprint_file(path_in(joiner, "ca.pem"), fp, &eb));
+    ASSERT_STR_EQ(fp, tok.fingerprint);
+
+    /* Both now speak mTLS. */
+    struct cm_tls *srv = tls_node(ca, true);
+    struct cm_tls *cli = tls_node(joiner, true);
+    struct pair p;
+    connect_ok(cli, srv, &p);
+    char cn[65];
+    ASSERT_TRUE(cm_tls_stream_peer(p.s, cn, sizeof(cn)));
+    ASSERT_STR_EQ(cn, "second");
+    ASSERT_TRUE(cm_tls_stream_peer(p.c, cn, sizeof(cn)));
+    ASSERT_STR_EQ(cn, "first");
+    pair_close(&p);
+    cm_tls_free(srv);
+    cm_tls_free(cli);
+    cm_buf_done(&csr);
+    cm_buf_done(&chain);
+    cm_buf_done(&csr2);
+    cm_buf_done(&chain2);
+    cm_buf_done(&forged);
+    cm_buf_done(&ca_pem);
 }
 
 /* ------------------------------------------------------------------ HTTP over TLS */
