@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import time
 import urllib.error
@@ -114,6 +115,15 @@ class Agent:
                 return got
             time.sleep(0.1)
         raise AssertionError("timed out waiting for " + what)
+
+    def rows(self, app_id):
+        """(id, health, ready) of the app's tasks in this node's replica."""
+        db = sqlite3.connect("file:%s/state.db?mode=ro" % self.dir, uri=True, timeout=10)
+        try:
+            return db.execute("SELECT id, health, ready FROM tasks WHERE app = ? "
+                              "ORDER BY id", (app_id,)).fetchall()
+        finally:
+            db.close()
 
     def sandbox(self, task_id):
         return os.path.join(self.dir, "tasks", task_id)
@@ -219,6 +229,8 @@ def test_http_check_unhealthy_leaves_dns_and_comes_back(agent):
         for r in t["healthCheckResults"]:
             assert r["consecutiveFailures"] == 0 and r["firstSuccess"] and r["lastSuccess"]
             assert r["lastFailureCause"] is None and r["instanceId"] == t["id"]
+    # The row fields deployments read: health, and ready (no readiness checks: at once).
+    assert [r[1:] for r in agent.rows("/hsick")] == [("healthy", 1), ("healthy", 1)]
     ports = sorted(task_port(t) for t in tasks)
     agent.wait(lambda: agent.srv("hsick") == ports, "both tasks in DNS")
     assert "healthy" in agent.cli("ps", "hsick")
@@ -365,11 +377,13 @@ def test_readiness_check_with_status_codes_and_last_response(agent):
     time.sleep(2)
     r = result()
     assert r is None or r["ready"] is False
+    assert agent.rows("/hready") == [(t["id"], None, 0)]
     with open(os.path.join(agent.sandbox(t["id"]), "ready"), "w") as f:
         f.write("302\n")
     r = agent.wait(lambda: (lambda x: x if x is not None and x["ready"] else None)(result()),
                    "the task ready")
     assert r["name"] == "warmup" and r["taskId"] == t["id"]
+    assert agent.rows("/hready") == [(t["id"], None, 1)]
     assert r["lastResponse"] == {"status": 302, "contentType": "text/plain",
                                  "body": "ready 302\n"}
 
