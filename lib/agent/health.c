@@ -275,9 +275,9 @@ struct check_run {
     size_t out_len;
     bool timed_out;
     /* results */
-    struct cm_hc_state st; /* health checks */
-    bool ready;            /* readiness checks */
-    int last_status;       /* readiness: -1 none */
+    struct cm_hc_state *st; /* health checks: its entry of agent_health.states */
+    bool ready;             /* readiness checks */
+    int last_status;        /* readiness: -1 none */
     char *last_ctype;
     char *last_body;
 };
@@ -299,6 +299,7 @@ struct agent_health {
         *tls; /* insecure client context for HTTPS checks; NULL until one runs */
     struct agent_health_cbs cbs;
     struct check_run *hc;
+    struct cm_hc_state *states; /* one per health check, for the verdict */
     size_t n_hc;
     struct check_run *rc;
     size_t n_rc;
@@ -401,12 +402,7 @@ static void recompute(struct agent_health *h)
     if (h->stopped) {
         return;
     }
-    struct cm_hc_state v[64];
-    size_t n = CM_MIN(h->n_hc, CM_ARRAY_SIZE(v));
-    for (size_t i = 0; i < n; i++) {
-        v[i] = h->hc[i].st;
-    }
-    int verdict = cm_agent_hc_verdict(v, n);
+    int verdict = cm_agent_hc_verdict(h->states, h->n_hc);
     bool ready = true;
     for (size_t i = 0; i < h->n_rc; i++) {
         ready = ready && h->rc[i].ready;
@@ -461,7 +457,7 @@ static void run_finish(struct check_run *r, enum cm_hc_result res, int status,
         }
     } else {
         const struct cm_app_health_check *hc = hc_of(r);
-        unsigned act = cm_agent_hc_step(&r->st, hc, res, cause, now);
+        unsigned act = cm_agent_hc_step(r->st, hc, res, cause, now);
         htrace(h, "check task=%s check=%zu result=%s%s%s", h->id, r->idx,
                res == CM_HC_HEALTHY     ? "healthy"
                : res == CM_HC_UNHEALTHY ? "unhealthy"
@@ -474,7 +470,7 @@ static void run_finish(struct check_run *r, enum cm_hc_result res, int status,
         if ((act & CM_HC_KILL) && !h->stopped) {
             char reason[CM_AGENT_REASON_MAX + 1];
             snprintf(reason, sizeof(reason), "health check failed: %s",
-                     r->st.last_failure_cause);
+                     r->st->last_failure_cause);
             agent__health_stop(h);
             h->cbs.kill(h->cbs.data, reason);
             return;
@@ -940,7 +936,8 @@ static void run_init(struct agent_health *h, struct check_run *r, bool readiness
         r->kind = rc_of(r)->https ? KIND_HTTPS : KIND_HTTP;
         return;
     }
-    cm_agent_hc_init(&r->st, h->started_at);
+    r->st = &h->states[idx];
+    cm_agent_hc_init(r->st, h->started_at);
     switch (hc_of(r)->proto) {
     case CM_APP_HC_HTTP:
     case CM_APP_HC_MESOS_HTTP:
@@ -980,9 +977,10 @@ int agent__health_new(struct ev_loop *loop, struct cm_clock *clock, struct cm_ap
     h->ports_json = cm_strdup(t->ports_json != NULL ? t->ports_json : "[]");
     h->sandbox = cm_strdup(t->sandbox != NULL ? t->sandbox : "/");
     h->hc = cm_calloc(app->n_health_checks + 1, sizeof(*h->hc));
+    h->states = cm_calloc(app->n_health_checks + 1, sizeof(*h->states));
     h->rc = cm_calloc(app->n_readiness_checks + 1, sizeof(*h->rc));
     if (h->id == NULL || h->ports_json == NULL || h->sandbox == NULL || h->hc == NULL ||
-        h->rc == NULL) {
+        h->states == NULL || h->rc == NULL) {
         goto err_after_alloc;
     }
     struct in_addr a4;
@@ -1030,6 +1028,7 @@ err_after_alloc:
     cm_free(&h->ports_json);
     cm_free(&h->sandbox);
     cm_free(&h->hc);
+    cm_free(&h->states);
     cm_free(&h->rc);
     cm_free(&h);
     return CM_ENOMEM;
@@ -1060,6 +1059,7 @@ void agent__health_free(struct agent_health *h)
         cm_free(&h->rc[i].last_body);
     }
     cm_free(&h->hc);
+    cm_free(&h->states);
     cm_free(&h->rc);
     cm_free(&h->envp);
     cm_tls_free(h->tls);
@@ -1095,7 +1095,7 @@ cJSON *agent__health_checks_json(const struct agent_health *h)
     cJSON *rs = cJSON_AddArrayToObject(o, "readiness");
     bool ok = o != NULL && hs != NULL && rs != NULL;
     for (size_t i = 0; ok && i < h->n_hc; i++) {
-        const struct cm_hc_state *s = &h->hc[i].st;
+        const struct cm_hc_state *s = &h->states[i];
         cJSON *e = cJSON_CreateObject();
         ok = e != NULL && cJSON_AddItemToArray(hs, e);
         ok = ok && (s->alive < 0 ? cJSON_AddNullToObject(e, "alive") != NULL
