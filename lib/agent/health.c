@@ -999,8 +999,12 @@ int agent__health_new(struct ev_loop *loop, struct cm_clock *clock, struct cm_ap
             .ports_json = t->ports_json,
             .sandbox = t->sandbox,
         };
-        if (cm_agent_env_build(app, &et, &h->envp) != 0) {
-            h->envp = NULL; /* COMMAND checks then fail with a cause */
+        int rv = cm_agent_env_build(app, &et, &h->envp);
+        if (rv == CM_ENOMEM) {
+            goto err_after_alloc;
+        }
+        if (rv != 0) {
+            h->envp = NULL; /* bad ports: COMMAND checks then fail with a cause */
         }
     }
     h->app = app;

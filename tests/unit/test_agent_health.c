@@ -4,7 +4,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <ev.h>
+
+#include <cjson/cJSON.h>
+
 #include "agent/agent.h"
+#include "agent/agent_int.h"
+#include "net/http.h"
 #include "state/state.h"
 #include "test.h"
 
@@ -382,4 +388,233 @@ TEST(examples_with_readiness_checks_probe_their_named_port)
                       cases[i].port);
         cm_app_free(app);
     }
+}
+
+/* ---- the checks on a libev loop, against servers of this process on loopback
+ * (no root, no task: the checks only need an address and a port). */
+
+struct probe_srv {
+    struct cm_http_server *http;
+    uint16_t port;
+    int status;
+    struct cm_http_req *held[8]; /* requests /hold never answers */
+    size_t n_held;
+};
+
+static void h_status(struct cm_http_req *req, void *data)
+{
+    struct probe_srv *s = data;
+    char body[32];
+    int n = snprintf(body, sizeof(body), "status %d\n", s->status);
+    cm_http_respond(req, s->status, "text/plain", body, (size_t)n);
+}
+
+static void h_hold(struct cm_http_req *req, void *data)
+{
+    struct probe_srv *s = data;
+    if (s->n_held < CM_ARRAY_SIZE(s->held)) {
+        s->held[s->n_held++] = req; /* never answered; srv_free ends it */
+    } else {
+        cm_http_req_abort(req);
+    }
+}
+
+static void srv_free(struct probe_srv *s)
+{
+    for (size_t i = 0; i < s->n_held; i++) {
+        cm_http_req_abort(s->held[i]);
+    }
+    s->n_held = 0;
+    cm_http_server_free(s->http);
+    s->http = NULL;
+}
+
+static void srv_start(struct ev_loop *loop, struct probe_srv *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->status = 200;
+    ASSERT_OK(cm_http_server_new(loop, NULL, &s->http));
+    ASSERT_OK(cm_http_server_route(s->http, "GET", "/ok", 0, h_status, s));
+    ASSERT_OK(cm_http_server_route(s->http, "GET", "/hold", 0, h_hold, s));
+    struct cm_errbuf eb;
+    ASSERT_OK(cm_http_server_listen(s->http, "127.0.0.1:0", &eb));
+    s->port = cm_http_server_port(s->http);
+}
+
+struct seen {
+    int changed;
+    int killed;
+    char reason[CM_AGENT_REASON_MAX + 1];
+};
+
+static void seen_changed(void *data)
+{
+    ((struct seen *)data)->changed++;
+}
+
+static void seen_kill(void *data, const char *reason)
+{
+    struct seen *s = data;
+    s->killed++;
+    snprintf(s->reason, sizeof(s->reason), "%s", reason);
+}
+
+static struct agent_health *checks_on(struct ev_loop *loop, const char *app_json,
+                                      uint16_t port, struct seen *seen)
+{
+    char ports[16];
+    snprintf(ports, sizeof(ports), "[%u]", (unsigned)port);
+    struct agent_health_task t = {
+        .id = "w.1",
+        .version = "v",
+        .host = "127.0.0.1",
+        .ports_json = ports,
+        .sandbox = "/",
+        .started_at = cm_clock_real_ms(cm_clock_system()),
+        .pidfd = -1,
+    };
+    struct agent_health_cbs cbs = {
+        .data = seen, .changed = seen_changed, .kill = seen_kill};
+    struct agent_health *h = NULL;
+    ASSERT_OK(agent__health_new(loop, cm_clock_system(), parse(app_json), &t, &cbs, &h));
+    return h;
+}
+
+/* Run @loop until @done (a bounded wait so that a bug fails instead of hanging;
+ * meson's timeout is the real limit). */
+static void run_until(struct ev_loop *loop, bool (*done)(void *), void *arg)
+{
+    uint64_t end = cm_clock_mono_ms(cm_clock_system()) + 60000;
+    while (!done(arg) && cm_clock_mono_ms(cm_clock_system()) < end) {
+        ev_run(loop, EVRUN_ONCE);
+    }
+    ASSERT_TRUE(done(arg));
+}
+
+static bool healthy_and_ready(void *arg)
+{
+    const char *v = agent__health_verdict(arg);
+    return v != NULL && strcmp(v, "healthy") == 0 && agent__health_ready(arg);
+}
+
+static bool was_killed(void *arg)
+{
+    return ((struct seen *)arg)->killed > 0;
+}
+
+TEST(loop_http_check_and_readiness_then_kill_at_the_limit)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct probe_srv s;
+    srv_start(loop, &s);
+    struct seen seen = {0};
+    struct agent_health *h = checks_on(
+        loop,
+        "{\"id\":\"/w\",\"cmd\":\"sleep 1\",\"portDefinitions\":[{\"port\":0,\"name\":"
+        "\"http\"}],\"healthChecks\":[{\"protocol\":\"HTTP\",\"path\":\"/ok\","
+        "\"gracePeriodSeconds\":0,\"intervalSeconds\":1,\"timeoutSeconds\":1,"
+        "\"maxConsecutiveFailures\":2},{\"protocol\":\"TCP\",\"portName\":\"http\","
+        "\"intervalSeconds\":1,\"timeoutSeconds\":1}],\"readinessChecks\":[{\"portName\":"
+        "\"http\",\"path\":\"/ok\",\"intervalSeconds\":2,\"timeoutSeconds\":1,"
+        "\"preserveLastResponse\":true}]}",
+        s.port, &seen);
+    ASSERT_NULL(agent__health_verdict(h));
+    ASSERT_FALSE(agent__health_ready(h));
+    run_until(loop, healthy_and_ready, h);
+    ASSERT_INT_OP(seen.changed, >=, 1);
+    cJSON *j = agent__health_checks_json(h);
+    ASSERT_NOT_NULL(j);
+    char *text = cJSON_PrintUnformatted(j);
+    ASSERT_NOT_NULL(strstr(text,
+                           "\"lastResponse\":{\"status\":200,\"contentType\":"
+                           "\"text/plain\",\"body\":\"status 200\\n\"}"));
+    cJSON_free(text);
+    cJSON_Delete(j);
+
+    s.status = 503;
+    run_until(loop, was_killed, &seen);
+    ASSERT_STR_EQ(agent__health_verdict(h), "unhealthy");
+    ASSERT_STR_EQ(seen.reason, "health check failed: HTTP 503 on /ok");
+    ASSERT_TRUE(agent__health_ready(h)); /* readiness never goes back */
+    agent__health_free(h);
+    srv_free(&s);
+    ev_loop_destroy(loop);
+}
+
+TEST(loop_timeouts_and_refused_connections_fail_with_their_cause)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct probe_srv s;
+    srv_start(loop, &s);
+    struct seen seen = {0};
+    struct agent_health *h =
+        checks_on(loop,
+                  "{\"id\":\"/w\",\"cmd\":\"sleep 1\",\"portDefinitions\":[{\"port\":0}],"
+                  "\"healthChecks\":[{\"protocol\":\"HTTP\",\"path\":\"/hold\","
+                  "\"gracePeriodSeconds\":0,\"intervalSeconds\":2,\"timeoutSeconds\":1,"
+                  "\"maxConsecutiveFailures\":1}]}",
+                  s.port, &seen);
+    run_until(loop, was_killed, &seen);
+    char want[128];
+    snprintf(want, sizeof(want),
+             "health check failed: HTTP check on 127.0.0.1:%u timed out after 1s",
+             (unsigned)s.port);
+    ASSERT_STR_EQ(seen.reason, want);
+    agent__health_free(h);
+
+    /* Nothing listens on the port any more. */
+    uint16_t port = s.port;
+    srv_free(&s);
+    memset(&seen, 0, sizeof(seen));
+    h = checks_on(loop,
+                  "{\"id\":\"/w\",\"cmd\":\"sleep 1\",\"portDefinitions\":[{\"port\":0}],"
+                  "\"healthChecks\":[{\"protocol\":\"TCP\",\"gracePeriodSeconds\":0,"
+                  "\"intervalSeconds\":1,\"timeoutSeconds\":1,"
+                  "\"maxConsecutiveFailures\":1}]}",
+                  port, &seen);
+    run_until(loop, was_killed, &seen);
+    snprintf(want, sizeof(want),
+             "health check failed: TCP connect to 127.0.0.1:%u: connection refused",
+             (unsigned)port);
+    ASSERT_STR_EQ(seen.reason, want);
+    agent__health_free(h);
+    ev_loop_destroy(loop);
+}
+
+static int new_and_free(void *arg)
+{
+    struct ev_loop *loop = arg;
+    static const char app_json[] =
+        "{\"id\":\"/w\",\"cmd\":\"sleep 1\",\"portDefinitions\":[{\"port\":0,\"name\":"
+        "\"http\"}],\"healthChecks\":[{\"protocol\":\"HTTP\"},{\"protocol\":\"COMMAND\","
+        "\"command\":{\"value\":\"true\"}}],\"readinessChecks\":[{\"portName\":\"http\"}]"
+        "}";
+    struct cm_app *app = NULL;
+    struct cm_app_parse_opts o = {.features = CM_APP_FEAT_ALL};
+    int rv = cm_app_parse(app_json, strlen(app_json), &o, &app, NULL);
+    if (rv != 0) {
+        return rv;
+    }
+    struct agent_health_task t = {.id = "w.1", .ports_json = "[31000]", .pidfd = -1};
+    struct seen seen = {0};
+    struct agent_health_cbs cbs = {
+        .data = &seen, .changed = seen_changed, .kill = seen_kill};
+    struct agent_health *h = NULL;
+    rv = agent__health_new(loop, cm_clock_system(), app, &t, &cbs, &h);
+    if (rv != 0) {
+        cm_app_free(app);
+        return rv;
+    }
+    cJSON *j = agent__health_checks_json(h);
+    rv = j != NULL ? 0 : CM_ENOMEM;
+    cJSON_Delete(j);
+    agent__health_free(h);
+    return rv;
+}
+
+TEST(new_and_results_oom_walk)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    ASSERT_INT_OP(test_alloc_walk(new_and_free, loop), >, 10);
+    ev_loop_destroy(loop);
 }
