@@ -419,6 +419,18 @@ static void recompute(struct agent_health *h)
     }
 }
 
+/* What a task answered is kept as JSON text in the replica: printable ASCII only
+ * (any other byte becomes '?'), so it is valid UTF-8 whatever the task sent. */
+static void printable(char *s)
+{
+    for (char *c = s; c != NULL && *c; c++) {
+        unsigned char u = (unsigned char)*c;
+        if ((u < 0x20 && u != '\n' && u != '\t') || u >= 0x7f) {
+            *c = '?';
+        }
+    }
+}
+
 /* The run ended with @res (@cause says why when unhealthy). */
 static void run_finish(struct check_run *r, enum cm_hc_result res, int status,
                        const char *cause)
@@ -438,13 +450,8 @@ static void run_finish(struct check_run *r, enum cm_hc_result res, int status,
             r->last_ctype = r->ctype;
             r->ctype = NULL;
             r->last_body = cm_buf_steal(&r->body);
-            /* Kept as JSON text in the replica: printable ASCII only. */
-            for (char *c = r->last_body; c != NULL && *c; c++) {
-                unsigned char u = (unsigned char)*c;
-                if ((u < 0x20 && u != '\n' && u != '\t') || u >= 0x7f) {
-                    *c = '?';
-                }
-            }
+            printable(r->last_ctype);
+            printable(r->last_body);
         }
         htrace(h, "readiness task=%s check=%s status=%d ready=%d", h->id, rc->name,
                status, (int)ready);
