@@ -756,6 +756,7 @@ static void command_pid_cb(struct ev_loop *loop, ev_io *w, int revents)
     if (nl != NULL) {
         *nl = '\0';
     }
+    printable(r->out);
     const char *out = r->out_len > 0 ? r->out : "";
     if (r->timed_out) {
         snprintf(cause, sizeof(cause), "command timed out after %ds",
