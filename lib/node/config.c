@@ -18,7 +18,6 @@ void cm_node_config_default(struct cm_node_config *c)
     snprintf(c->domain, sizeof(c->domain), "cluster");
     snprintf(c->vip_cidr, sizeof(c->vip_cidr), "198.18.0.0/15");
     snprintf(c->vip_mode, sizeof(c->vip_mode), "auto");
-    snprintf(c->cgroup_parent, sizeof(c->cgroup_parent), "clusterctl");
     c->voters = 3;
     c->log_level = CM_LOG_INFO;
 }
@@ -46,9 +45,6 @@ void cm_node_usage(void *out)
             "  --vip-cidr CIDR      virtual IP range (default 198.18.0.0/15)\n"
             "  --vip-mode MODE      auto, nat, proxy or off (default auto: nat when "
             "nftables works)\n"
-            "  --cgroup-parent NAME cgroup of the tasks, under each hierarchy's root "
-            "(default\n"
-            "                       clusterctl; agents sharing a host need their own)\n"
             "  --join H:P,...       existing members to join\n"
             "  --token T            join token printed by the first server\n"
             "  --voters N           desired voter count (default 3)\n"
@@ -60,6 +56,8 @@ void cm_node_usage(void *out)
             "                       data in a temporary dir unless --data-dir is "
             "given\n"
             "  --log-level LEVEL    debug, info, warn, error (default info)\n"
+            "  --cgroup-parent P    cgroup directory of the tasks (default clusterctl;\n"
+            "                       one each for nodes sharing a host in tests)\n"
             "  -h, --help           this text\n");
 }
 
@@ -282,7 +280,6 @@ enum {
     OPT_DNS_UPSTREAM,
     OPT_VIP_CIDR,
     OPT_VIP_MODE,
-    OPT_CGROUP_PARENT,
     OPT_JOIN,
     OPT_TOKEN,
     OPT_VOTERS,
@@ -291,6 +288,7 @@ enum {
     OPT_DEV,
     OPT_LOG_LEVEL,
     OPT_NAME,
+    OPT_CGROUP_PARENT,
 };
 
 static bool valid_domain(const char *d)
@@ -330,7 +328,6 @@ int cm_node_config_parse(struct cm_node_config *c, int argc, char **argv,
         {"dns-upstream", required_argument, NULL, OPT_DNS_UPSTREAM},
         {"vip-cidr", required_argument, NULL, OPT_VIP_CIDR},
         {"vip-mode", required_argument, NULL, OPT_VIP_MODE},
-        {"cgroup-parent", required_argument, NULL, OPT_CGROUP_PARENT},
         {"join", required_argument, NULL, OPT_JOIN},
         {"token", required_argument, NULL, OPT_TOKEN},
         {"voters", required_argument, NULL, OPT_VOTERS},
@@ -339,6 +336,7 @@ int cm_node_config_parse(struct cm_node_config *c, int argc, char **argv,
         {"dev", no_argument, NULL, OPT_DEV},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"name", required_argument, NULL, OPT_NAME},
+        {"cgroup-parent", required_argument, NULL, OPT_CGROUP_PARENT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -411,16 +409,6 @@ int cm_node_config_parse(struct cm_node_config *c, int argc, char **argv,
             }
             rv = set_str(c->vip_mode, sizeof(c->vip_mode), optarg, "--vip-mode", eb);
             break;
-        case OPT_CGROUP_PARENT:
-            if (optarg[0] == '\0' || optarg[0] == '/' || strstr(optarg, "..") != NULL) {
-                rv = cm_err_setf(eb, CM_EINVAL,
-                                 "--cgroup-parent: '%s' must be a relative cgroup path",
-                                 optarg);
-                break;
-            }
-            rv = set_str(c->cgroup_parent, sizeof(c->cgroup_parent), optarg,
-                         "--cgroup-parent", eb);
-            break;
         case OPT_JOIN:
             rv = add_joins(c, optarg, eb);
             break;
@@ -464,6 +452,17 @@ int cm_node_config_parse(struct cm_node_config *c, int argc, char **argv,
                 break;
             }
             rv = set_str(c->name, sizeof(c->name), optarg, "--name", eb);
+            break;
+        case OPT_CGROUP_PARENT:
+            if (optarg[0] == '/' || strstr(optarg, "..") != NULL) {
+                rv = cm_err_setf(eb, CM_EINVAL,
+                                 "--cgroup-parent: '%s' must be a relative path without "
+                                 "'..'",
+                                 optarg);
+                break;
+            }
+            rv = set_str(c->cgroup_parent, sizeof(c->cgroup_parent), optarg,
+                         "--cgroup-parent", eb);
             break;
         case OPT_LOG_LEVEL:
             if (cm_log_parse_level(optarg, &c->log_level) != 0) {

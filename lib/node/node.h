@@ -50,7 +50,6 @@ struct cm_node_config {
     char dns_compat[16];    /* "" or "mesos" */
     char dns_upstream[256]; /* comma-separated; "" = /etc/resolv.conf */
     char vip_cidr[48];
-    char cgroup_parent[128]; /* task cgroups go under it (each hierarchy's root) */
     char vip_mode[8]; /* "auto" (nat when nftables works, else proxy), "nat", "proxy",
                          "off" (no VIPs on this node) */
     unsigned n_join;
@@ -62,6 +61,7 @@ struct cm_node_config {
     struct cm_resources resources;
     bool dev;
     enum cm_log_level log_level;
+    char cgroup_parent[128]; /* tasks' cgroup parent; empty: "clusterctl" */
 };
 
 /* Fill @c with the defaults of DESIGN.md §3. */

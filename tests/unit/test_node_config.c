@@ -37,7 +37,6 @@ TEST(config_defaults_match_design)
     ASSERT_STR_EQ(c.domain, "cluster");
     ASSERT_STR_EQ(c.vip_cidr, "198.18.0.0/15");
     ASSERT_STR_EQ(c.vip_mode, "auto");
-    ASSERT_STR_EQ(c.cgroup_parent, "clusterctl");
     ASSERT_UINT_EQ(c.voters, 3);
     ASSERT_FALSE(c.dev);
 }
@@ -69,8 +68,10 @@ TEST(config_every_flag)
                     "--join", "a:7071,b:7071", "--join", "c:7071", "--token", "tok",
                     "--voters", "5", "--attr", "rack=r1", "--attr", "zone=z",
                     "--resources", "cpus=2,mem=4096,ports=[31000-32000,33000-33010]",
-                    "--log-level", "debug", "--name", "node-3", NULL));
+                    "--log-level", "debug", "--name", "node-3", "--cgroup-parent",
+                    "harness-x/n3", NULL));
     ASSERT_STR_EQ(c.name, "node-3");
+    ASSERT_STR_EQ(c.cgroup_parent, "harness-x/n3");
     ASSERT_UINT_EQ(c.rpc_port, 8001);
     ASSERT_STR_EQ(c.domain, "corp.example");
     ASSERT_UINT_EQ(c.n_join, 3);
@@ -144,8 +145,6 @@ TEST(config_vip_mode)
     struct cm_errbuf eb;
     ASSERT_OK(parse(&c, &eb, "--dev", "--vip-mode", "proxy", NULL));
     ASSERT_STR_EQ(c.vip_mode, "proxy");
-    ASSERT_OK(parse(&c, &eb, "--cgroup-parent", "vip-test/a", NULL));
-    ASSERT_STR_EQ(c.cgroup_parent, "vip-test/a");
     ASSERT_ERR(parse(&c, &eb, "--vip-mode", "NAT", NULL), CM_EINVAL);
     ASSERT_TRUE(strstr(eb.msg, "auto, nat, proxy or off") != NULL);
 }
