@@ -143,6 +143,9 @@ WEB = {
     "upgradeStrategy": {"minimumHealthCapacity": 1, "maximumOverCapacity": 0.3},
     "portDefinitions": [{"port": 0, "name": "http", "labels": {"VIP_0": "/web:8080"}}],
     "labels": {"CLUSTERCTL_DRAIN_SECONDS": "3"},
+    # Only healthy tasks are backends: a new task joins once it listens.
+    "healthChecks": [{"protocol": "TCP", "portIndex": 0, "intervalSeconds": 1,
+                      "timeoutSeconds": 1, "gracePeriodSeconds": 60}],
 }
 
 
@@ -306,14 +309,15 @@ def test_vip_agent_end_to_end(ns, procs, tmp_path):
 
     check_drain(agent, ns, addr)
 
-    # Rolling restart under a curl loop: measured and printed, not asserted. Drain
-    # keeps the old tasks' connections whole (check_drain), but the executor runs
-    # no health checks yet: a new task is a backend from its launch, before it
-    # listens, and the controller kills old tasks as soon as new ones run, so on
-    # a loaded machine there are moments with no listening backend at all.
+    # Rolling restart under a curl loop, each request on a new connection: no
+    # request fails. An old task leaves the VIP when it is to be killed and keeps
+    # its open connections for the drain time (check_drain); a new one joins when
+    # its health check passes, i.e. when it listens; one new task at a time keeps
+    # the others serving meanwhile.
     n, failed = rolling_restart_failures(agent, ns, addr)
     print("nat mode rolling restart: %d requests, %d failed" % (n, failed))
     assert n > 20
+    assert failed == 0, "%d of %d requests failed during the restart (nat)" % (failed, n)
 
     # kill -9 leaves the table and the addresses; a restart repairs them.
     agent.p.kill9()
@@ -347,13 +351,11 @@ def test_vip_agent_end_to_end(ns, procs, tmp_path):
     assert ids is not None and victim["id"] not in ids
     wait(lambda: running(agent, 3), "the replacement task")
 
-    # Proxy mode retries a refused connect on the other backends, so it loses a
-    # request only when no backend in the table listens yet (a new task slower to
-    # bind than the drain of the old one): measured, not asserted, as above.
     check_drain(agent, ns, addr)
     n, failed = rolling_restart_failures(agent, ns, addr)
     print("proxy mode rolling restart: %d requests, %d failed" % (n, failed))
     assert n > 20
+    assert failed == 0, "%d of %d requests failed during the restart (proxy)" % (failed, n)
 
     # The app goes: its VIP name is freed, DNS forgets it, lo loses the address.
     code, body = agent.api("DELETE", "/v2/apps/web")
