@@ -565,6 +565,29 @@ TEST(leader_change_marks_nothing)
     fx_close(&f);
 }
 
+/* Between planning passes, the detector's own timer reads the nodes alone. */
+TEST(idle_leader_detects_on_its_timer)
+{
+    struct fx f;
+    fx_open(&f);
+    settle(&f); /* first pass at T0: every node counts as heard then */
+    f.now = T0 + 4800;
+    cm_controller_heartbeat(f.ctl, "n2", f.now);
+    cm_controller_kick(f.ctl);
+    settle(&f); /* the detector is due at T0 + 5000: 200 ms from here */
+    unsigned before = f.proposals;
+    f.now = T0 + 5500; /* no kick: only the detector's timer can notice */
+    for (int i = 0; i < 100 && strcmp(look(&f).node_state[3], "up") == 0; i++) {
+        ev_run(f.loop, EVRUN_ONCE);
+    }
+    struct view v = look(&f);
+    ASSERT_STR_EQ(v.node_state[3], "unreachable");
+    ASSERT_STR_EQ(v.node_state[2], "up"); /* heard at T0 + 4800 */
+    ASSERT_STR_EQ(v.node_state[1], "up"); /* the leader itself */
+    ASSERT_INT_EQ(f.proposals, before + 1);
+    fx_close(&f);
+}
+
 TEST(new_leader_does_not_revive_an_unreachable_node)
 {
     struct fx f;
