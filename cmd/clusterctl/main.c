@@ -21,6 +21,7 @@ static const struct cmd commands[] = {
     {"stop", "remove an app and stop its tasks", cmd_stop, 0},
     {"logs", "print (or follow) the output of a task or an app", cmd_logs, 0},
     {"leader", "print the leader's API address", cmd_leader, 0},
+    {"members", "list the raft members: voters, learners, the leader", cmd_members, 0},
     {"nodes", "list the nodes: state, resources, attributes", cmd_nodes, 0},
     {"drain", "move a node's tasks away and place nothing new there", cmd_drain, 0},
     {"undrain", "make a drained node schedulable again", cmd_undrain, 0},

@@ -804,10 +804,14 @@ int cm_api_start(struct cm_http_server *srv, const struct cm_api_ops *ops,
         rv = api__routes_groups(api);
     }
     if (rv == 0) {
+        rv = api__routes_cluster(api);
+    }
+    if (rv == 0) {
         rv = api__routes_nodes(api);
     }
     if (rv != 0) {
         /* Routes cannot be removed from the server: the caller frees it. */
+        api__gates_free(api);
         cm_free(&api);
         return rv;
     }
@@ -826,5 +830,6 @@ void cm_api_free(struct cm_api *api)
         w->api = NULL;
     }
     api__follows_close(api);
+    api__gates_free(api);
     cm_free(&api);
 }

@@ -25,6 +25,8 @@
 
 struct api_write;
 struct api_follow;
+struct api_gate;
+struct api_read;
 
 struct cm_api {
     struct cm_api_ops ops;
@@ -33,6 +35,8 @@ struct cm_api {
     struct api_follow *follows; /* log followers */
     unsigned n_follows;
     int64_t last_version_ms; /* versions are strictly increasing from this node */
+    struct api_gate *gates;  /* GET routes behind the consistent-read gate */
+    struct api_read *reads;  /* consistent reads waiting for their barrier */
 };
 
 /* ---- JSON output */
@@ -173,6 +177,14 @@ int api__task_json(const struct api_task *t, const struct cm_app *spec,
 const char *api__task_state(enum cm_task_state st);
 
 /* ---- route registration, one function per file */
+
+/* Register a route like cm_http_server_route with @api as data; GET routes
+ * honour ?consistent=true (a read barrier first, api_cluster.c). */
+int api__route(struct cm_api *api, const char *method, const char *pattern, size_t limit,
+               cm_http_handler_fn fn);
+int api__routes_cluster(struct cm_api *api);
+/* Free the gates and detach waiting reads (cm_api_free). */
+void api__gates_free(struct cm_api *api);
 
 int api__routes_apps(struct cm_api *api);
 int api__routes_groups(struct cm_api *api);

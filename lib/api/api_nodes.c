@@ -208,8 +208,8 @@ int api__routes_nodes(struct cm_api *api)
         {"POST", "/v1/nodes/{id}/undrain", h_undrain},
     };
     for (size_t i = 0; i < CM_ARRAY_SIZE(routes); i++) {
-        int rv = cm_http_server_route(api->srv, routes[i].method, routes[i].pattern,
-                                      API_BODY_LIMIT_NONE, routes[i].fn, api);
+        int rv = api__route(api, routes[i].method, routes[i].pattern, API_BODY_LIMIT_NONE,
+                            routes[i].fn);
         if (rv != 0) {
             return rv;
         }
