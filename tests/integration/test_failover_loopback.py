@@ -74,6 +74,13 @@ def test_silent_node_replaced_back_and_drain(procs, tmp_path, clusterctl_bin):
             90, "3 voters")
         leader = wait_until(lambda: leader_of(nodes), 30, "a leader")
         wait_until(lambda: len(node_states(leader.addr)) == 3, 30, "3 registered nodes")
+        # `nodes` through a follower: the heartbeat ages come from the leader.
+        follower = next(n for n in nodes if n is not leader)
+        table = cli(clusterctl_bin, follower.addr, "nodes")
+        assert table.returncode == 0, table.stderr
+        rows = [l.split() for l in table.stdout.splitlines()[1:]]
+        assert sorted(r[0] for r in rows) == ["n1", "n2", "n3"], table.stdout
+        assert all(r[2] == "up" and r[-1] == "ago" for r in rows), table.stdout
         st, body = api(leader.addr, "POST", "/v2/apps", APP)
         assert st == 201, body
 
