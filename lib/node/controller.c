@@ -679,10 +679,12 @@ static char *new_task_id(const char *app)
     if (cm_uuid4(uuid) != 0) {
         return NULL;
     }
-    char *id = cm_asprintf("%s.%s", app[0] == '/' ? app + 1 : app, uuid);
-    for (char *p = id; p != NULL && *p != '\0' && *p != '.'; p++) {
-        if (*p == '/') {
-            *p = '_';
+    const char *path = app[0] == '/' ? app + 1 : app;
+    char *id = cm_asprintf("%s.%s", path, uuid);
+    /* Every '/' of the path (which may hold dots itself: "/v1.23/stress-test"). */
+    for (size_t i = 0; id != NULL && i < strlen(path); i++) {
+        if (id[i] == '/') {
+            id[i] = '_';
         }
     }
     return id;

@@ -883,6 +883,7 @@ int cm_node_start(struct ev_loop *loop, const struct cm_node_config *c,
         .report = agent_report,
         .report_data = n,
         .clock = n->clock,
+        .cgroup_parent = n->c.cgroup_parent[0] != '\0' ? n->c.cgroup_parent : NULL,
     };
     rv = cm_agent_new(loop, &ao, &n->agent, eb);
     if (rv != 0) {
