@@ -10,6 +10,7 @@ moves a node's tasks away (replacements first) and undrain makes it schedulable.
 
 The time from SIGSTOP to all replacements running is printed as
 replace_after_node_loss_s (not asserted: the machine is shared)."""
+import glob
 import json
 import os
 import signal
@@ -45,27 +46,44 @@ def node_states(addr):
     return {n["id"]: n for n in j["nodes"]} if st == 200 else {}
 
 
+# Each node's tasks under a cgroup directory of its own (never another test's).
+CG_PREFIX = "failover-%d-" % os.getpid()
+
+
+def cgroup_dirs(pattern):
+    return glob.glob("/sys/fs/cgroup/" + pattern) + glob.glob("/sys/fs/cgroup/*/" + pattern)
+
+
 def cgroup_pids(task_id):
-    for root in ("/sys/fs/cgroup/clusterctl", "/sys/fs/cgroup/memory/clusterctl",
-                 "/sys/fs/cgroup/pids/clusterctl"):
+    pids = []
+    for d in cgroup_dirs(CG_PREFIX + "*/task-" + task_id):
         try:
-            with open(os.path.join(root, "task-" + task_id, "cgroup.procs")) as f:
-                return [int(x) for x in f.read().split()]
+            with open(os.path.join(d, "cgroup.procs")) as f:
+                pids += [int(x) for x in f.read().split()]
         except OSError:
             continue
-    return []
+    return pids
+
+
+def remove_cgroups():
+    for d in cgroup_dirs(CG_PREFIX + "*/task-*") + cgroup_dirs(CG_PREFIX + "*"):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
 
 
 def test_silent_node_replaced_back_and_drain(procs, tmp_path, clusterctl_bin):
     nodes = [Node(i, tmp_path) for i in (1, 2, 3)]
     n1 = nodes[0]
-    n1.proc = procs.start(n1.argv(clusterctl_bin, []), name="n1")
+    cg = lambda n: ["--cgroup-parent", CG_PREFIX + n.name]
+    n1.proc = procs.start(n1.argv(clusterctl_bin, cg(n1)), name="n1")
     token_file = os.path.join(n1.data, "tls", "join-token")
     wait_until(lambda: os.path.exists(token_file), 20, "the join token file")
     token = open(token_file).read().strip()
     wait_for_port("127.0.0.1", n1.http, timeout=20, proc=n1.proc.p)
     for n in nodes[1:]:
-        n.proc = procs.start(n.argv(clusterctl_bin, [
+        n.proc = procs.start(n.argv(clusterctl_bin, cg(n) + [
             "--join", "127.0.0.1:%d" % n1.rpc, "--token", token]), name=n.name)
     stopped = None
     try:
@@ -173,4 +191,8 @@ def test_silent_node_replaced_back_and_drain(procs, tmp_path, clusterctl_bin):
         while time.monotonic() < deadline and any(cgroup_pids(i) for i in SEEN):
             time.sleep(0.3)
         left = [i for i in SEEN if cgroup_pids(i)]
+        for n in nodes:
+            if n.proc is not None:
+                n.proc.stop()
+        remove_cgroups()
         assert not left, "tasks still running after the app was deleted: %s" % left
