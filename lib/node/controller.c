@@ -68,6 +68,7 @@ struct task_info {
     char *node;
     enum cm_task_state state;
     bool healthy_or_unknown;
+    bool health_known; /* a check result was reported */
     int64_t staged_at;
     int64_t started_at;
     int64_t updated_at;
@@ -188,6 +189,7 @@ static int load_task(void *data, const struct cm_task_row *row)
     }
     t->state = row->state;
     t->healthy_or_unknown = row->health == NULL || strcmp(row->health, "healthy") == 0;
+    t->health_known = row->health != NULL;
     t->staged_at = row->staged_at;
     t->started_at = row->started_at;
     t->updated_at = row->updated_at;
@@ -470,7 +472,9 @@ static int decide(const struct app_info *a, int64_t now, struct app_decision *d)
             /* A task on a draining node is replaced like one of an old version. */
             if (strcmp(t->version, a->version) == 0 && !t->draining) {
                 cur[n_cur++] = t;
-                running_cur += t->state == CM_TASK_RUNNING && t->healthy_or_unknown;
+                /* With health checks, only a task found healthy counts. */
+                running_cur += t->state == CM_TASK_RUNNING && t->healthy_or_unknown &&
+                               (spec->n_health_checks == 0 || t->health_known);
             } else {
                 old[n_old++] = t;
             }

@@ -710,21 +710,33 @@ TEST(drain_counts_only_healthy_replacements)
     struct fx f;
     fx_open(&f);
     f.max_over = 4;
-    put_app(&f, 1, ",\"constraints\":[[\"rack\",\"LIKE\",\"b\"]]");
+#define CHECK \
+    ",\"healthChecks\":[{\"protocol\":\"COMMAND\",\"command\":{\"value\":\"true\"}}]"
+    put_app(&f, 1, ",\"constraints\":[[\"rack\",\"LIKE\",\"b\"]]" CHECK);
     settle(&f);
     runs(&f, NULL);
-    put_app(&f, 1, "");
+    put_app(&f, 1, CHECK);
     settle(&f);
     set_node_state(&f, "n2", "draining");
     struct view v = look(&f);
     int elsewhere = v.n[1][CM_TASK_STAGING] ? 1 : 3;
     ASSERT_INT_EQ(v.n[elsewhere][CM_TASK_STAGING], 1);
-    /* The replacement runs but its health check fails: the old one stays. */
+    /* The replacement runs, not yet checked: the old one stays. */
     char cmd[512];
     snprintf(cmd, sizeof(cmd),
              "{\"type\":\"task.status\",\"at\":%lld,\"id\":\"%s\",\"state\":"
-             "\"running\",\"health\":\"unhealthy\"}",
+             "\"running\"}",
              (long long)f.now, v.ids[elsewhere][CM_TASK_STAGING]);
+    fx_apply(&f, cmd);
+    settle(&f);
+    v = look(&f);
+    ASSERT_INT_EQ(v.n[2][CM_TASK_RUNNING], 1);
+    ASSERT_INT_EQ(v.n[2][CM_TASK_KILLING], 0);
+    /* Its health check fails: the old one stays. */
+    snprintf(cmd, sizeof(cmd),
+             "{\"type\":\"task.status\",\"at\":%lld,\"id\":\"%s\",\"state\":"
+             "\"running\",\"health\":\"unhealthy\"}",
+             (long long)f.now, v.ids[elsewhere][CM_TASK_RUNNING]);
     fx_apply(&f, cmd);
     settle(&f);
     v = look(&f);
@@ -741,6 +753,7 @@ TEST(drain_counts_only_healthy_replacements)
     v = look(&f);
     ASSERT_INT_EQ(v.n[2][CM_TASK_KILLING], 1);
     fx_close(&f);
+#undef CHECK
 }
 
 TEST(drained_node_falling_silent_costs_its_tasks_not_the_replacements)
