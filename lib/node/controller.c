@@ -788,10 +788,18 @@ static int detect(struct cm_controller *c, struct pass *p, int64_t now)
         if (act == CM_LIVENESS_NONE) {
             continue;
         }
+        /* A silent node is unreachable since it was last heard: its tasks'
+         * inactiveAfterSeconds count from there, so replacements start about
+         * inactiveAfterSeconds after the node died, not 5 s later. */
+        int64_t at = now;
+        int64_t last = cm_liveness_last(c->liveness, n->id);
+        if (act == CM_LIVENESS_UNREACHABLE && last > n->updated_at && last < now) {
+            at = last;
+        }
         cJSON *cmd = cJSON_CreateObject();
         if (cmd == NULL || !cJSON_AddItemToArray(p->node_cmds, cmd) ||
             cJSON_AddStringToObject(cmd, "type", "node.state") == NULL ||
-            cJSON_AddNumberToObject(cmd, "at", (double)now) == NULL ||
+            cJSON_AddNumberToObject(cmd, "at", (double)at) == NULL ||
             cJSON_AddStringToObject(cmd, "id", n->id) == NULL ||
             cJSON_AddStringToObject(cmd, "state", cm_liveness_state_name(act)) == NULL) {
             return CM_ENOMEM;

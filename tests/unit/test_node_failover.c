@@ -443,11 +443,13 @@ TEST(silent_node_goes_unreachable_and_its_tasks_are_replaced_after_inactive)
     ASSERT_STR_EQ(v.node_state[2], "unreachable");
     ASSERT_INT_EQ(v.n[2][CM_TASK_UNREACHABLE], 1);
     ASSERT_INT_EQ(v.live, 2); /* unreachable counts as live: no replacement yet */
-    elapse(&f, 9000, "n3");   /* 9 s unreachable */
+    /* Unreachable since its last heartbeat: inactiveAfterSeconds (10 s) count
+     * from there, so 4 s after the verdict (9 s of silence) nothing moves... */
+    elapse(&f, 4000, "n3");
     v = look(&f);
     ASSERT_INT_EQ(v.n[2][CM_TASK_UNREACHABLE], 1);
     ASSERT_INT_EQ(v.n[3][CM_TASK_STAGING], 0);
-    elapse(&f, 1000, "n3"); /* 10 s: inactive, replaced on n3, killed on n2 */
+    elapse(&f, 1000, "n3"); /* 10 s silent: inactive, replaced on n3, killed on n2 */
     v = look(&f);
     ASSERT_INT_EQ(v.n[2][CM_TASK_UNREACHABLE], 0);
     ASSERT_INT_EQ(v.n[2][CM_TASK_KILLING], 1);
