@@ -176,6 +176,12 @@ static int scan_vip(void *data, const struct cm_vip_row *row)
 static int scan_app(void *data, const struct cm_app_row *row)
 {
     struct scan *sc = data;
+    /* Every VIP label key starts with "VIP" or "vip" (any case for the legacy
+     * app label): an app whose spec has no such key is not parsed, which keeps
+     * a rebuild after a task change cheap for apps without VIPs. */
+    if (strcasestr(row->spec, "\"vip") == NULL) {
+        return 0;
+    }
     struct cm_app *spec = NULL;
     int rv = cm_app_from_canonical(row->spec, strlen(row->spec), &spec);
     if (rv == CM_ENOMEM) {
