@@ -108,6 +108,10 @@ const char *cmd_json_str(const struct cJSON *obj, const char *key);
 double cmd_json_num(const struct cJSON *obj, const char *key, double dflt);
 /* "TASK_RUNNING" -> "running" (static buffer). */
 const char *cmd_task_state(const char *marathon);
+/* A task's health from its healthCheckResults: "-" (no checks or no result
+ * yet), "healthy", or "unhealthy" (with @cause: ": <the failing check's last
+ * cause>"), the latter written into @buf. */
+const char *cmd_task_health(const struct cJSON *task, bool cause, char *buf, size_t cap);
 
 /* Print the top-level usage to @out. */
 void cmd_usage(FILE *out);

@@ -118,6 +118,8 @@ struct api_task {
     char *ports; /* JSON array */
     char *health;
     char *reason;
+    char *checks; /* JSON: per-check results (state/db.h), NULL when none */
+    bool ready;
     enum cm_task_state state;
     int64_t exit_status;
     int64_t staged_at;
@@ -130,6 +132,13 @@ struct api_tasks {
     size_t n;
     size_t cap;
 };
+
+/* api_health.c: the elements of a task's healthCheckResults array (without the
+ * brackets), and an app's readinessCheckResults array for its tasks in
+ * [begin, end). Errors: CM_ENOMEM. */
+int api__health_results(const struct api_task *t, struct cm_buf *out);
+int api__readiness_results(const struct api_tasks *t, size_t begin, size_t end,
+                           struct cm_buf *out);
 
 /* Tasks of @app (NULL: all), sorted by app then id. */
 int api__tasks_load(struct cm_api *api, const char *app, struct api_tasks *out);

@@ -137,8 +137,7 @@ int cm_tcp_nodelay(int fd);
 /* The local port of a bound socket. Errors from the OS. */
 int cm_tcp_local_port(int fd, uint16_t *ret_port);
 
-/* ------------------------------------------------------------------ TLS and the cluster
- * CA */
+/* ------------------------------------------------------- TLS and the cluster CA */
 
 /* Files in a node's tls dir (<data-dir>/tls): ca.pem (cluster CA certificate), ca.key
  * (CA private key, 0600), node.pem (this node's certificate chain: leaf then ca.pem),

@@ -710,7 +710,8 @@ static int sign_validity(const char *ca_dir, const char *csr, size_t len, const 
         rv = cm_err_setf(eb, CM_EINVAL, "CSR: the key is not EC P-256");
         goto out;
     }
-    /* Proof of possession: the request is signed by the key it carries. */
+    /* Proof of possession: the request is signed by the key it carries. Nothing else
+     * of the request is used: not its subject, not the extensions it asks for. */
     if (X509_REQ_verify(req, pub) != 1) {
         ERR_clear_error();
         rv = cm_err_setf(eb, CM_EINVAL, "CSR: signature does not verify");

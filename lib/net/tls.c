@@ -267,9 +267,9 @@ static int ctx_build(struct cm_tls *t, SSL_CTX **ret, struct cm_errbuf *eb)
 
 err_file:
     SSL_CTX_free(ctx);
-    int rv = ossl_fail(eb, CM_EIO, "TLS");
+    (void)ossl_fail(eb, CM_EIO, "TLS");
     cm_err_wrapf(eb, "`%s`", file);
-    return rv;
+    return CM_EIO;
 }
 
 static bool is_hex64(const char *s)

@@ -14,7 +14,11 @@
  *   app.delete   id: "/path"                      (its live tasks become killing)
  *   task.assign  at, tasks: [{id, app, version, node, host, ports: [int]}]
  *   task.status  at, id, state [, health: "healthy"|"unhealthy"|null]
- *                [, exit: int] [, reason: "..."]
+ *                [, exit: int] [, reason: "..."] [, ready: bool]
+ *                [, checks: {health: [...], readiness: [...]}]
+ *                health, ready and checks are left as they are when absent
+ *                (health: null clears it); the executor sends them only when
+ *                a task's health or readiness changes (lib/agent/health.c).
  *   task.kill    at, ids: ["task id", ...]
  *   task.expunge ids: [...]                        (terminal tasks, and killing or
  *                                                  unreachable ones on a node that
@@ -26,6 +30,13 @@
  *                unreachable: its staging/starting/running tasks become unreachable;
  *                up, draining: its unreachable tasks become running (its agent
  *                re-reports those that ended); down: its tasks become lost
+ *   vip.put      vips: [{name, address}]          (named VIPs: the leader's allocation;
+ *                                                 name without its leading '/', an
+ *                                                 address held by another name refused)
+ *   vip.delete   names: ["name", ...]              (no app declares them any more)
+ *
+ * An app.put whose address VIP labels (VIP_<n> "a.b.c.d:port", legacy vip_PORT<n>)
+ * name the address of a named VIP is refused, naming the label.
  *
  * Thread safety: one struct cm_state per thread.
  */
@@ -45,6 +56,7 @@ enum cm_state_change {
     CM_STATE_CHANGED_APPS = 1 << 0,
     CM_STATE_CHANGED_TASKS = 1 << 1,
     CM_STATE_CHANGED_NODES = 1 << 2,
+    CM_STATE_CHANGED_VIPS = 1 << 3,
 };
 
 /* Task states, DESIGN.md §5. */
@@ -125,6 +137,17 @@ struct cm_task_row {
     int64_t staged_at;
     int64_t started_at; /* 0: not yet */
     int64_t updated_at;
+    /* A readiness check passed (compat.md §1.8), or the app has none (the
+     * executor then reports it with "running"). Never goes back to false. */
+    bool ready;
+    /* NULL, or the per-check results as of the last health or readiness
+     * transition (JSON object, at most 16 KiB; lib/agent/health.c writes it):
+     *   {"health": [{"alive", "consecutiveFailures", "firstSuccess",
+     *                "lastSuccess", "lastFailure", "lastFailureCause"}],
+     *    "readiness": [{"name", "ready", "lastResponse"?: {"status",
+     *                   "contentType", "body"}}]}
+     * times in ms since the epoch, 0 when never. */
+    const char *checks;
 };
 
 struct cm_node_row {
@@ -134,6 +157,11 @@ struct cm_node_row {
     const char *resources; /* JSON object */
     const char *state;
     int64_t updated_at;
+};
+
+struct cm_vip_row {
+    const char *name;    /* as in the label, without the leading '/' */
+    const char *address; /* dotted IPv4 */
 };
 
 typedef int (*cm_app_fn)(void *data, const struct cm_app_row *row);
@@ -150,5 +178,8 @@ int cm_state_tasks(struct cm_state *s, const char *app, const char *node, cm_tas
 /* One task by id. Errors: CM_ENOTFOUND. */
 int cm_state_task(struct cm_state *s, const char *id, cm_task_fn fn, void *data);
 int cm_state_nodes(struct cm_state *s, cm_node_fn fn, void *data);
+/* Named VIPs in name order. */
+typedef int (*cm_vip_fn)(void *data, const struct cm_vip_row *row);
+int cm_state_vips(struct cm_state *s, cm_vip_fn fn, void *data);
 
 #endif /* CM_STATE_DB_H */

@@ -443,11 +443,13 @@ TEST(silent_node_goes_unreachable_and_its_tasks_are_replaced_after_inactive)
     ASSERT_STR_EQ(v.node_state[2], "unreachable");
     ASSERT_INT_EQ(v.n[2][CM_TASK_UNREACHABLE], 1);
     ASSERT_INT_EQ(v.live, 2); /* unreachable counts as live: no replacement yet */
-    elapse(&f, 9000, "n3");   /* 9 s unreachable */
+    /* Unreachable since its last heartbeat: inactiveAfterSeconds (10 s) count
+     * from there, so 4 s after the verdict (9 s of silence) nothing moves... */
+    elapse(&f, 4000, "n3");
     v = look(&f);
     ASSERT_INT_EQ(v.n[2][CM_TASK_UNREACHABLE], 1);
     ASSERT_INT_EQ(v.n[3][CM_TASK_STAGING], 0);
-    elapse(&f, 1000, "n3"); /* 10 s: inactive, replaced on n3, killed on n2 */
+    elapse(&f, 1000, "n3"); /* 10 s silent: inactive, replaced on n3, killed on n2 */
     v = look(&f);
     ASSERT_INT_EQ(v.n[2][CM_TASK_UNREACHABLE], 0);
     ASSERT_INT_EQ(v.n[2][CM_TASK_KILLING], 1);
@@ -562,6 +564,29 @@ TEST(leader_change_marks_nothing)
     ASSERT_STR_EQ(v.node_state[3], "unreachable");
     ASSERT_STR_EQ(v.node_state[2], "up");
     ASSERT_INT_EQ(f.rejected, 0);
+    fx_close(&f);
+}
+
+/* Between planning passes, the detector's own timer reads the nodes alone. */
+TEST(idle_leader_detects_on_its_timer)
+{
+    struct fx f;
+    fx_open(&f);
+    settle(&f); /* first pass at T0: every node counts as heard then */
+    f.now = T0 + 4800;
+    cm_controller_heartbeat(f.ctl, "n2", f.now);
+    cm_controller_kick(f.ctl);
+    settle(&f); /* the detector is due at T0 + 5000: 200 ms from here */
+    unsigned before = f.proposals;
+    f.now = T0 + 5500; /* no kick: only the detector's timer can notice */
+    for (int i = 0; i < 100 && strcmp(look(&f).node_state[3], "up") == 0; i++) {
+        ev_run(f.loop, EVRUN_ONCE);
+    }
+    struct view v = look(&f);
+    ASSERT_STR_EQ(v.node_state[3], "unreachable");
+    ASSERT_STR_EQ(v.node_state[2], "up"); /* heard at T0 + 4800 */
+    ASSERT_STR_EQ(v.node_state[1], "up"); /* the leader itself */
+    ASSERT_INT_EQ(f.proposals, before + 1);
     fx_close(&f);
 }
 
@@ -687,21 +712,33 @@ TEST(drain_counts_only_healthy_replacements)
     struct fx f;
     fx_open(&f);
     f.max_over = 4;
-    put_app(&f, 1, ",\"constraints\":[[\"rack\",\"LIKE\",\"b\"]]");
+#define CHECK \
+    ",\"healthChecks\":[{\"protocol\":\"COMMAND\",\"command\":{\"value\":\"true\"}}]"
+    put_app(&f, 1, ",\"constraints\":[[\"rack\",\"LIKE\",\"b\"]]" CHECK);
     settle(&f);
     runs(&f, NULL);
-    put_app(&f, 1, "");
+    put_app(&f, 1, CHECK);
     settle(&f);
     set_node_state(&f, "n2", "draining");
     struct view v = look(&f);
     int elsewhere = v.n[1][CM_TASK_STAGING] ? 1 : 3;
     ASSERT_INT_EQ(v.n[elsewhere][CM_TASK_STAGING], 1);
-    /* The replacement runs but its health check fails: the old one stays. */
+    /* The replacement runs, not yet checked: the old one stays. */
     char cmd[512];
     snprintf(cmd, sizeof(cmd),
              "{\"type\":\"task.status\",\"at\":%lld,\"id\":\"%s\",\"state\":"
-             "\"running\",\"health\":\"unhealthy\"}",
+             "\"running\"}",
              (long long)f.now, v.ids[elsewhere][CM_TASK_STAGING]);
+    fx_apply(&f, cmd);
+    settle(&f);
+    v = look(&f);
+    ASSERT_INT_EQ(v.n[2][CM_TASK_RUNNING], 1);
+    ASSERT_INT_EQ(v.n[2][CM_TASK_KILLING], 0);
+    /* Its health check fails: the old one stays. */
+    snprintf(cmd, sizeof(cmd),
+             "{\"type\":\"task.status\",\"at\":%lld,\"id\":\"%s\",\"state\":"
+             "\"running\",\"health\":\"unhealthy\"}",
+             (long long)f.now, v.ids[elsewhere][CM_TASK_RUNNING]);
     fx_apply(&f, cmd);
     settle(&f);
     v = look(&f);
@@ -718,6 +755,7 @@ TEST(drain_counts_only_healthy_replacements)
     v = look(&f);
     ASSERT_INT_EQ(v.n[2][CM_TASK_KILLING], 1);
     fx_close(&f);
+#undef CHECK
 }
 
 TEST(drained_node_falling_silent_costs_its_tasks_not_the_replacements)
