@@ -258,6 +258,9 @@ static void group_write(struct cm_http_req *req, struct cm_api *api, bool create
         }
         char dep[37];
         rv = cm_uuid4(dep);
+        if (!dry) {
+            api__write_deploy(w, dep, version, false);
+        }
         struct cm_buf steps = {0};
         rv = rv ? rv : cm_buf_puts(&steps, "{\"steps\":[{\"actions\":[");
         for (size_t i = lo; rv == 0 && i < hi; i++) {
@@ -343,6 +346,7 @@ static void group_write(struct cm_http_req *req, struct cm_api *api, bool create
     }
     char dep[37];
     rv = cm_uuid4(dep);
+    api__write_deploy(w, dep, version, false);
     rv = rv ? rv
             : cm_buf_printf(api__write_body(w),
                             "{\"version\":\"%s\",\"deploymentId\":\"%s\"}", version, dep);
@@ -415,6 +419,7 @@ static void h_group_delete(struct cm_http_req *req, void *data)
         char version[32], dep[37];
         api__new_version(api, NULL, version);
         rv = cm_uuid4(dep);
+        api__write_deploy(w, dep, version, false);
         rv = rv ? rv
                 : cm_buf_printf(api__write_body(w),
                                 "{\"version\":\"%s\",\"deploymentId\":\"%s\"}", version,

@@ -56,6 +56,9 @@ struct fx {
     bool hold; /* keep proposals pending until released */
     bool release;
     int refuse; /* propose fails synchronously with this */
+    /* Deployments stay running (else the fake, which has no controller,
+     * finishes each at once so that the next change is not refused). */
+    bool keep_deploys;
     int64_t now;
     bool has_leader;
     char addr[32];
@@ -82,6 +85,19 @@ static void apply_queue(struct fx *f)
         uint64_t idx = cm_state_applied_index(f->st) + 1;
         struct cm_errbuf eb;
         int rv = cm_state_apply(f->st, idx, p->cmd, p->len, &eb);
+        cJSON *c = cJSON_ParseWithLength(p->cmd, p->len);
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(c, "type");
+        if (rv == 0 && !f->keep_deploys && cJSON_IsString(type) &&
+            strcmp(type->valuestring, "deploy.start") == 0) {
+            char done[160];
+            snprintf(done, sizeof(done),
+                     "{\"type\":\"deploy.done\",\"at\":%lld,\"id\":\"%s\"}",
+                     (long long)f->now,
+                     cJSON_GetObjectItemCaseSensitive(c, "id")->valuestring);
+            rv = cm_state_apply(f->st, idx + 1, done, strlen(done), &eb);
+            idx++;
+        }
+        cJSON_Delete(c);
         p->done(p->arg, rv, idx, rv != 0 ? eb.msg : NULL);
         cm_free(&p->cmd);
         cm_free(&p);
