@@ -1208,14 +1208,22 @@ static int apply_deploy_start(struct cm_state *s, const cJSON *cmd, int64_t at,
         cJSON_free(plan);
         return cm_err_setf(eb, CM_ENOMEM, "deploy.start: out of memory");
     }
+    /* A rollback fails the deployment it undoes (unless it failed already). */
+    int rv = exec_bound(s,
+                        "UPDATE deployments SET status = 'failed', reason = 'rolled "
+                        "back by ' || ?3, updated = ?4 WHERE id = ?2 AND status = "
+                        "'running'",
+                        NULL, str_of(cmd, "rollbackOf"), str_of(cmd, "id"), at, 0, eb);
     /* One deployment per app (compat.md §1.10): a newer one replaces the rest. */
-    int rv = exec_bound(
-        s,
-        "UPDATE deployments SET status = 'cancelled', reason = 'replaced by ' || ?3, "
-        "updated = ?4 WHERE status = 'running' AND EXISTS (SELECT 1 FROM "
-        "json_each(deployments.apps) AS d, json_each(?1) AS n WHERE d.value = "
-        "n.value)",
-        apps, NULL, str_of(cmd, "id"), at, 0, eb);
+    rv = rv ? rv
+            : exec_bound(
+                  s,
+                  "UPDATE deployments SET status = 'cancelled', reason = 'replaced by ' "
+                  "|| ?3, "
+                  "updated = ?4 WHERE status = 'running' AND EXISTS (SELECT 1 FROM "
+                  "json_each(deployments.apps) AS d, json_each(?1) AS n WHERE d.value = "
+                  "n.value)",
+                  apps, NULL, str_of(cmd, "id"), at, 0, eb);
     rv = rv ? rv
             : exec_bound(s,
                          "DELETE FROM deployments WHERE status != 'running' AND "
