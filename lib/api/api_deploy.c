@@ -116,6 +116,7 @@ struct cur_app {
     bool found;
     char version[64];
     int64_t instances;
+    cJSON *spec; /* for a stop: what a rollback brings back */
 };
 
 static int cur_row(void *data, const struct cm_app_row *row)
@@ -124,7 +125,8 @@ static int cur_row(void *data, const struct cm_app_row *row)
     c->found = true;
     snprintf(c->version, sizeof(c->version), "%s", row->version);
     c->instances = row->instances;
-    return 0;
+    c->spec = cJSON_Parse(row->spec);
+    return c->spec != NULL ? 0 : CM_ENOMEM;
 }
 
 /* One action of the plan for change @ch into *ret (NULL: none). */
@@ -141,10 +143,12 @@ static int action_for(struct cm_api *api, const cJSON *ch, cJSON **ret,
     struct cur_app cur = {0};
     int rv = cm_state_apps(api->ops.state(api->ops.data), id, cur_row, &cur);
     if (rv != 0 && rv != CM_ENOTFOUND) {
+        cJSON_Delete(cur.spec);
         return rv;
     }
     cJSON *a = cJSON_CreateObject();
     if (a == NULL) {
+        cJSON_Delete(cur.spec);
         return CM_ENOMEM;
     }
     const char *kind;
@@ -167,6 +171,12 @@ static int action_for(struct cm_api *api, const cJSON *ch, cJSON **ret,
         cJSON_AddStringToObject(a, "from", cur.version);
         cJSON_AddNumberToObject(a, "fromInstances", (double)cur.instances);
     }
+    /* app.delete drops the app's versions: the spec goes with the plan. */
+    if (strcmp(kind, "StopApplication") == 0 && cur.spec != NULL) {
+        cJSON_AddItemToObject(a, "spec", cur.spec);
+        cur.spec = NULL;
+    }
+    cJSON_Delete(cur.spec);
     *ret = a;
     *ret_app = id;
     return 0;

@@ -202,7 +202,14 @@ static int undo_action(struct cm_state *s, const cJSON *act, int64_t at, cJSON *
         return 0;
     }
     struct spec_find f = {from, NULL};
-    int rv = cm_state_app_versions(s, app, find_spec, &f);
+    const cJSON *kept = cJSON_GetObjectItemCaseSensitive(act, "spec");
+    int rv = 0;
+    if (cJSON_IsObject(kept)) { /* a stopped app's versions are gone */
+        f.spec = cJSON_Duplicate(kept, true);
+        rv = f.spec != NULL ? 0 : CM_ENOMEM;
+    } else {
+        rv = cm_state_app_versions(s, app, find_spec, &f);
+    }
     if (rv < 0) {
         return rv;
     }
