@@ -261,7 +261,7 @@ static int action_state(struct cm_state *st, const struct dep *d,
     }
     if (is_stop(a)) {
         *ret = !cur.found && n.old_alive == 0 ? ACT_DONE : ACT_WAIT;
-    } else if (!cur.found || strcmp(cur.version, a->version) != 0) {
+    } else if (!cur.found || a->version == NULL || strcmp(cur.version, a->version) != 0) {
         /* Changed under us without replacing this deployment (cannot happen
          * through the API): nothing left to wait for. */
         *ret = ACT_DONE;

@@ -1113,8 +1113,42 @@ static int validate_deploy(struct cm_state *s, const cJSON *cmd, const char *typ
         want_str(&v, cmd, "", "version", true, 64);
         want_str(&v, cmd, "", "rollbackOf", false, MAX_DEPLOY_ID);
         const cJSON *plan = want_kind(&v, cmd, "", "plan", true, cJSON_Object);
-        if (plan != NULL) {
-            want_kind(&v, plan, "plan.", "steps", true, cJSON_Array);
+        const cJSON *steps =
+            plan != NULL ? want_kind(&v, plan, "plan.", "steps", true, cJSON_Array)
+                         : NULL;
+        int si = 0;
+        const cJSON *st;
+        cJSON_ArrayForEach(st, steps)
+        {
+            char path[48];
+            snprintf(path, sizeof(path), "plan.steps[%d].", si++);
+            const cJSON *acts =
+                cJSON_IsObject(st) ? want_kind(&v, st, path, "actions", true, cJSON_Array)
+                                   : NULL;
+            if (v.err != 0) {
+                return v.err;
+            }
+            const cJSON *act;
+            cJSON_ArrayForEach(act, acts)
+            {
+                const cJSON *k = cJSON_GetObjectItemCaseSensitive(act, "action");
+                const cJSON *ap = cJSON_GetObjectItemCaseSensitive(act, "app");
+                const cJSON *ver = cJSON_GetObjectItemCaseSensitive(act, "version");
+                bool stop =
+                    cJSON_IsString(k) && strcmp(k->valuestring, "StopApplication") == 0;
+                if (!cJSON_IsString(k) || !cJSON_IsString(ap) ||
+                    (!stop && !cJSON_IsString(ver))) {
+                    return cm_err_setf(eb, CM_EVALIDATION,
+                                       "deploy.start: %sactions: each needs action, app "
+                                       "and (but for a stop) version",
+                                       path);
+                }
+            }
+            if (acts == NULL) {
+                return cm_err_setf(eb, CM_EVALIDATION,
+                                   "deploy.start: %s: must be an object with actions",
+                                   path);
+            }
         }
         const cJSON *apps = want_kind(&v, cmd, "", "apps", true, cJSON_Array);
         const cJSON *a;

@@ -361,3 +361,80 @@ TEST(deploy_rollback_restores_versions_and_instances)
     cm_buf_done(&cmd);
     fx_close(&f);
 }
+
+/* ------------------------------------------------------------------ the app model */
+
+static bool has_issue(const struct cm_app_report *rep, enum cm_app_issue_kind kind,
+                      const char *path, const char *msg)
+{
+    for (size_t i = 0; i < rep->n; i++) {
+        if (rep->v[i].kind == kind && strcmp(rep->v[i].path, path) == 0 &&
+            strcmp(rep->v[i].msg, msg) == 0) {
+            return true;
+        }
+    }
+    for (size_t i = 0; i < rep->n; i++) {
+        printf("#   [%d] %s: %s\n", rep->v[i].kind, rep->v[i].path, rep->v[i].msg);
+    }
+    return false;
+}
+
+TEST(upgrade_strategy_extensions_parse_validate_and_round_trip)
+{
+    const char *j =
+        "{\"id\":\"/w\",\"cmd\":\"sleep 1\",\"instances\":4,\"upgradeStrategy\":"
+        "{\"minimumHealthCapacity\":0.5,\"canaries\":1,"
+        "\"canaryPromoteAfterSeconds\":30,\"autoRollback\":true,"
+        "\"progressDeadlineSeconds\":60,\"bogus\":1}}";
+    struct cm_app *a = NULL;
+    struct cm_app_report rep = {0};
+    ASSERT_OK(cm_app_parse(j, strlen(j), NULL, &a, &rep));
+    ASSERT_INT_EQ(a->canaries, 1);
+    ASSERT_INT_EQ(a->canary_promote_after_s, 30);
+    ASSERT_TRUE(a->auto_rollback);
+    ASSERT_INT_EQ(a->progress_deadline_s, 60);
+    /* Unknown fields stay what they were: ignored, with a warning. */
+    ASSERT_UINT_EQ(cm_app_report_count(&rep, CM_APP_ISSUE_WARNING), 1);
+    cm_app_report_done(&rep);
+    struct cm_app *b = NULL;
+    ASSERT_OK(cm_app_copy(a, &b));
+    ASSERT_TRUE(cm_app_equal(a, b));
+    ASSERT_INT_EQ(b->progress_deadline_s, 60);
+    cm_app_free(b);
+    cm_app_free(a);
+    /* Marathon's apps keep their shape: no extension fields when unset. */
+    j = "{\"id\":\"/w\",\"cmd\":\"sleep 1\"}";
+    ASSERT_OK(cm_app_parse(j, strlen(j), NULL, &a, NULL));
+    struct cm_buf out = {0};
+    ASSERT_OK(cm_app_canonical(a, &out));
+    ASSERT_NULL(strstr(out.data, "canar"));
+    ASSERT_NULL(strstr(out.data, "autoRollback"));
+    cm_buf_done(&out);
+    cm_app_free(a);
+
+    static const char *const bad[][3] = {
+        {"{\"canaries\":-1}", "/upgradeStrategy/canaries", "error.min"},
+        {"{\"canaries\":5}", "/upgradeStrategy/canaries",
+         "must not be more than instances"},
+        {"{\"canaryPromoteAfterSeconds\":10}",
+         "/upgradeStrategy/canaryPromoteAfterSeconds",
+         "needs upgradeStrategy.canaries > 0"},
+        {"{\"progressDeadlineSeconds\":-3}", "/upgradeStrategy/progressDeadlineSeconds",
+         "error.min"},
+    };
+    for (size_t i = 0; i < CM_ARRAY_SIZE(bad); i++) {
+        char body[256];
+        snprintf(body, sizeof(body),
+                 "{\"id\":\"/w\",\"cmd\":\"sleep 1\",\"instances\":4,"
+                 "\"upgradeStrategy\":%s}",
+                 bad[i][0]);
+        ASSERT_ERR(cm_app_parse(body, strlen(body), NULL, &a, &rep), CM_EVALIDATION);
+        ASSERT_TRUE(has_issue(&rep, CM_APP_ISSUE_INVALID, bad[i][1], bad[i][2]));
+        cm_app_report_done(&rep);
+    }
+    j = "{\"id\":\"/w\",\"cmd\":\"sleep 1\",\"upgradeStrategy\":{\"autoRollback\":1}}";
+    ASSERT_ERR(cm_app_parse(j, strlen(j), NULL, &a, &rep), CM_EMALFORMED);
+    ASSERT_TRUE(has_issue(&rep, CM_APP_ISSUE_SYNTAX, "/upgradeStrategy/autoRollback",
+                          "error.expected.jsboolean"));
+    cm_app_report_done(&rep);
+}
