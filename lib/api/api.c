@@ -803,10 +803,9 @@ int api__app_info(struct cm_api *api, const struct api_app *a, const struct api_
                            (long long)c.staged, (long long)c.running,
                            (long long)c.healthy, (long long)c.unhealthy);
     }
-    /* Deployments are not modelled yet (the controller converges each app
-     * without a plan): no app is ever part of one. */
     if (rv == 0 && (embed & API_EMBED_DEPLOYMENTS)) {
-        rv = cm_buf_puts(out, ",\"deployments\":[]");
+        rv = cm_buf_puts(out, ",\"deployments\":");
+        rv = rv ? rv : api__app_deployments(api, a->id, out);
     }
     if (rv == 0 && (embed & API_EMBED_TASKS)) {
         rv = cm_buf_puts(out, ",\"tasks\":[");

@@ -609,6 +609,36 @@ static bool route_app_dep(struct cm_http_req *req, struct cm_api *api, char *app
     return true;
 }
 
+struct app_deps_out {
+    const char *app;
+    struct cm_buf *out;
+    int n;
+};
+
+static int app_dep_json(void *data, const struct cm_deploy_row *row)
+{
+    struct app_deps_out *o = data;
+    cJSON *apps = cJSON_Parse(row->apps);
+    bool hit = json_has_str(apps, o->app);
+    cJSON_Delete(apps);
+    if (!hit) {
+        return 0;
+    }
+    int rv = cm_buf_puts(o->out, o->n++ ? ",{\"id\":" : "{\"id\":");
+    rv = rv ? rv : api__json_str(o->out, row->id);
+    return rv ? rv : cm_buf_puts(o->out, "}");
+}
+
+int api__app_deployments(struct cm_api *api, const char *app, struct cm_buf *out)
+{
+    struct app_deps_out o = {app, out, 0};
+    int rv = cm_buf_puts(out, "[");
+    rv = rv ? rv
+            : cm_state_deployments(api->ops.state(api->ops.data), NULL, true,
+                                   app_dep_json, &o);
+    return rv ? rv : cm_buf_puts(out, "]");
+}
+
 /* POST /v1/apps/{id}/promote: the app's canaries are good, go on. */
 static void h_app_promote(struct cm_http_req *req, void *data)
 {

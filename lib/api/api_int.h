@@ -104,6 +104,9 @@ int api__deploy_cmd(struct cm_api *api, const cJSON *changes, const char *id,
                     const char *version, bool force, struct cm_buf *out,
                     struct cm_buf *conflict, char *msg, size_t msg_cap);
 int api__routes_deploy(struct cm_api *api);
+/* Append the running deployments of @app as Marathon's AppInfo.deployments:
+ * [{"id": ...}]. Errors: CM_ENOMEM, storage errors. */
+int api__app_deployments(struct cm_api *api, const char *app, struct cm_buf *out);
 
 /* ---- the replica */
 
