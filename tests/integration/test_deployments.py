@@ -190,6 +190,15 @@ def test_canary_409_force_promote(agent, clusterctl_bin, tmp_path):
     r = cli(clusterctl_bin, agent, "promote", "web")
     assert r.returncode == 1  # nothing in progress
 
+    # The CLI's verbs meet the lock too, and --force replaces the deployment.
+    st, j = api(agent, "PUT", "/v2/apps/web", {"env": {"V": "4"}})
+    assert st == 200
+    r = cli(clusterctl_bin, agent, "scale", "web", "4")
+    assert r.returncode == 1 and "locked" in r.stderr, r.stderr
+    r = cli(clusterctl_bin, agent, "scale", "web", "4", "--force")
+    assert r.returncode == 0, r.stderr
+    assert deployment(agent, j["deploymentId"])["status"] == "cancelled"
+
 
 def test_rollback_by_hand_fails_the_run(agent, clusterctl_bin, tmp_path):
     r = cli(clusterctl_bin, agent, "run", write(tmp_path, "web.json", web_app(canaries=1)))
