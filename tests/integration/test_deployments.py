@@ -15,21 +15,24 @@ import pytest
 from conftest import free_port, wait_for_port
 
 
-@pytest.fixture
-def agent(procs, tmp_path, clusterctl_bin):
-    http, rpc, dns = free_port(), free_port(), free_port()
-    # Task ports of our own, below the ephemeral range: other agents on this
-    # machine hand out the default 31000-32000, and a task that cannot bind
-    # would be replaced under the test's eyes.
-    base = random.randrange(20000, 29000, 200)
-    p = procs.start([clusterctl_bin, "agent", "--dev", "--data-dir", str(tmp_path / "data"),
-                     "--http-port", str(http), "--rpc-port", str(rpc),
-                     "--dns-addr", "127.0.0.1:%d" % dns,
-                     "--resources", "ports=[%d-%d]" % (base, base + 199)], name="agent")
+def start_agent(procs, data_dir, clusterctl_bin, argv=None):
+    """Start an agent (again, with @argv); returns (proc, addr, argv)."""
+    if argv is None:
+        http, rpc, dns = free_port(), free_port(), free_port()
+        # Task ports of our own, below the ephemeral range: other agents on this
+        # machine hand out the default 31000-32000, and a task that cannot bind
+        # would be replaced under the test's eyes.
+        base = random.randrange(20000, 29000, 200)
+        argv = [clusterctl_bin, "agent", "--dev", "--data-dir", data_dir,
+                "--http-port", str(http), "--rpc-port", str(rpc),
+                "--dns-addr", "127.0.0.1:%d" % dns,
+                "--resources", "ports=[%d-%d]" % (base, base + 199)]
+    http = int(argv[argv.index("--http-port") + 1])
+    p = procs.start(argv, name="agent")
     wait_for_port("127.0.0.1", http, timeout=15, proc=p.p)
     addr = "127.0.0.1:%d" % http
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline:  # the API answers once raft elected itself
         try:
             with urllib.request.urlopen("http://%s/v2/leader" % addr, timeout=2) as r:
                 if r.status == 200:
@@ -37,7 +40,12 @@ def agent(procs, tmp_path, clusterctl_bin):
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.1)
-    return addr
+    return p, addr, argv
+
+
+@pytest.fixture
+def agent(procs, tmp_path, clusterctl_bin):
+    return start_agent(procs, str(tmp_path / "data"), clusterctl_bin)[1]
 
 
 def cli(bin_, addr, *args, timeout=120):
@@ -274,3 +282,26 @@ def test_group_starts_in_dependency_order(agent, clusterctl_bin, tmp_path):
     assert "cycle: /loop/a -> /loop/b -> /loop/a" in r.stderr, r.stderr
     st, _ = api(agent, "GET", "/v2/apps/loop/a")
     assert st == 404
+
+
+def test_a_restarted_leader_resumes_the_deployment(procs, tmp_path, clusterctl_bin):
+    p, addr, argv = start_agent(procs, str(tmp_path / "data"), clusterctl_bin)
+    r = cli(clusterctl_bin, addr, "run", write(tmp_path, "web.json", web_app(canaries=1)))
+    assert r.returncode == 0, r.stderr
+    st, res = api(addr, "PUT", "/v2/apps/web", {"env": {"V": "2"}})
+    assert st == 200
+    dep, v2 = res["deploymentId"], res["version"]
+    wait_for("the canary", lambda: len([t for t in tasks(addr, "/web")
+                                        if t["version"] == v2
+                                        and t["state"] == "TASK_RUNNING"]) == 1)
+    # The agent (the only node: the leader) goes away and comes back: the plan,
+    # its step and the canary rule come from the replica.
+    p.stop()
+    p, addr, _ = start_agent(procs, str(tmp_path / "data"), clusterctl_bin, argv)
+    assert deployment(addr, dep)["status"] == "running"
+    time.sleep(1)
+    assert len([t for t in tasks(addr, "/web") if t["version"] == v2]) == 1
+    r = cli(clusterctl_bin, addr, "promote", "web")
+    assert r.returncode == 0, r.stderr
+    wait_for("the rollout", lambda: settled(addr, "/web", v2, 3))
+    wait_for("success", lambda: deployment(addr, dep)["status"] == "success")
