@@ -318,18 +318,22 @@ struct dep_list {
     int n;
 };
 
-/* Progress of one action: instances wanted, new tasks ready and live, old left. */
-static int action_progress(struct cm_api *api, const cJSON *act, struct cm_buf *b)
+/* A current action's readinessCheckResults (its app's tasks, api_health.c) and,
+ * with @progress, its progress: instances wanted, new tasks ready and live, old
+ * tasks left. */
+static int action_progress(struct cm_api *api, const cJSON *act, bool progress,
+                           struct cm_buf *b)
 {
     const char *app = jstr(act, "app");
     const char *version = jstr(act, "version");
     struct api_apps apps;
     int64_t instances = 0;
-    bool hc = false;
+    bool hc = false, rc = false;
     int rv = api__apps_load(api, app, &apps);
     if (rv == 0) {
         instances = apps.v[0].instances;
         hc = apps.v[0].spec != NULL && apps.v[0].spec->n_health_checks > 0;
+        rc = apps.v[0].spec != NULL && apps.v[0].spec->n_readiness_checks > 0;
         api__apps_done(&apps);
     } else if (rv != CM_ENOTFOUND) {
         return rv;
@@ -337,6 +341,12 @@ static int action_progress(struct cm_api *api, const cJSON *act, struct cm_buf *
     struct api_tasks t;
     rv = api__tasks_load(api, app, &t);
     if (rv != 0) {
+        return rv;
+    }
+    rv = cm_buf_puts(b, ",\"readinessCheckResults\":");
+    rv = rv ? rv : api__readiness_results(&t, 0, t.n, b);
+    if (rv != 0 || !progress) {
+        api__tasks_done(&t);
         return rv;
     }
     int64_t ready = 0, live = 0, old = 0;
@@ -352,7 +362,7 @@ static int action_progress(struct cm_api *api, const cJSON *act, struct cm_buf *
             continue;
         }
         live++;
-        ready += k->state == CM_TASK_RUNNING &&
+        ready += k->state == CM_TASK_RUNNING && (!rc || k->ready) &&
                  (hc ? k->health != NULL && strcmp(k->health, "healthy") == 0
                      : k->health == NULL || strcmp(k->health, "unhealthy") != 0);
     }
@@ -376,10 +386,7 @@ static int put_actions(struct dep_list *l, const cJSON *acts, bool current)
         rv = rv ? rv : cm_buf_puts(l->b, ",\"app\":");
         rv = rv ? rv : api__json_str(l->b, jstr(a, "app"));
         if (current) {
-            rv = rv ? rv : cm_buf_puts(l->b, ",\"readinessCheckResults\":[]");
-            if (l->progress) {
-                rv = rv ? rv : action_progress(l->api, a, l->b);
-            }
+            rv = rv ? rv : action_progress(l->api, a, l->progress, l->b);
         }
         rv = rv ? rv : cm_buf_puts(l->b, "}");
     }
@@ -781,8 +788,8 @@ int api__routes_deploy(struct cm_api *api)
         {"POST", "/v1/apps/{id*}/rollback", h_app_rollback},
     };
     for (size_t i = 0; i < CM_ARRAY_SIZE(routes); i++) {
-        int rv = cm_http_server_route(api->srv, routes[i].method, routes[i].pattern,
-                                      API_BODY_LIMIT_NONE, routes[i].fn, api);
+        int rv = api__route(api, routes[i].method, routes[i].pattern, API_BODY_LIMIT_NONE,
+                            routes[i].fn);
         if (rv != 0) {
             return rv;
         }

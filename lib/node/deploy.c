@@ -174,6 +174,7 @@ enum cm_deploy_gate cm_deploys_gate(const struct cm_deploys *ds, const char *app
 struct app_now {
     const char *version; /* the action's target */
     bool hc;             /* the app has health checks: ready needs "healthy" */
+    bool rc;             /* the app has a readiness check: ready needs `ready` */
     uint32_t new_live, new_ready, old_alive, killing;
     int64_t ready_since; /* the latest update of a ready new task */
 };
@@ -194,7 +195,7 @@ static int count_task(void *data, const struct cm_task_row *row)
         return 0;
     }
     n->new_live++;
-    if (cm_deploy_task_ready(row, n->hc)) {
+    if (cm_deploy_task_ready(row, n->hc, n->rc)) {
         n->new_ready++;
         n->ready_since = CM_MAX(n->ready_since, row->updated_at);
     }
@@ -217,9 +218,10 @@ static int cur_row(void *data, const struct cm_app_row *row)
                : 0;
 }
 
-bool cm_deploy_task_ready(const struct cm_task_row *row, bool has_health_checks)
+bool cm_deploy_task_ready(const struct cm_task_row *row, bool has_health_checks,
+                          bool has_readiness_checks)
 {
-    if (row->state != CM_TASK_RUNNING) {
+    if (row->state != CM_TASK_RUNNING || (has_readiness_checks && !row->ready)) {
         return false;
     }
     if (has_health_checks) {
@@ -247,7 +249,8 @@ static int action_state(struct cm_state *st, const struct dep *d,
         return rv;
     }
     struct app_now n = {.version = is_stop(a) ? NULL : a->version,
-                        .hc = cur.spec != NULL && cur.spec->n_health_checks > 0};
+                        .hc = cur.spec != NULL && cur.spec->n_health_checks > 0,
+                        .rc = cur.spec != NULL && cur.spec->n_readiness_checks > 0};
     rv = cm_state_tasks(st, a->app, NULL, count_task, &n);
     if (rv != 0) {
         cm_app_free(cur.spec);

@@ -90,7 +90,7 @@ static void fx_open(struct fx *f)
     ASSERT_OK(cm_state_open(path, &f->state, &eb));
     f->loop = ev_loop_new(EVFLAG_AUTO);
     f->now = 1795305600000;
-    struct cm_node_ctl_ops ops = {f, f->state, fx_propose, fx_now};
+    struct cm_node_ctl_ops ops = {f, f->state, fx_propose, fx_now, "n1"};
     ASSERT_OK(cm_controller_new(f->loop, &ops, &f->ctl));
     fx_apply(f,
              "{\"type\":\"node.up\",\"at\":1,\"node\":{\"id\":\"n1\",\"address\":"
@@ -566,6 +566,41 @@ TEST(controller_waits_for_health_when_the_app_has_checks)
         snprintf(cmd, sizeof(cmd),
                  "{\"type\":\"task.status\",\"at\":%lld,\"id\":\"%s\",\"state\":"
                  "\"running\",\"health\":\"healthy\"}",
+                 (long long)f.now, c.ids[i]);
+        struct cm_errbuf eb;
+        cm_state_apply(f.state, ++f.index, cmd, strlen(cmd), &eb);
+    }
+    cm_controller_kick(f.ctl);
+    settle(&f);
+    ASSERT_INT_EQ(vcount(&f, "/web", "v1").killing, 1);
+    fx_close(&f);
+}
+
+TEST(controller_waits_for_readiness_when_the_app_has_a_check)
+{
+    struct fx f;
+    fx_open(&f);
+    const char *rc =
+        ",\"portDefinitions\":[{\"port\":0,\"name\":\"http\"}],"
+        "\"readinessChecks\":[{\"portName\":\"http\"}],\"upgradeStrategy\":{"
+        "\"minimumHealthCapacity\":1,\"maximumOverCapacity\":0}";
+    char cmd[1024];
+    for (int v = 1; v <= 2; v++) {
+        snprintf(cmd, sizeof(cmd),
+                 "{\"type\":\"app.put\",\"version\":\"v%d\",\"app\":{\"id\":\"/web\","
+                 "\"cmd\":\"sleep %d\",\"cpus\":0.1,\"mem\":16,\"instances\":1%s}}",
+                 v, v, rc);
+        fx_apply(&f, cmd);
+        drive(&f, "/web");
+    }
+    /* Running, not ready: the old task stays. */
+    ASSERT_INT_EQ(vcount(&f, "/web", "v2").running, 1);
+    ASSERT_INT_EQ(vcount(&f, "/web", "v1").running, 1);
+    struct counts c = count(&f, "/web");
+    for (int i = 0; i < c.n_ids; i++) {
+        snprintf(cmd, sizeof(cmd),
+                 "{\"type\":\"task.status\",\"at\":%lld,\"id\":\"%s\",\"state\":"
+                 "\"running\",\"ready\":true}",
                  (long long)f.now, c.ids[i]);
         struct cm_errbuf eb;
         cm_state_apply(f.state, ++f.index, cmd, strlen(cmd), &eb);
