@@ -183,7 +183,7 @@ static int action_for(struct cm_api *api, const cJSON *ch, cJSON **ret,
 }
 
 int api__deploy_cmd(struct cm_api *api, const cJSON *changes, const char *id,
-                    const char *version, bool force, struct cm_buf *out,
+                    const char *version, bool force, bool rollback, struct cm_buf *out,
                     struct cm_buf *conflict, char *msg, size_t msg_cap)
 {
     int n = cJSON_GetArraySize(changes);
@@ -285,6 +285,9 @@ int api__deploy_cmd(struct cm_api *api, const cJSON *changes, const char *id,
         cJSON_AddNumberToObject(cmd, "at", (double)api->ops.now_ms(api->ops.data));
         cJSON_AddStringToObject(cmd, "id", id);
         cJSON_AddStringToObject(cmd, "version", version);
+        if (rollback) {
+            cJSON_AddBoolToObject(cmd, "rollback", true);
+        }
         cJSON *cc = cJSON_Duplicate(changes, true);
         if (cc == NULL || !cJSON_AddItemToObject(cmd, "changes", cc)) {
             cJSON_Delete(cc);
@@ -394,7 +397,7 @@ static int put_actions(struct dep_list *l, const cJSON *acts, bool current)
 }
 
 /* One deployment in Marathon's shape (compat.md §2.2) plus ours: status,
- * promoted, reason, rollbackOf. */
+ * promoted, reason, rollback, rollbackOf. */
 static int dep_json(void *data, const struct cm_deploy_row *row)
 {
     struct dep_list *l = data;
@@ -438,7 +441,10 @@ static int dep_json(void *data, const struct cm_deploy_row *row)
             : cm_buf_printf(
                   b, ",\"promoted\":%s,\"reason\":", row->promoted ? "true" : "false");
     rv = rv ? rv : api__json_str(b, row->reason);
-    rv = rv ? rv : cm_buf_puts(b, ",\"rollbackOf\":");
+    rv =
+        rv ? rv
+           : cm_buf_printf(
+                 b, ",\"rollback\":%s,\"rollbackOf\":", row->rollback ? "true" : "false");
     rv = rv ? rv : api__json_str(b, row->rollback_of);
     rv = rv ? rv : cm_buf_puts(b, ",\"startedAt\":");
     rv = rv ? rv : api__json_time(b, row->started_at);
@@ -752,6 +758,7 @@ static void h_app_rollback(struct cm_http_req *req, void *data)
         if (w != NULL) {
             rv = cm_uuid4(dep);
             api__write_deploy(w, dep, want, true);
+            api__write_rollback(w);
             rv = rv ? rv
                     : cm_buf_printf(api__write_body(w),
                                     "{\"version\":\"%s\",\"deploymentId\":\"%s\"}", want,

@@ -82,7 +82,7 @@ static int load_dep(void *data, const struct cm_deploy_row *row)
     d->id = cm_strdup(row->id);
     d->step = row->step;
     d->promoted = row->promoted;
-    d->is_rollback = row->rollback_of != NULL;
+    d->is_rollback = row->rollback;
     d->started_at = row->started_at;
     d->step_started_at = row->step_started_at;
     cJSON *plan = cJSON_Parse(row->plan);

@@ -303,6 +303,7 @@ int cm_deploy_rollback_cmd(struct cm_state *s, const char *dep_id, const char *n
         cJSON_AddStringToObject(cmd, "id", new_id);
         cJSON_AddStringToObject(cmd, "version", version);
         cJSON_AddStringToObject(cmd, "rollbackOf", dep_id);
+        cJSON_AddBoolToObject(cmd, "rollback", true);
         cJSON_AddItemToObject(cmd, "apps", apps);
         apps = NULL;
         cJSON_AddItemToObject(plan, "steps", steps);
