@@ -355,3 +355,82 @@ def test_a_restarted_leader_resumes_the_deployment(procs, tmp_path, clusterctl_b
     wait_for("the rollout", lambda: settled(addr, "/web", v2, 3))
     wait_for("success", lambda: deployment(addr, dep)["status"] == "success")
     cleanup_agent(addr, argv)
+
+
+def test_a_new_leader_resumes_the_deployment(procs, tmp_path, clusterctl_bin):
+    """Three agents; a deployment waits for its canary to be promoted; the leader
+    is killed (-9): the new leader has the deployment, keeps the canary rule, and
+    finishes it once promoted through a survivor."""
+    from test_cluster_join import Node, leader_of, members, wait_until
+    nodes = [Node(i, tmp_path) for i in (1, 2, 3)]
+    cg = lambda n: ["--cgroup-parent", "deploy-test-%d-%s" % (os.getpid(), n.name)]
+    n1 = nodes[0]
+    argvs = {}
+    try:
+        argvs[n1.name] = n1.argv(clusterctl_bin, cg(n1))
+        n1.proc = procs.start(argvs[n1.name], name="n1")
+        token_file = os.path.join(n1.data, "tls", "join-token")
+        wait_until(lambda: os.path.exists(token_file), 20, "the join token file")
+        token = open(token_file).read().strip()
+        for n in nodes[1:]:
+            argvs[n.name] = n.argv(clusterctl_bin, ["--join", "127.0.0.1:%d" % n1.rpc,
+                                                    "--token", token] + cg(n))
+            n.proc = procs.start(argvs[n.name], name=n.name)
+        wait_until(lambda: (lambda ms: ms and len(ms) == 3 and all(
+            m["role"] == "voter" for m in ms))(members(clusterctl_bin, n1.addr)),
+            90, "3 voters")
+        leader = wait_until(lambda: leader_of(nodes), 30, "a leader")
+        app = {"id": "/web", "cmd": "sleep 300", "cpus": 0.01, "mem": 16, "instances": 3,
+               "upgradeStrategy": {"minimumHealthCapacity": 0.5,
+                                   "maximumOverCapacity": 0, "canaries": 1}}
+        r = cli(clusterctl_bin, leader.addr, "run", write(tmp_path, "web.json", app))
+        assert r.returncode == 0, r.stdout + r.stderr
+        st, res = api(leader.addr, "PUT", "/v2/apps/web", {"env": {"V": "2"}})
+        assert st == 200, res
+        dep, v2 = res["deploymentId"], res["version"]
+        wait_for("the canary", lambda: len([t for t in tasks(leader.addr, "/web")
+                                            if t["version"] == v2
+                                            and t["state"] == "TASK_RUNNING"]) == 1)
+
+        leader.proc.kill9()
+        rest = [n for n in nodes if n is not leader]
+        new = wait_until(lambda: (lambda l: l if l is not None and l is not leader
+                                  else None)(leader_of(rest)), 30, "a new leader")
+        assert deployment(new.addr, dep)["status"] == "running"
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            live = [t for t in tasks(new.addr, "/web") if t["version"] == v2
+                    and t["state"] not in ("TASK_KILLING", "TASK_UNREACHABLE")]
+            assert len(live) <= 1, live
+            time.sleep(0.1)
+        other = next(n for n in rest if n is not new)
+        r = cli(clusterctl_bin, other.addr, "promote", "web")
+        assert r.returncode == 0, r.stderr
+        # The dead node's tasks are replaced too (unreachable, then inactive).
+        try:
+            wait_for("success", lambda: deployment(new.addr, dep)["status"] == "success",
+                     timeout=120)
+        except AssertionError:
+            print(json.dumps(deployment(new.addr, dep), indent=1))
+            print(json.dumps([(t["id"][-6:], t["version"], t["state"], t["host"])
+                              for t in tasks(new.addr, "/web")], indent=1))
+            print(api(new.addr, "GET", "/v1/nodes"))
+            raise
+        ts = [t for t in tasks(new.addr, "/web") if t["state"] == "TASK_RUNNING"]
+        assert len(ts) == 3 and all(t["version"] == v2 for t in ts)
+    finally:
+        for n in nodes:
+            if n.proc is not None and n.proc.alive():
+                api(n.addr, "DELETE", "/v2/apps/web?force=true")
+                break
+        for n in nodes:
+            if n.proc is not None and n.proc.alive():
+                try:
+                    wait_for("no tasks", lambda: api(n.addr, "GET", "/v2/tasks")[1]
+                             ["tasks"] == [], timeout=20)
+                except AssertionError:
+                    pass
+        for n in nodes:
+            if n.name in argvs:
+                cleanup_agent(n.addr if n.proc and n.proc.alive() else "127.0.0.1:1",
+                              argvs[n.name])

@@ -610,3 +610,40 @@ TEST(controller_waits_for_readiness_when_the_app_has_a_check)
     ASSERT_INT_EQ(vcount(&f, "/web", "v1").killing, 1);
     fx_close(&f);
 }
+
+TEST(controller_does_not_wait_for_kills_on_a_node_that_is_gone)
+{
+    struct fx f;
+    fx_open(&f);
+    fx_apply(&f,
+             "{\"type\":\"node.up\",\"at\":1,\"node\":{\"id\":\"n2\",\"address\":"
+             "\"10.0.0.2\",\"attrs\":{},\"resources\":{\"cpus\":4,\"mem\":4096,"
+             "\"disk\":10000,\"ports\":[[31000,31009]]}}}");
+    fx_apply(&f, APP_PUT("/web", "v1", 1,
+                         ",\"constraints\":[[\"hostname\",\"LIKE\",\"n1\"]]"));
+    drive(&f, "/web");
+    start_dep(&f,
+              "\"id\":\"d2\",\"version\":\"v2\",\"apps\":[\"/web\"],\"plan\":{"
+              "\"steps\":[{\"actions\":[{\"action\":\"RestartApplication\",\"app\":"
+              "\"/web\",\"version\":\"v2\",\"from\":\"v1\",\"fromInstances\":1}]}]},"
+              "\"changes\":[" APP_PUT("/web", "v2", 1,
+                                      ",\"constraints\":[[\"hostname\",\"LIKE\","
+                                      "\"n2\"]]") "]}");
+    settle(&f);
+    all_running(&f, "/web");
+    settle(&f);
+    /* The old task on n1 is being killed when n1 goes silent: its kill cannot
+     * complete, and the deployment does not wait for it. */
+    ASSERT_INT_EQ(vcount(&f, "/web", "v1").killing, 1);
+    ASSERT_STR_EQ(dep(&f, "d2").status, "running");
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd),
+             "{\"type\":\"node.state\",\"at\":%lld,\"id\":\"n1\",\"state\":"
+             "\"unreachable\"}",
+             (long long)f.now);
+    fx_apply(&f, cmd);
+    settle(&f);
+    ASSERT_INT_EQ(vcount(&f, "/web", "v1").killing, 1);
+    ASSERT_STR_EQ(dep(&f, "d2").status, "success");
+    fx_close(&f);
+}
