@@ -568,6 +568,7 @@ static void app_update(struct cm_http_req *req, struct cm_api *api, bool patch)
     const struct api_app *c = exists ? &cur.v[0] : NULL;
     /* An invalid URL id goes into the body so the parse names it. */
     rv = build_app(api, upd, valid_id ? id : raw, c, partial, &app, &rep);
+    bool is_rollback = c != NULL && rollback_version(upd) != NULL;
     cJSON_Delete(upd);
     if (rv == CM_ENOTFOUND) {
         cm_http_respond_error(req, 404, "App '%s' has no version to roll back to", id);
@@ -590,6 +591,9 @@ static void app_update(struct cm_http_req *req, struct cm_api *api, bool patch)
     enum change_kind k = classify(app, c != NULL ? c->spec : NULL);
     const char *answer = k == CHANGE_CONFIG ? version : c->version;
     rv = deployment_result(w, answer, false);
+    if (is_rollback) {
+        api__write_rollback(w); /* no canary phase (docs/deployments.md) */
+    }
     if (rv == 0 && !exists) {
         rv = api__write_header(w, "Location", app->id);
     }
