@@ -2,6 +2,9 @@
  * dns_zone_from_state after each applied batch that changed apps, tasks or nodes
  * and publishes the result to the server.
  *
+ * Named VIPs come from the vips table (the leader's allocations) as well as from
+ * dns_state_info.
+ *
  * The work is one scan of each table. Only running tasks matter to DNS, so the
  * others are dropped in the scan; app specs (JSON) are parsed once per version
  * and kept in a dns_state_cache, so a task going healthy costs a scan and a
@@ -497,6 +500,19 @@ static int add_app(struct build *b, struct dns_zone_builder *zb, struct app_scra
     return rv;
 }
 
+static int vip_cb(void *data, const struct cm_vip_row *row)
+{
+    struct dns_zone_builder *zb = data;
+    char path[DNS_NAME_MAX + 2];
+    struct dns_addr addr;
+    if ((size_t)snprintf(path, sizeof(path), "/%s", row->name) >= sizeof(path) ||
+        dns_addr_parse(row->address, &addr) != 0) {
+        return 0; /* not a name DNS can carry; the VIP still works by address */
+    }
+    int rv = dns_zone_add_vip(zb, path, &addr);
+    return rv == CM_ENOMEM ? rv : 0;
+}
+
 static int build_zone(struct build *b, const struct dns_zone_config *cfg,
                       const struct dns_state_info *info, struct dns_zone **ret_zone)
 {
@@ -574,6 +590,11 @@ static int build_zone(struct build *b, const struct dns_zone_config *cfg,
             CM_ENOMEM) {
             goto err_after_builder;
         }
+    }
+    /* Named VIPs the leader allocated (table vips): "web" answers as
+     * web.vip.<domain>, "shop/web" as web.shop.vip.<domain>. */
+    if ((rv = cm_state_vips(b->s, vip_cb, zb)) == CM_ENOMEM) {
+        goto err_after_builder;
     }
     struct app_scratch sc = {0};
     for (size_t i = 0; i < b->next.n; i++) {

@@ -20,6 +20,7 @@
 #include <ev.h>
 #include <fcntl.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -492,6 +493,21 @@ static void connect_next(struct lb_conn *c)
                 return;
             }
             if (errno == EINPROGRESS) {
+                /* A local backend usually completes the handshake inside
+                 * connect(): one poll() then saves registering for EPOLLOUT, a
+                 * loop iteration and the SO_ERROR read (new connections/s). */
+                struct pollfd pf = {.fd = c->bfd, .events = POLLOUT};
+                if (poll(&pf, 1, 0) == 1) {
+                    if ((pf.revents & (POLLERR | POLLHUP)) == 0) {
+                        established(c);
+                        return;
+                    }
+                    close(c->bfd); /* refused at once: the next backend */
+                    c->bfd = -1;
+                    lb_backend_conn_end(c->be);
+                    c->be = NULL;
+                    continue;
+                }
                 c->st = LB_ST_CON;
                 io_set(p->loop, &c->bio, &c->bev, c->bfd, EV_WRITE);
                 timer_arm(c, p->o.connect_timeout_ms / 1000.0);
@@ -645,7 +661,8 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             }
             return;
         }
-        (void)cm_tcp_nodelay(fd);
+        /* TCP_NODELAY comes from the listener: Linux copies it to accepted
+         * sockets, which saves a setsockopt per connection. */
         conn_start(p, l, fd, &peer);
     }
 }
@@ -673,6 +690,7 @@ static int listener_open(struct lb_proxy *p, struct lb_endpoint ep, struct cm_er
     }
     /* The address may reach lo after the listener is up. */
     (void)setsockopt(l->fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one));
+    (void)cm_tcp_nodelay(l->fd); /* inherited by every accepted connection */
     if (bind(l->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
         listen(l->fd, 4096) != 0) {
         rv = cm_err_sys(eb, cm_errno(), "listen on VIP %s", lb_endpoint_str(ep, es));

@@ -31,6 +31,50 @@ static void attrs_text(const cJSON *attrs, char *out, size_t cap)
     }
 }
 
+/* Whether any node in @j carries a heartbeat age (only the leader knows them). */
+static bool has_ages(const cJSON *j)
+{
+    const cJSON *n;
+    cJSON_ArrayForEach(n, cJSON_GetObjectItemCaseSensitive(j, "nodes"))
+    {
+        if (cJSON_GetObjectItemCaseSensitive(n, "lastHeartbeatAgeMs") != NULL) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Ask the leader instead of @c's node, for the heartbeat ages; on any failure
+ * keep what we have. */
+static void from_leader(const struct cmd_client *c, char **text, cJSON **j)
+{
+    char *lt = NULL;
+    if (cmd_client_call(c, "GET", "/v2/leader", NULL, &lt) != 200) {
+        cm_free(&lt);
+        return;
+    }
+    cJSON *l = cJSON_Parse(lt);
+    const char *addr = cmd_json_str(l, "leader");
+    struct cmd_client lc = *c;
+    if (addr != NULL && strcmp(addr, c->addr) != 0 && strlen(addr) < sizeof(lc.addr)) {
+        snprintf(lc.addr, sizeof(lc.addr), "%s", addr);
+        char *t2 = NULL;
+        if (cmd_client_call(&lc, "GET", "/v1/nodes", NULL, &t2) == 200) {
+            cJSON *j2 = cJSON_Parse(t2);
+            if (j2 != NULL) {
+                cJSON_Delete(*j);
+                cm_free(text);
+                *j = j2;
+                *text = t2;
+                t2 = NULL;
+            }
+        }
+        cm_free(&t2);
+    }
+    cJSON_Delete(l);
+    cm_free(&lt);
+}
+
 int cmd_nodes(int argc, char **argv)
 {
     struct cmd_client c = {
@@ -39,7 +83,8 @@ int cmd_nodes(int argc, char **argv)
             "List the nodes (GET /v1/nodes): address, state (up, draining,\n"
             "unreachable, down), cpus and memory (MiB) used/total, tasks that hold\n"
             "resources there, attributes, and how long ago the leader last heard the\n"
-            "node's heartbeat (known when --addr is the leader; '-' otherwise).",
+            "node's heartbeat (asked from the leader when --addr is a follower; '-'\n"
+            "when unknown).",
     };
     int rv = cmd_client_parse(&c, argc, argv, NULL, 0, 0, 0);
     if (rv >= 0) {
@@ -50,6 +95,9 @@ int cmd_nodes(int argc, char **argv)
     rv = cmd_client_get_json(&c, "GET", "/v1/nodes", NULL, 200, &text, &j);
     if (rv != CMD_EXIT_OK) {
         return rv;
+    }
+    if (!has_ages(j)) {
+        from_leader(&c, &text, &j);
     }
     if (c.json) {
         printf("%s\n", text);

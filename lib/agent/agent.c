@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -36,9 +37,15 @@
 #define DEFAULT_PIDS_MAX  4096
 #define DEFAULT_GRACE_S   3 /* Marathon/Mesos when taskKillGracePeriodSeconds is unset */
 #define KILL_RETRY_S      1.0
-#define RECORD_MAX        (64 * 1024)
-#define STATUS_FILE       "exit_status"
-#define RECORD_FILE       "task.json"
+/* Drain before kill (DESIGN.md §9): a task of an app with a VIP label stays up this
+ * long after it left the VIP backends and DNS, so established connections can
+ * finish; per app by the label below (seconds, 0..DRAIN_MAX_S). */
+#define DEFAULT_DRAIN_S 5
+#define DRAIN_MAX_S     300
+#define DRAIN_LABEL     "CLUSTERCTL_DRAIN_SECONDS"
+#define RECORD_MAX      (64 * 1024)
+#define STATUS_FILE     "exit_status"
+#define RECORD_FILE     "task.json"
 
 static const char *const stream_names[] = {"stdout", "stderr"};
 
@@ -56,6 +63,7 @@ struct agent_task {
     ev_timer kill_w; /* grace period, then kill retries */
     bool adopted;
     bool stop_requested;
+    bool draining; /* killing in the replica; SIGTERM when kill_w fires */
     bool sigkilled;
     bool orphan;         /* its row is gone from the replica */
     bool corrupt_record; /* task.json exists but cannot be trusted */
@@ -555,13 +563,44 @@ static void stop(struct agent_task *t)
         return;
     }
     t->stop_requested = true;
+    t->draining = false;
     t->phase = CM_AGENT_PHASE_STOPPING;
     agent__health_stop(t->health);
     if (t->pidfd >= 0) {
         sys_pidfd_signal(t->pidfd, SIGTERM);
     }
     trace(t->a, "stop task=%s grace=%ds", t->id, (int)t->rec.grace_s);
+    ev_timer_stop(t->a->loop, &t->kill_w); /* a drain may be running */
     ev_timer_init(&t->kill_w, on_kill_timer, (double)t->rec.grace_s, 0.);
+    ev_timer_start(t->a->loop, &t->kill_w);
+}
+
+static void on_drain_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    stop(cm_container_of(w, struct agent_task, kill_w));
+}
+
+struct row_copy;
+static int drain_seconds(struct cm_agent *a, const struct row_copy *row);
+
+/* The replica says killing: the task already left the VIP backends and DNS (they
+ * serve running tasks only); give its open connections the drain time, then
+ * stop it as usual. A terminal row or an agent restart stops it at once. */
+static void drain_then_stop(struct agent_task *t, const struct row_copy *row)
+{
+    if (t->phase != CM_AGENT_PHASE_RUNNING || t->draining) {
+        return;
+    }
+    int s = drain_seconds(t->a, row);
+    if (s <= 0) {
+        stop(t);
+        return;
+    }
+    t->draining = true;
+    trace(t->a, "drain task=%s seconds=%d", t->id, s);
+    ev_timer_init(&t->kill_w, on_drain_timer, (double)s, 0.);
     ev_timer_start(t->a->loop, &t->kill_w);
 }
 
@@ -644,6 +683,40 @@ static int load_app(struct cm_agent *a, const struct row_copy *row, struct cm_ap
         snprintf(why, cap, "app spec of %s unreadable: %s", row->app, cm_strerror(rv));
     }
     return rv;
+}
+
+/* The app's drain label, else DEFAULT_DRAIN_S when the app declares a VIP (a port
+ * label VIP..., an app label VIP_PORT<n>) and 0 otherwise. */
+static int drain_seconds(struct cm_agent *a, const struct row_copy *row)
+{
+    struct cm_app *app = NULL;
+    char why[CM_AGENT_REASON_MAX + 1];
+    if (load_app(a, row, &app, why, sizeof(why)) != 0) {
+        return 0;
+    }
+    bool vip = false;
+    for (size_t i = 0; i < app->labels.n; i++) {
+        vip |= strncasecmp(app->labels.v[i].key, "VIP_PORT", 8) == 0;
+    }
+    bool host = app->n_networks == 0 || app->networks[0].mode == CM_APP_NET_HOST;
+    size_t n = host ? app->n_port_defs : app->container.n_port_mappings;
+    for (size_t i = 0; i < n; i++) {
+        const struct cm_app_labels *l =
+            host ? &app->port_defs[i].labels : &app->container.port_mappings[i].labels;
+        for (size_t k = 0; k < l->n; k++) {
+            vip |= cm_app_is_vip_label(l->v[k].key);
+        }
+    }
+    int s = vip ? DEFAULT_DRAIN_S : 0;
+    for (size_t i = 0; i < app->labels.n; i++) {
+        int64_t v;
+        if (strcmp(app->labels.v[i].key, DRAIN_LABEL) == 0 &&
+            cm_parse_i64(app->labels.v[i].value, 0, DRAIN_MAX_S, &v) == 0) {
+            s = (int)v;
+        }
+    }
+    cm_app_free(app);
+    return s;
 }
 
 /* ------------------------------------------------------------------ health hooks */
@@ -1003,7 +1076,9 @@ static void reconcile(struct agent_task *t, const struct row_copy *row)
         }
         break;
     case CM_AGENT_PHASE_RUNNING:
-        if (st == CM_TASK_KILLING || cm_task_state_terminal(st)) {
+        if (st == CM_TASK_KILLING) {
+            drain_then_stop(t, row);
+        } else if (cm_task_state_terminal(st)) {
             stop(t);
         }
         health_ensure(t, row);

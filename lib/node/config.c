@@ -17,6 +17,7 @@ void cm_node_config_default(struct cm_node_config *c)
     snprintf(c->dns_addr, sizeof(c->dns_addr), "0.0.0.0:53");
     snprintf(c->domain, sizeof(c->domain), "cluster");
     snprintf(c->vip_cidr, sizeof(c->vip_cidr), "198.18.0.0/15");
+    snprintf(c->vip_mode, sizeof(c->vip_mode), "auto");
     c->voters = 3;
     c->log_level = CM_LOG_INFO;
 }
@@ -42,6 +43,8 @@ void cm_node_usage(void *out)
             "  --dns-upstream H:P,.. resolvers for other names (default: "
             "/etc/resolv.conf)\n"
             "  --vip-cidr CIDR      virtual IP range (default 198.18.0.0/15)\n"
+            "  --vip-mode MODE      auto, nat, proxy or off (default auto: nat when "
+            "nftables works)\n"
             "  --join H:P,...       existing members to join\n"
             "  --token T            join token printed by the first server\n"
             "  --voters N           desired voter count (default 3)\n"
@@ -276,6 +279,7 @@ enum {
     OPT_DNS_COMPAT,
     OPT_DNS_UPSTREAM,
     OPT_VIP_CIDR,
+    OPT_VIP_MODE,
     OPT_JOIN,
     OPT_TOKEN,
     OPT_VOTERS,
@@ -323,6 +327,7 @@ int cm_node_config_parse(struct cm_node_config *c, int argc, char **argv,
         {"dns-compat", required_argument, NULL, OPT_DNS_COMPAT},
         {"dns-upstream", required_argument, NULL, OPT_DNS_UPSTREAM},
         {"vip-cidr", required_argument, NULL, OPT_VIP_CIDR},
+        {"vip-mode", required_argument, NULL, OPT_VIP_MODE},
         {"join", required_argument, NULL, OPT_JOIN},
         {"token", required_argument, NULL, OPT_TOKEN},
         {"voters", required_argument, NULL, OPT_VOTERS},
@@ -393,6 +398,16 @@ int cm_node_config_parse(struct cm_node_config *c, int argc, char **argv,
             break;
         case OPT_VIP_CIDR:
             rv = set_str(c->vip_cidr, sizeof(c->vip_cidr), optarg, "--vip-cidr", eb);
+            break;
+        case OPT_VIP_MODE:
+            if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "nat") != 0 &&
+                strcmp(optarg, "proxy") != 0 && strcmp(optarg, "off") != 0) {
+                rv = cm_err_setf(eb, CM_EINVAL,
+                                 "--vip-mode: '%s' is not auto, nat, proxy or off",
+                                 optarg);
+                break;
+            }
+            rv = set_str(c->vip_mode, sizeof(c->vip_mode), optarg, "--vip-mode", eb);
             break;
         case OPT_JOIN:
             rv = add_joins(c, optarg, eb);

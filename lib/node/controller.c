@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "node/node_int.h"
+#include "node/vips.h"
 #include "sched/sched.h"
 #include "state/db.h"
 #include "state/state.h"
@@ -48,6 +49,7 @@ struct cm_controller {
     size_t n_waiting;
     struct cm_node_ctl_ops ops;
     ev_timer timer;
+    ev_timer detect_timer; /* the failure detector between planning passes */
     bool leader;
     bool dirty;
     unsigned in_flight; /* our proposals not yet applied */
@@ -710,7 +712,8 @@ struct pass {
     int64_t wait_ms;
     struct cm_deploys *deploys; /* running deployments (deploy.c) */
     cJSON *node_cmds;           /* node.state commands of the failure detector */
-    int64_t next_at;            /* failure detection and replacement: look again then */
+    int64_t next_at;            /* replacement and expunge timers: plan again then */
+    int64_t detect_at;          /* the failure detector: look at the nodes again then */
 };
 
 static void pass_done(struct pass *p)
@@ -782,17 +785,26 @@ static int detect(struct cm_controller *c, struct pass *p, int64_t now)
         const struct node_info *n = &p->snap.nodes[i];
         struct cm_liveness_node ln = {n->id, n->state, n->updated_at};
         enum cm_liveness_action act;
-        int rv = cm_liveness_check(c->liveness, &ln, c->ops.self, now, &act, &p->next_at);
+        int rv =
+            cm_liveness_check(c->liveness, &ln, c->ops.self, now, &act, &p->detect_at);
         if (rv != 0) {
             return rv;
         }
         if (act == CM_LIVENESS_NONE) {
             continue;
         }
+        /* A silent node is unreachable since it was last heard: its tasks'
+         * inactiveAfterSeconds count from there, so replacements start about
+         * inactiveAfterSeconds after the node died, not 5 s later. */
+        int64_t at = now;
+        int64_t last = cm_liveness_last(c->liveness, n->id);
+        if (act == CM_LIVENESS_UNREACHABLE && last > n->updated_at && last < now) {
+            at = last;
+        }
         cJSON *cmd = cJSON_CreateObject();
         if (cmd == NULL || !cJSON_AddItemToArray(p->node_cmds, cmd) ||
             cJSON_AddStringToObject(cmd, "type", "node.state") == NULL ||
-            cJSON_AddNumberToObject(cmd, "at", (double)now) == NULL ||
+            cJSON_AddNumberToObject(cmd, "at", (double)at) == NULL ||
             cJSON_AddStringToObject(cmd, "id", n->id) == NULL ||
             cJSON_AddStringToObject(cmd, "state", cm_liveness_state_name(act)) == NULL) {
             return CM_ENOMEM;
@@ -820,6 +832,7 @@ static int build_pass(struct cm_controller *c, struct pass *p, int64_t now)
     }
     struct snapshot *s = &p->snap;
     p->next_at = INT64_MAX;
+    p->detect_at = INT64_MAX;
     rv = detect(c, p, now);
     if (rv != 0 || cJSON_GetArraySize(p->node_cmds) > 0) {
         return rv; /* with node changes, plan the rest once they are applied */
@@ -1012,26 +1025,76 @@ static void advance_deployments(struct cm_controller *c, struct pass *p, int64_t
     }
 }
 
+/* Look at the nodes again at @at (INT64_MAX: never). */
+static void arm_detector(struct cm_controller *c, int64_t at, int64_t now)
+{
+    ev_timer_stop(c->loop, &c->detect_timer);
+    if (at != INT64_MAX) {
+        ev_timer_set(&c->detect_timer, (double)CM_MAX(at - now, 1) / 1000.0 + DEBOUNCE_S,
+                     0.0);
+        ev_timer_start(c->loop, &c->detect_timer);
+    }
+}
+
+/* Propose the detector's node.state commands; true when there were any (the
+ * planning pass that follows their apply sees the new states). */
+static bool propose_node_cmds(struct cm_controller *c, struct pass *p, int64_t now)
+{
+    if (cJSON_GetArraySize(p->node_cmds) == 0) {
+        return false;
+    }
+    const cJSON *ncmd;
+    cJSON_ArrayForEach(ncmd, p->node_cmds)
+    {
+        propose_json(c, (cJSON *)ncmd);
+    }
+    c->dirty = true;
+    if (c->in_flight == 0) { /* not proposed: try again later */
+        arm_detector(c, now + 1000, now);
+    }
+    return true;
+}
+
+/* The failure detector alone, between planning passes: an idle leader reads
+ * only the nodes table every few seconds, not the whole state. */
+static void detect_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct cm_controller *c = cm_container_of(w, struct cm_controller, detect_timer);
+    if (!c->leader) {
+        return;
+    }
+    if (c->in_flight > 0) {
+        c->dirty = true; /* the pass after our proposals looks again */
+        return;
+    }
+    int64_t now = c->ops.now_ms(c->ops.data);
+    struct pass p;
+    memset(&p, 0, sizeof(p));
+    p.detect_at = INT64_MAX;
+    int rv = cm_state_nodes(c->ops.state, load_node, &p.snap);
+    rv = rv ? rv : detect(c, &p, now);
+    if (rv != 0) {
+        cm_warn("controller", "failure detection failed: %s", cm_strerror(rv));
+        arm_detector(c, now + 1000, now);
+    } else if (!propose_node_cmds(c, &p, now)) {
+        arm_detector(c, p.detect_at, now);
+    }
+    pass_done(&p);
+}
+
 static void run_pass(struct cm_controller *c)
 {
     int64_t now = c->ops.now_ms(c->ops.data);
     struct pass p;
     memset(&p, 0, sizeof(p));
     int rv = build_pass(c, &p, now);
-    if (rv == 0 && cJSON_GetArraySize(p.node_cmds) > 0) {
-        /* Nodes changed state: plan the rest once that is applied. */
-        const cJSON *ncmd;
-        cJSON_ArrayForEach(ncmd, p.node_cmds)
-        {
-            propose_json(c, (cJSON *)ncmd);
-        }
-        pass_done(&p);
-        c->dirty = true;
-        if (c->in_flight == 0) { /* not proposed: try again later */
-            ev_timer_stop(c->loop, &c->timer);
-            ev_timer_set(&c->timer, 1.0, 0.0);
-            ev_timer_start(c->loop, &c->timer);
-        }
+    if (rv == 0) {
+        arm_detector(c, p.detect_at, now);
+    }
+    if (rv == 0 && propose_node_cmds(c, &p, now)) {
+        pass_done(&p); /* plan the rest once the node states are applied */
         return;
     }
     struct sched_result res;
@@ -1084,6 +1147,11 @@ static void run_pass(struct cm_controller *c)
         int64_t w = CM_MAX(p.next_at - now, 1);
         p.wait_ms = p.wait_ms == 0 ? w : CM_MIN(p.wait_ms, w);
     }
+    cJSON *vip_cmds = cm_vips_plan_cmds(c->ops.state, c->ops.vip_cidr); /* vips.c */
+    for (cJSON *v = vip_cmds != NULL ? vip_cmds->child : NULL; v != NULL; v = v->next) {
+        propose_json(c, v);
+    }
+    cJSON_Delete(vip_cmds);
     if (p.wait_ms > 0 && c->in_flight == 0) {
         ev_timer_stop(c->loop, &c->timer);
         ev_timer_set(&c->timer, (double)p.wait_ms / 1000.0 + DEBOUNCE_S, 0.0);
@@ -1192,6 +1260,7 @@ void cm_controller_set_leader(struct cm_controller *c, bool leader)
     }
     if (!leader) {
         ev_timer_stop(c->loop, &c->timer);
+        ev_timer_stop(c->loop, &c->detect_timer);
         /* Backoff is leader memory; a new leader starts afresh. */
         for (size_t i = 0; i < c->n_backoffs; i++) {
             cm_free(&c->backoffs[i].app);
@@ -1218,6 +1287,7 @@ int cm_controller_new(struct ev_loop *loop, const struct cm_node_ctl_ops *ops,
     }
     cm_random_bytes(&c->seed, sizeof(c->seed));
     ev_timer_init(&c->timer, timer_cb, 0.0, 0.0);
+    ev_timer_init(&c->detect_timer, detect_cb, 0.0, 0.0);
     *ret = c;
     return 0;
 }
@@ -1228,6 +1298,7 @@ void cm_controller_free(struct cm_controller *c)
         return;
     }
     ev_timer_stop(c->loop, &c->timer);
+    ev_timer_stop(c->loop, &c->detect_timer);
     for (size_t i = 0; i < c->n_backoffs; i++) {
         cm_free(&c->backoffs[i].app);
     }

@@ -19,6 +19,7 @@
 #include "net/http.h"
 #include "node/cluster_int.h"
 #include "node/node_int.h"
+#include "node/vips.h"
 #include "raft/raft.h"
 #include "state/db.h"
 
@@ -50,6 +51,7 @@ struct cm_node {
     struct cm_http_server *http;
     struct cm_api *api;
     char http_address[96];
+    struct cm_vips *vips; /* NULL: --vip-mode off or not allowed here */
     ev_prepare changes_w; /* after each loop iteration: react to applied changes */
     ev_signal sigterm_w;
     ev_signal sigint_w;
@@ -472,6 +474,7 @@ static void changes_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     if (changes == 0) {
         return;
     }
+    cm_vips_update(n->vips, n->state);
     cm_controller_kick(n->controller);
     if (changes & CM_STATE_CHANGED_TASKS) {
         agent_sync(n);
@@ -841,6 +844,7 @@ int cm_node_start(struct ev_loop *loop, const struct cm_node_config *c,
         .propose = node_propose,
         .now_ms = node_now_ms,
         .self = n->name,
+        .vip_cidr = n->c.vip_cidr,
     };
     rv = cm_controller_new(loop, &co, &n->controller);
     if (rv != 0) {
@@ -905,6 +909,10 @@ int cm_node_start(struct ev_loop *loop, const struct cm_node_config *c,
     if (rv == 0) {
         rv = start_dns(n, eb);
     }
+    if (rv == 0) {
+        rv = cm_vips_start(loop, n->c.vip_mode, &n->vips, eb);
+        cm_vips_update(n->vips, n->state);
+    }
     if (rv != 0) {
         goto err_after_raft;
     }
@@ -920,6 +928,7 @@ int cm_node_start(struct ev_loop *loop, const struct cm_node_config *c,
 
 err_after_raft:
     ev_prepare_stop(loop, &n->changes_w);
+    cm_vips_free(n->vips);
     dns_server_free(n->dns);
     dns_state_cache_free(n->dns_cache);
     cm_api_free(n->api);
@@ -952,6 +961,7 @@ void cm_node_free(struct cm_node *n)
         return;
     }
     ev_prepare_stop(n->loop, &n->changes_w);
+    cm_vips_free(n->vips); /* removes the nft table and the VIP addresses */
     dns_server_free(n->dns);
     dns_state_cache_free(n->dns_cache);
     cm_api_free(n->api);

@@ -50,6 +50,8 @@ struct cm_node_config {
     char dns_compat[16];    /* "" or "mesos" */
     char dns_upstream[256]; /* comma-separated; "" = /etc/resolv.conf */
     char vip_cidr[48];
+    char vip_mode[8]; /* "auto" (nat when nftables works, else proxy), "nat", "proxy",
+                         "off" (no VIPs on this node) */
     unsigned n_join;
     char join[CM_NODE_MAX_JOIN][128];
     char token[256];

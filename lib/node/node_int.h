@@ -23,6 +23,7 @@ struct cm_node_ctl_ops {
     /* This node's id in `nodes` (the failure detector never suspects it).
      * Borrowed; NULL: none. */
     const char *self;
+    const char *vip_cidr; /* --vip-cidr, for named VIPs (borrowed) */
 };
 
 /* The leader's controller (controller.c). */

@@ -1,13 +1,16 @@
 /* state.db: the replicated tables, command validation and deterministic apply. */
+#include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <fcntl.h>
 #include <math.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "state/db.h"
+#include "state/state.h"
 
 #define CMD_MAX_BYTES  (4u * 1024 * 1024)
 #define SCHEMA_VERSION 1
@@ -31,6 +34,8 @@ static const char schema_sql[] =
     "  ready INTEGER NOT NULL DEFAULT 0, checks TEXT);"
     "CREATE INDEX IF NOT EXISTS tasks_app ON tasks(app);"
     "CREATE INDEX IF NOT EXISTS tasks_node ON tasks(node);"
+    "CREATE TABLE IF NOT EXISTS vips("
+    "  name TEXT PRIMARY KEY, address TEXT NOT NULL UNIQUE);"
     /* Deployments (docs/deployments.md): the plan lives here so that a new
      * leader resumes it. status: running, success, failed, cancelled. */
     "CREATE TABLE IF NOT EXISTS deployments("
@@ -62,6 +67,9 @@ enum stmt_id {
     ST_NODE_LOST_TASKS,
     ST_NODE_UNREACHABLE_TASKS,
     ST_NODE_RECOVER_TASKS,
+    ST_VIP_PUT,
+    ST_VIP_DELETE,
+    ST_VIP_BY_ADDRESS,
     ST_NODE_EXISTS,
     ST__COUNT,
 };
@@ -121,6 +129,9 @@ static const char *const stmt_sql[ST__COUNT] = {
         "UPDATE tasks SET state = 2, started = COALESCE(started, ?2), "
         "updated = ?2 WHERE node = ?1 AND state = 8",
     [ST_NODE_EXISTS] = "SELECT 1 FROM nodes WHERE id = ?",
+    [ST_VIP_PUT] = "INSERT OR REPLACE INTO vips(name, address) VALUES(?, ?)",
+    [ST_VIP_DELETE] = "DELETE FROM vips WHERE name = ?",
+    [ST_VIP_BY_ADDRESS] = "SELECT name FROM vips WHERE address = ?",
 };
 
 struct cm_state {
@@ -433,6 +444,108 @@ static bool node_exists(struct cm_state *s, const char *id)
 static int validate_deploy(struct cm_state *s, const cJSON *cmd, const char *type,
                            struct cm_errbuf *eb);
 
+/* The name of the named VIP holding @address, copied into @out; false when none. */
+static bool vip_holder(struct cm_state *s, const char *address, char *out, size_t cap)
+{
+    sqlite3_stmt *st = s->stmt[ST_VIP_BY_ADDRESS];
+    sqlite3_bind_text(st, 1, address, -1, SQLITE_STATIC);
+    bool found = sqlite3_step(st) == SQLITE_ROW;
+    if (found) {
+        snprintf(out, cap, "%s", (const char *)sqlite3_column_text(st, 0));
+    }
+    sqlite3_reset(st);
+    return found;
+}
+
+static const char *str_of_obj(const cJSON *obj, const char *name)
+{
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(obj, name);
+    return cJSON_IsString(f) ? f->valuestring : NULL;
+}
+
+static bool is_ipv4(const char *s)
+{
+    struct in_addr a;
+    return inet_pton(AF_INET, s, &a) == 1;
+}
+
+/* A named VIP's name as the state stores it: what the label gives without its
+ * leading '/', 1..255 printable bytes without spaces (lb_port_label_parse's rule). */
+static bool vip_name_ok(const char *n)
+{
+    size_t len = strlen(n);
+    if (len == 0 || len > 255 || n[0] == '/') {
+        return false;
+    }
+    for (const char *p = n; *p != '\0'; p++) {
+        if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* An address VIP label of an app must not take an address the leader gave a named
+ * VIP (DESIGN.md §9): "app.put: app.portDefinitions[0].labels.VIP_0: ...". */
+static int check_vip_labels(struct cm_state *s, const cJSON *labels, const char *path,
+                            bool legacy, struct cm_errbuf *eb)
+{
+    const cJSON *l;
+    cJSON_ArrayForEach(l, labels)
+    {
+        if (!cJSON_IsString(l) || l->string == NULL) {
+            continue;
+        }
+        const char *value = l->valuestring;
+        if (legacy) {
+            if (strncasecmp(l->string, "vip_PORT", 8) != 0) {
+                continue;
+            }
+            const char *sep = strstr(value, "://");
+            value = sep != NULL ? sep + 3 : value;
+        } else if (!cm_app_is_vip_label(l->string)) {
+            continue;
+        }
+        char host[256], holder[256];
+        uint16_t port;
+        bool is_ip = false;
+        if (cm_app_vip_parse(value, host, sizeof(host), &port, &is_ip) != 0 || !is_ip ||
+            !is_ipv4(host) || !vip_holder(s, host, holder, sizeof(holder))) {
+            continue;
+        }
+        return cm_err_setf(eb, CM_EVALIDATION,
+                           "app.put: %slabels.%s: address %s is the address of the named "
+                           "VIP '/%s'; pick another address or use the name",
+                           path, l->string, host, holder);
+    }
+    return 0;
+}
+
+static int check_app_vips(struct cm_state *s, const cJSON *app, struct cm_errbuf *eb)
+{
+    int rv = check_vip_labels(s, cJSON_GetObjectItemCaseSensitive(app, "labels"), "app.",
+                              true, eb);
+    const char *arrays[] = {"portDefinitions", "portMappings"};
+    const cJSON *parents[] = {app, cJSON_GetObjectItemCaseSensitive(app, "container")};
+    for (size_t k = 0; rv == 0 && k < 2; k++) {
+        const cJSON *ports = cJSON_GetObjectItemCaseSensitive(parents[k], arrays[k]);
+        const cJSON *p;
+        int i = 0;
+        cJSON_ArrayForEach(p, ports)
+        {
+            char path[80];
+            snprintf(path, sizeof(path), "app.%s%s[%d].", k == 1 ? "container." : "",
+                     arrays[k], i++);
+            rv = check_vip_labels(s, cJSON_GetObjectItemCaseSensitive(p, "labels"), path,
+                                  false, eb);
+            if (rv != 0) {
+                break;
+            }
+        }
+    }
+    return rv;
+}
+
 /* Validate @cmd; with @s NULL only the shape is checked (what apply relies on). */
 static int validate(struct cm_state *s, const cJSON *cmd, struct cm_errbuf *eb)
 {
@@ -457,6 +570,9 @@ static int validate(struct cm_state *s, const cJSON *cmd, struct cm_errbuf *eb)
         int64_t inst;
         if (app != NULL && cJSON_GetObjectItemCaseSensitive(app, "instances") != NULL) {
             want_int(&v, app, "app.", "instances", false, 0, 1000000, &inst);
+        }
+        if (v.err == 0 && app != NULL && s != NULL) {
+            return check_app_vips(s, app, eb);
         }
     } else if (strcmp(type, "app.delete") == 0) {
         const char *id = want_str(&v, cmd, "", "id", true, MAX_ID);
@@ -601,6 +717,82 @@ static int validate(struct cm_state *s, const cJSON *cmd, struct cm_errbuf *eb)
         }
     } else if (strncmp(type, "deploy.", 7) == 0) {
         return validate_deploy(s, cmd, type, eb);
+    } else if (strcmp(type, "vip.put") == 0) {
+        const cJSON *vips = want_kind(&v, cmd, "", "vips", true, cJSON_Array);
+        if (vips != NULL &&
+            (cJSON_GetArraySize(vips) == 0 || cJSON_GetArraySize(vips) > MAX_BATCH)) {
+            return cm_err_setf(eb, CM_EVALIDATION,
+                               "vip.put: vips: must hold 1 to %d VIPs", MAX_BATCH);
+        }
+        int i = 0;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, vips)
+        {
+            char path[32];
+            snprintf(path, sizeof(path), "vips[%d].", i++);
+            if (!cJSON_IsObject(e)) {
+                return cm_err_setf(eb, CM_EVALIDATION, "vip.put: %s: must be an object",
+                                   path);
+            }
+            const char *name = want_str(&v, e, path, "name", true, 255);
+            const char *addr = want_str(&v, e, path, "address", true, 15);
+            if (v.err != 0) {
+                return v.err;
+            }
+            if (!vip_name_ok(name)) {
+                return cm_err_setf(eb, CM_EVALIDATION,
+                                   "vip.put: %sname: '%s' is not a VIP name (printable, "
+                                   "no spaces, no leading '/')",
+                                   path, name);
+            }
+            if (!is_ipv4(addr)) {
+                return cm_err_setf(eb, CM_EVALIDATION,
+                                   "vip.put: %saddress: '%s' is not an IPv4 address",
+                                   path, addr);
+            }
+            /* One address per name, one name per address: in the batch and in
+             * the state (an address is freed by vip.delete first). */
+            const cJSON *o;
+            int j = 0;
+            cJSON_ArrayForEach(o, vips)
+            {
+                if (o == e) {
+                    break;
+                }
+                j++;
+                const char *on = str_of_obj(o, "name"), *oa = str_of_obj(o, "address");
+                if ((on != NULL && strcmp(on, name) == 0) ||
+                    (oa != NULL && strcmp(oa, addr) == 0)) {
+                    return cm_err_setf(
+                        eb, CM_EVALIDATION, "vip.put: %s: same %s as vips[%d]", path,
+                        on != NULL && strcmp(on, name) == 0 ? "name" : "address", j - 1);
+                }
+            }
+            char holder[256];
+            if (s != NULL && vip_holder(s, addr, holder, sizeof(holder)) &&
+                strcmp(holder, name) != 0) {
+                return cm_err_setf(eb, CM_EVALIDATION,
+                                   "vip.put: %saddress: %s already belongs to VIP '%s'",
+                                   path, addr, holder);
+            }
+        }
+    } else if (strcmp(type, "vip.delete") == 0) {
+        const cJSON *names = want_kind(&v, cmd, "", "names", true, cJSON_Array);
+        if (names != NULL &&
+            (cJSON_GetArraySize(names) == 0 || cJSON_GetArraySize(names) > MAX_BATCH)) {
+            return cm_err_setf(eb, CM_EVALIDATION,
+                               "vip.delete: names: must hold 1 to %d names", MAX_BATCH);
+        }
+        const cJSON *n;
+        int i = 0;
+        cJSON_ArrayForEach(n, names)
+        {
+            if (!cJSON_IsString(n) || !vip_name_ok(n->valuestring)) {
+                return cm_err_setf(eb, CM_EVALIDATION,
+                                   "vip.delete: names[%d]: must be a VIP name", i);
+            }
+            i++;
+        }
     } else {
         return cm_err_setf(eb, CM_EVALIDATION, "command: type: unknown type '%s'", type);
     }
@@ -887,6 +1079,29 @@ static int apply_node_state(struct cm_state *s, const cJSON *cmd, int64_t at,
 
 static int apply_deploy(struct cm_state *s, const cJSON *cmd, const char *type,
                         int64_t at, struct cm_errbuf *eb);
+static int apply_vips(struct cm_state *s, const cJSON *cmd, bool put,
+                      struct cm_errbuf *eb)
+{
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(cmd, put ? "vips" : "names"))
+    {
+        sqlite3_stmt *st = s->stmt[put ? ST_VIP_PUT : ST_VIP_DELETE];
+        if (put) {
+            /* A name moving to a new address frees its old one (REPLACE on the
+             * primary key); validation refused addresses held by other names. */
+            sqlite3_bind_text(st, 1, str_of(e, "name"), -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 2, str_of(e, "address"), -1, SQLITE_STATIC);
+        } else {
+            sqlite3_bind_text(st, 1, e->valuestring, -1, SQLITE_STATIC);
+        }
+        int rv = step_done(s, st, eb);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    s->changes |= CM_STATE_CHANGED_VIPS;
+    return 0;
+}
 
 static int apply_cmd(struct cm_state *s, const cJSON *cmd, struct cm_errbuf *eb)
 {
@@ -910,6 +1125,10 @@ static int apply_cmd(struct cm_state *s, const cJSON *cmd, struct cm_errbuf *eb)
         return apply_node_state(s, cmd, at, eb);
     } else if (strncmp(type, "deploy.", 7) == 0) {
         return apply_deploy(s, cmd, type, at, eb);
+    } else if (strcmp(type, "vip.put") == 0) {
+        return apply_vips(s, cmd, true, eb);
+    } else if (strcmp(type, "vip.delete") == 0) {
+        return apply_vips(s, cmd, false, eb);
     }
     return 0; /* validate() knows every type; unreachable */
 }
@@ -1042,6 +1261,9 @@ int cm_state_restore(struct cm_state *s, const char *path, struct cm_errbuf *eb)
     if (rv == 0) {
         finalize_all(s); /* the backup needs no open statements on the target */
         rv = copy_db(s->db, in, eb, "restore snapshot", path);
+        if (rv == 0) {
+            rv = exec_sql(s, schema_sql, eb); /* tables added since the snapshot */
+        }
         int rv2 = prepare_all(s, rv == 0 ? eb : NULL);
         if (rv == 0) {
             rv = rv2;
@@ -1051,7 +1273,8 @@ int cm_state_restore(struct cm_state *s, const char *path, struct cm_errbuf *eb)
         }
     }
     sqlite3_close(in);
-    s->changes |= CM_STATE_CHANGED_APPS | CM_STATE_CHANGED_TASKS | CM_STATE_CHANGED_NODES;
+    s->changes |= CM_STATE_CHANGED_APPS | CM_STATE_CHANGED_TASKS |
+                  CM_STATE_CHANGED_NODES | CM_STATE_CHANGED_VIPS;
     return rv;
 }
 
@@ -1467,4 +1690,16 @@ int cm_state_deployments(struct cm_state *s, const char *id, bool running_only,
                          "WHERE status = 'running' ORDER BY started, id"
                                   : DEPLOY_COLS "ORDER BY started, id",
                      NULL, NULL, deploy_row, (void *)fn, data, false);
+}
+
+static int vip_row(sqlite3_stmt *st, void *fn, void *data)
+{
+    struct cm_vip_row r = {col_text(st, 0), col_text(st, 1)};
+    return ((cm_vip_fn)fn)(data, &r);
+}
+
+int cm_state_vips(struct cm_state *s, cm_vip_fn fn, void *data)
+{
+    return run_query(s, "SELECT name, address FROM vips ORDER BY name", NULL, NULL,
+                     vip_row, (void *)fn, data, false);
 }

@@ -40,6 +40,13 @@
  *   deploy.done  at, id                          (every step finished)
  *   deploy.failed at, id, reason [, rollback: "new deployment id"]
  *   deploy.cancel at, id                         (stopped, nothing rolled back)
+ *   vip.put      vips: [{name, address}]          (named VIPs: the leader's allocation;
+ *                                                 name without its leading '/', an
+ *                                                 address held by another name refused)
+ *   vip.delete   names: ["name", ...]              (no app declares them any more)
+ *
+ * An app.put whose address VIP labels (VIP_<n> "a.b.c.d:port", legacy vip_PORT<n>)
+ * name the address of a named VIP is refused, naming the label.
  *
  * Thread safety: one struct cm_state per thread.
  */
@@ -59,7 +66,8 @@ enum cm_state_change {
     CM_STATE_CHANGED_APPS = 1 << 0,
     CM_STATE_CHANGED_TASKS = 1 << 1,
     CM_STATE_CHANGED_NODES = 1 << 2,
-    CM_STATE_CHANGED_DEPLOYMENTS = 1 << 3,
+    CM_STATE_CHANGED_VIPS = 1 << 3,
+    CM_STATE_CHANGED_DEPLOYMENTS = 1 << 4,
 };
 
 /* Task states, DESIGN.md §5. */
@@ -162,6 +170,11 @@ struct cm_node_row {
     int64_t updated_at;
 };
 
+struct cm_vip_row {
+    const char *name;    /* as in the label, without the leading '/' */
+    const char *address; /* dotted IPv4 */
+};
+
 typedef int (*cm_app_fn)(void *data, const struct cm_app_row *row);
 typedef int (*cm_task_fn)(void *data, const struct cm_task_row *row);
 typedef int (*cm_node_fn)(void *data, const struct cm_node_row *row);
@@ -176,6 +189,9 @@ int cm_state_tasks(struct cm_state *s, const char *app, const char *node, cm_tas
 /* One task by id. Errors: CM_ENOTFOUND. */
 int cm_state_task(struct cm_state *s, const char *id, cm_task_fn fn, void *data);
 int cm_state_nodes(struct cm_state *s, cm_node_fn fn, void *data);
+/* Named VIPs in name order. */
+typedef int (*cm_vip_fn)(void *data, const struct cm_vip_row *row);
+int cm_state_vips(struct cm_state *s, cm_vip_fn fn, void *data);
 
 /* ---- deployments (docs/deployments.md) */
 

@@ -4,6 +4,7 @@ scenarios live with the network-namespace harness; here: the table and its JSON,
 attributes feeding constraints, a drained node taking nothing new while its
 tasks stay (there is nowhere else to go), undrain placing again, and the CLI's
 errors."""
+import glob
 import json
 import os
 import subprocess
@@ -18,6 +19,23 @@ from conftest import free_port, wait_for_port
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for cgroups")
 
 NODE = "failover-n1"
+CGROUP_PARENT = "failover-%d" % os.getpid()  # our tasks' cgroups, nobody else's
+
+
+def cgroup_dirs(pattern):
+    return glob.glob("/sys/fs/cgroup/" + pattern) + glob.glob("/sys/fs/cgroup/*/" + pattern)
+
+
+def busy_cgroups():
+    busy = []
+    for d in cgroup_dirs(CGROUP_PARENT + "/task-*"):
+        try:
+            with open(os.path.join(d, "cgroup.procs")) as f:
+                if f.read().split():
+                    busy.append(d)
+        except OSError:
+            pass
+    return busy
 
 
 @pytest.fixture
@@ -27,12 +45,28 @@ def agent(procs, tmp_path, clusterctl_bin):
                      "--http-port", str(http), "--rpc-port", str(rpc),
                      "--dns-addr", "127.0.0.1:%d" % dns, "--name", NODE,
                      "--attr", "rack=r1", "--attr", "disk=ssd",
-                     "--resources", "cpus=2,mem=1024"], name="agent")
+                     "--resources", "cpus=2,mem=1024", "--cgroup-parent", CGROUP_PARENT],
+                    name="agent")
     wait_for_port("127.0.0.1", http, timeout=15, proc=p.p)
     addr = "127.0.0.1:%d" % http
     wait(lambda: api(addr, "GET", "/v2/leader")[0] == 200 and node(addr) is not None,
          "a leader and the node registered")
-    return addr
+    yield addr
+    # The agent leaves tasks running when it stops: delete the apps first.
+    st, j = api(addr, "GET", "/v2/apps")
+    for a in (j or {}).get("apps", []) if st == 200 else []:
+        api(addr, "DELETE", "/v2/apps%s?force=true" % a["id"])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and busy_cgroups():
+        time.sleep(0.2)
+    left = busy_cgroups()
+    p.stop()
+    for d in cgroup_dirs(CGROUP_PARENT + "/task-*") + cgroup_dirs(CGROUP_PARENT):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
+    assert not left, "tasks still running after their apps were deleted: %s" % left
 
 
 def cli(bin_, addr, *args):

@@ -308,6 +308,35 @@ TEST(zone_state_leader_vips_and_answers)
     fx_close(&f);
 }
 
+/* Named VIPs the leader allocated into the replica answer as <name>.vip.<domain>,
+ * and go away with vip.delete. */
+TEST(zone_state_vips_from_the_replica)
+{
+    struct fixture f;
+    fx_open(&f);
+    setup_web(&f);
+    apply(&f,
+          "{\"type\":\"vip.put\",\"vips\":[{\"name\":\"web\",\"address\":"
+          "\"198.18.0.7\"},{\"name\":\"shop/api\",\"address\":\"198.18.3.4\"}]}");
+    struct dns_zone_config cfg = {.domain = "corp"};
+    struct dns_zone *z;
+    ASSERT_OK(dns_zone_from_state(f.s, &cfg, NULL, &z, NULL));
+    char *t = zone_text(z);
+    expect_line(t, "web.vip.corp. 5 IN A 198.18.0.7");
+    expect_line(t, "api.shop.vip.corp. 5 IN A 198.18.3.4");
+    cm_free_raw(t);
+    dns_zone_unref(z);
+
+    apply(&f, "{\"type\":\"vip.delete\",\"names\":[\"web\"]}");
+    ASSERT_OK(dns_zone_from_state(f.s, &cfg, NULL, &z, NULL));
+    t = zone_text(z);
+    expect_no(t, "web.vip.corp.");
+    expect_line(t, "api.shop.vip.corp. 5 IN A 198.18.3.4");
+    cm_free_raw(t);
+    dns_zone_unref(z);
+    fx_close(&f);
+}
+
 TEST(zone_state_empty_and_bad_config)
 {
     struct fixture f;

@@ -36,6 +36,7 @@ TEST(config_defaults_match_design)
     ASSERT_STR_EQ(c.dns_addr, "0.0.0.0:53");
     ASSERT_STR_EQ(c.domain, "cluster");
     ASSERT_STR_EQ(c.vip_cidr, "198.18.0.0/15");
+    ASSERT_STR_EQ(c.vip_mode, "auto");
     ASSERT_UINT_EQ(c.voters, 3);
     ASSERT_FALSE(c.dev);
 }
@@ -115,6 +116,8 @@ TEST(config_bad_values_name_the_flag)
         {"--bind", "", "--bind"},
         {"--name", "Node_1", "--name"},
         {"--name", "a.b", "--name"},
+        {"--vip-mode", "ipvs", "--vip-mode"},
+        {"--vip-mode", "", "--vip-mode"},
         {"--cgroup-parent", "/abs", "--cgroup-parent"},
         {"--cgroup-parent", "a/../b", "--cgroup-parent"},
     };
@@ -127,6 +130,23 @@ TEST(config_bad_values_name_the_flag)
                        cases[i].value, rv, eb.msg);
         }
     }
+}
+
+TEST(config_vip_mode)
+{
+    static const char *const modes[] = {"auto", "nat", "proxy", "off"};
+    for (size_t i = 0; i < CM_ARRAY_SIZE(modes); i++) {
+        struct cm_node_config c;
+        struct cm_errbuf eb;
+        ASSERT_OK(parse(&c, &eb, "--vip-mode", modes[i], NULL));
+        ASSERT_STR_EQ(c.vip_mode, modes[i]);
+    }
+    struct cm_node_config c;
+    struct cm_errbuf eb;
+    ASSERT_OK(parse(&c, &eb, "--dev", "--vip-mode", "proxy", NULL));
+    ASSERT_STR_EQ(c.vip_mode, "proxy");
+    ASSERT_ERR(parse(&c, &eb, "--vip-mode", "NAT", NULL), CM_EINVAL);
+    ASSERT_TRUE(strstr(eb.msg, "auto, nat, proxy or off") != NULL);
 }
 
 TEST(config_usage_errors)

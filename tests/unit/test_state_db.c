@@ -354,3 +354,125 @@ TEST(task_state_names)
     ASSERT_TRUE(cm_task_state_terminal(CM_TASK_LOST));
     ASSERT_FALSE(cm_task_state_terminal(CM_TASK_UNREACHABLE));
 }
+
+/* ---- named VIPs */
+
+struct vip_list {
+    char text[512];
+};
+
+static int vip_cb(void *data, const struct cm_vip_row *row)
+{
+    struct vip_list *l = data;
+    size_t len = strlen(l->text);
+    snprintf(l->text + len, sizeof(l->text) - len, "%s=%s;", row->name, row->address);
+    return 0;
+}
+
+static const char *vips_text(struct fixture *f, struct vip_list *l)
+{
+    l->text[0] = '\0';
+    ASSERT_OK(cm_state_vips(f->s, vip_cb, l));
+    return l->text;
+}
+
+TEST(state_vip_put_and_delete)
+{
+    struct fixture f;
+    fx_open(&f);
+    struct vip_list l;
+    ASSERT_OK(
+        apply(&f, 1,
+              "{\"type\":\"vip.put\",\"vips\":[{\"name\":\"web\",\"address\":"
+              "\"198.18.0.7\"},{\"name\":\"shop/api\",\"address\":\"198.18.1.2\"}]}"));
+    ASSERT_TRUE(cm_state_take_changes(f.s) & CM_STATE_CHANGED_VIPS);
+    ASSERT_STR_EQ(vips_text(&f, &l), "shop/api=198.18.1.2;web=198.18.0.7;");
+    /* Re-putting the same pair is a no-op; a name may move to a free address. */
+    ASSERT_OK(apply(&f, 2,
+                    "{\"type\":\"vip.put\",\"vips\":[{\"name\":\"web\",\"address\":"
+                    "\"198.18.0.8\"}]}"));
+    ASSERT_STR_EQ(vips_text(&f, &l), "shop/api=198.18.1.2;web=198.18.0.8;");
+    ASSERT_OK(apply(&f, 3, "{\"type\":\"vip.delete\",\"names\":[\"web\",\"nope\"]}"));
+    ASSERT_STR_EQ(vips_text(&f, &l), "shop/api=198.18.1.2;");
+    ASSERT_TRUE(cm_state_take_changes(f.s) & CM_STATE_CHANGED_VIPS);
+    fx_close(&f);
+}
+
+TEST(state_vip_validate_names_the_field)
+{
+    static const struct bad_cmd cases[] = {
+        {"{\"type\":\"vip.put\"}", "vip.put: vips: missing"},
+        {"{\"type\":\"vip.put\",\"vips\":[]}", "1 to"},
+        {"{\"type\":\"vip.put\",\"vips\":[{\"address\":\"198.18.0.1\"}]}",
+         "vips[0].name: missing"},
+        {"{\"type\":\"vip.put\",\"vips\":[{\"name\":\"/"
+         "web\",\"address\":\"198.18.0.1\"}]}",
+         "vips[0].name: '/web' is not a VIP name"},
+        {"{\"type\":\"vip.put\",\"vips\":[{\"name\":\"a "
+         "b\",\"address\":\"198.18.0.1\"}]}",
+         "vips[0].name"},
+        {"{\"type\":\"vip.put\",\"vips\":[{\"name\":\"x\",\"address\":\"198.18.0\"}]}",
+         "vips[0].address: '198.18.0' is not an IPv4 address"},
+        {"{\"type\":\"vip.put\",\"vips\":[{\"name\":\"x\",\"address\":\"198.18.0.1\"},"
+         "{\"name\":\"y\",\"address\":\"198.18.0.1\"}]}",
+         "vips[1].: same address as vips[0]"},
+        {"{\"type\":\"vip.put\",\"vips\":[{\"name\":\"other\",\"address\":\"198.18.0.7\"}"
+         "]}",
+         "vips[0].address: 198.18.0.7 already belongs to VIP 'web'"},
+        {"{\"type\":\"vip.delete\",\"names\":[]}", "vip.delete: names: must hold"},
+        {"{\"type\":\"vip.delete\",\"names\":[3]}", "vip.delete: names[0]"},
+        /* An app's address VIP may not take a named VIP's address. */
+        {"{\"type\":\"app.put\",\"version\":\"v\",\"app\":{\"id\":\"/b\","
+         "\"portDefinitions\":[{\"port\":0,\"labels\":{}},{\"port\":0,\"labels\":"
+         "{\"VIP_0\":\"198.18.0.7:80\"}}]}}",
+         "app.put: app.portDefinitions[1].labels.VIP_0: address 198.18.0.7 is the "
+         "address of the named VIP '/web'"},
+        {"{\"type\":\"app.put\",\"version\":\"v\",\"app\":{\"id\":\"/b\","
+         "\"container\":{\"portMappings\":[{\"labels\":{\"vip\":\"198.18.0.7:80\"}}]}}}",
+         "app.container.portMappings[0].labels.vip"},
+        {"{\"type\":\"app.put\",\"version\":\"v\",\"app\":{\"id\":\"/b\","
+         "\"labels\":{\"VIP_PORT0\":\"tcp://198.18.0.7:80\"}}}",
+         "app.labels.VIP_PORT0"},
+    };
+    struct fixture f;
+    fx_open(&f);
+    ASSERT_OK(apply(&f, 1,
+                    "{\"type\":\"vip.put\",\"vips\":[{\"name\":\"web\",\"address\":"
+                    "\"198.18.0.7\"}]}"));
+    for (size_t i = 0; i < CM_ARRAY_SIZE(cases); i++) {
+        struct cm_errbuf eb;
+        cm_errbuf_clear(&eb);
+        int rv = cm_state_validate(f.s, cases[i].cmd, strlen(cases[i].cmd), &eb);
+        if (rv != CM_EVALIDATION || strstr(eb.msg, cases[i].want) == NULL) {
+            test__fail(__FILE__, __LINE__, "case %zu: rv %d msg '%s' (want '%s')", i, rv,
+                       eb.msg, cases[i].want);
+        }
+    }
+    /* Other addresses, and the name itself, are fine. */
+    ASSERT_OK(apply(&f, 2,
+                    "{\"type\":\"app.put\",\"version\":\"v\",\"app\":{\"id\":\"/b\","
+                    "\"portDefinitions\":[{\"port\":0,\"labels\":{\"VIP_0\":"
+                    "\"198.18.0.9:80\",\"VIP_1\":\"/web:80\"}}]}}"));
+    fx_close(&f);
+}
+
+TEST(state_vips_survive_snapshot_restore)
+{
+    struct fixture a, b;
+    fx_open(&a);
+    fx_open(&b);
+    ASSERT_OK(apply(&a, 1,
+                    "{\"type\":\"vip.put\",\"vips\":[{\"name\":\"web\",\"address\":"
+                    "\"198.18.0.7\"}]}"));
+    char snap[128];
+    snprintf(snap, sizeof(snap), "%s/snap.db", a.dir);
+    struct cm_errbuf eb;
+    ASSERT_OK(cm_state_snapshot(a.s, snap, &eb));
+    cm_state_take_changes(b.s);
+    ASSERT_OK(cm_state_restore(b.s, snap, &eb));
+    ASSERT_TRUE(cm_state_take_changes(b.s) & CM_STATE_CHANGED_VIPS);
+    struct vip_list l;
+    ASSERT_STR_EQ(vips_text(&b, &l), "web=198.18.0.7;");
+    fx_close(&a);
+    fx_close(&b);
+}

@@ -1,0 +1,794 @@
+/* L4 virtual IPs on this node (DESIGN.md §9): the leader's named-VIP allocation,
+ * the VIP table built from the replica, and the runner that programs it (rtnetlink
+ * addresses on lo, the nft table in nat mode, the userspace proxy). See vips.h. */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "node/vips.h"
+#include "state/db.h"
+#include "state/state.h"
+
+#define VIP_IFNAME "lo"
+
+/* ------------------------------------------------------------------ declarations */
+
+/* One VIP an app asks for, with where its backends listen. */
+struct vip_decl {
+    struct lb_decl d;
+    size_t port_index; /* index into the task's host ports */
+    bool proxy_protocol;
+};
+
+struct app_decls {
+    struct vip_decl *v;
+    size_t n;
+    bool has_health_checks;
+    int err;
+};
+
+static void decl_add(struct app_decls *a, const struct lb_decl *d, size_t port_index,
+                     bool pp)
+{
+    if (a->err != 0) {
+        return;
+    }
+    struct vip_decl *v = cm_reallocarray(a->v, a->n + 1, sizeof(*v));
+    if (v == NULL) {
+        a->err = CM_ENOMEM;
+        return;
+    }
+    a->v = v;
+    a->v[a->n++] = (struct vip_decl){*d, port_index, pp};
+}
+
+static bool wants_proxy_protocol(const struct cm_app_labels *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        if (strcmp(l->v[i].key, CM_VIP_PROXY_PROTOCOL_LABEL) == 0) {
+            const char *v = l->v[i].value;
+            return strcasecmp(v, "v2") == 0 || strcmp(v, "2") == 0 ||
+                   strcasecmp(v, "true") == 0;
+        }
+    }
+    return false;
+}
+
+/* The labels of one port; "udp,tcp" declares both protocols. Labels lb refuses
+ * (IPv6 addresses) were accepted by the app validator and are skipped here. */
+static void port_decls(struct app_decls *a, const struct cm_app_labels *l,
+                       enum cm_app_proto proto, size_t port_index)
+{
+    bool pp = wants_proxy_protocol(l);
+    for (size_t i = 0; i < l->n; i++) {
+        for (int k = 0; k < 2; k++) {
+            enum lb_proto lp = k == 0 ? LB_PROTO_TCP : LB_PROTO_UDP;
+            if ((k == 0 && proto == CM_APP_PROTO_UDP) ||
+                (k == 1 && proto == CM_APP_PROTO_TCP)) {
+                continue;
+            }
+            struct lb_decl d;
+            if (lb_port_label_parse(l->v[i].key, l->v[i].value, lp, &d, NULL) == 0) {
+                decl_add(a, &d, port_index, pp);
+            }
+        }
+    }
+}
+
+/* Every VIP @app declares. Host ports are allocated in the order of the
+ * portDefinitions (host networking) or of the port mappings that have a host
+ * port (bridge), as the DNS zone reads them. */
+static int app_decls_of(const struct cm_app *app, struct app_decls *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->has_health_checks = app->n_health_checks > 0;
+    bool host = app->n_networks == 0 || app->networks[0].mode == CM_APP_NET_HOST;
+    size_t n = host ? app->n_port_defs : app->container.n_port_mappings;
+    /* index of app port i among the host ports, SIZE_MAX: none */
+    size_t *hp = cm_calloc(n + 1, sizeof(*hp));
+    if (hp == NULL) {
+        return CM_ENOMEM;
+    }
+    size_t next = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (host) {
+            hp[i] = next++;
+            port_decls(out, &app->port_defs[i].labels, app->port_defs[i].proto, hp[i]);
+        } else if (app->container.port_mappings[i].host_port >= 0) {
+            const struct cm_app_port_mapping *m = &app->container.port_mappings[i];
+            hp[i] = next++;
+            port_decls(out, &m->labels, m->proto, hp[i]);
+        } else {
+            hp[i] = SIZE_MAX; /* container-only port: not reachable from the host */
+        }
+    }
+    for (size_t i = 0; i < app->labels.n; i++) {
+        struct lb_decl d;
+        if (lb_app_label_parse(app->labels.v[i].key, app->labels.v[i].value, &d, NULL) ==
+                0 &&
+            d.port_index >= 0 && (size_t)d.port_index < n &&
+            hp[d.port_index] != SIZE_MAX) {
+            decl_add(out, &d, hp[d.port_index], false);
+        }
+    }
+    cm_free(&hp);
+    if (out->err != 0) {
+        cm_free(&out->v);
+    }
+    return out->err;
+}
+
+/* ------------------------------------------------------------------ replica scan */
+
+struct vip_name {
+    char *name;
+    struct in_addr addr;
+};
+
+struct app_copy {
+    char *id;
+    struct cm_app *spec;
+};
+
+struct scan {
+    struct vip_name *names; /* table vips, in name order */
+    size_t n_names;
+    struct app_copy *apps;
+    size_t n_apps;
+    int err;
+};
+
+static void scan_done(struct scan *sc)
+{
+    for (size_t i = 0; i < sc->n_names; i++) {
+        cm_free(&sc->names[i].name);
+    }
+    cm_free(&sc->names);
+    for (size_t i = 0; i < sc->n_apps; i++) {
+        cm_free(&sc->apps[i].id);
+        cm_app_free(sc->apps[i].spec);
+    }
+    cm_free(&sc->apps);
+}
+
+static int scan_vip(void *data, const struct cm_vip_row *row)
+{
+    struct scan *sc = data;
+    struct in_addr a;
+    if (inet_pton(AF_INET, row->address, &a) != 1) {
+        return 0; /* validation keeps these out */
+    }
+    struct vip_name *v = cm_reallocarray(sc->names, sc->n_names + 1, sizeof(*v));
+    if (v == NULL) {
+        return CM_ENOMEM;
+    }
+    sc->names = v;
+    v[sc->n_names].name = cm_strdup(row->name);
+    if (v[sc->n_names].name == NULL) {
+        return CM_ENOMEM;
+    }
+    v[sc->n_names++].addr = a;
+    return 0;
+}
+
+static int scan_app(void *data, const struct cm_app_row *row)
+{
+    struct scan *sc = data;
+    /* Every VIP label key starts with "VIP" or "vip" (any case for the legacy
+     * app label): an app whose spec has no such key is not parsed, which keeps
+     * a rebuild after a task change cheap for apps without VIPs. */
+    if (strcasestr(row->spec, "\"vip") == NULL) {
+        return 0;
+    }
+    struct cm_app *spec = NULL;
+    int rv = cm_app_from_canonical(row->spec, strlen(row->spec), &spec);
+    if (rv == CM_ENOMEM) {
+        return rv;
+    }
+    if (rv != 0) {
+        return 0; /* an unreadable spec declares nothing */
+    }
+    struct app_copy *a = cm_reallocarray(sc->apps, sc->n_apps + 1, sizeof(*a));
+    if (a == NULL) {
+        cm_app_free(spec);
+        return CM_ENOMEM;
+    }
+    sc->apps = a;
+    a[sc->n_apps].spec = spec;
+    a[sc->n_apps].id = cm_strdup(row->id);
+    if (a[sc->n_apps].id == NULL) {
+        cm_app_free(spec);
+        return CM_ENOMEM;
+    }
+    sc->n_apps++;
+    return 0;
+}
+
+static int scan_load(struct cm_state *s, struct scan *sc)
+{
+    memset(sc, 0, sizeof(*sc));
+    int rv = cm_state_vips(s, scan_vip, sc);
+    if (rv == 0) {
+        rv = cm_state_apps(s, NULL, scan_app, sc);
+    }
+    if (rv != 0) {
+        scan_done(sc);
+    }
+    return rv;
+}
+
+static const struct vip_name *find_name(const struct scan *sc, const char *name)
+{
+    for (size_t i = 0; i < sc->n_names; i++) {
+        if (strcmp(sc->names[i].name, name) == 0) {
+            return &sc->names[i];
+        }
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ leader plan */
+
+static bool in_list(char **v, size_t n, const char *s)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(v[i], s) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int cm_vips_plan(struct cm_state *s, const char *cidr_text, cJSON **ret_cmds,
+                 struct cm_errbuf *eb)
+{
+    struct lb_cidr cidr;
+    if (lb_cidr_parse(cidr_text, &cidr) != 0) {
+        return cm_err_setf(eb, CM_EINVAL, "--vip-cidr: '%s' is not a CIDR", cidr_text);
+    }
+    struct scan sc;
+    int rv = scan_load(s, &sc);
+    if (rv != 0) {
+        return cm_err_setf(eb, rv, "vips: reading the replica: %s", cm_strerror(rv));
+    }
+    char **declared = NULL; /* named VIPs the apps declare, first seen first */
+    size_t n_declared = 0;
+    struct lb_alloc_entry *taken = cm_calloc(sc.n_names + 1, sizeof(*taken));
+    size_t n_taken = 0, cap_taken = sc.n_names + 1;
+    cJSON *cmds = cJSON_CreateArray();
+    cJSON *put = NULL, *del = NULL;
+    if (taken == NULL || cmds == NULL) {
+        rv = CM_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < sc.n_names; i++) {
+        taken[n_taken++] = (struct lb_alloc_entry){sc.names[i].name, sc.names[i].addr};
+    }
+    /* Address VIPs take their address away from the allocator. */
+    for (size_t i = 0; rv == 0 && i < sc.n_apps; i++) {
+        struct app_decls d;
+        rv = app_decls_of(sc.apps[i].spec, &d);
+        for (size_t k = 0; rv == 0 && k < d.n; k++) {
+            if (d.v[k].d.kind == LB_DECL_ADDR) {
+                if (n_taken == cap_taken) {
+                    struct lb_alloc_entry *t =
+                        cm_reallocarray(taken, 2 * cap_taken, sizeof(*t));
+                    if (t == NULL) {
+                        rv = CM_ENOMEM;
+                        break;
+                    }
+                    taken = t;
+                    cap_taken *= 2;
+                }
+                taken[n_taken++] = (struct lb_alloc_entry){NULL, d.v[k].d.addr};
+            } else if (!in_list(declared, n_declared, d.v[k].d.name)) {
+                char **nd = cm_reallocarray(declared, n_declared + 1, sizeof(*nd));
+                if (nd == NULL) {
+                    rv = CM_ENOMEM;
+                    break;
+                }
+                declared = nd;
+                declared[n_declared] = cm_strdup(d.v[k].d.name);
+                if (declared[n_declared] == NULL) {
+                    rv = CM_ENOMEM;
+                    break;
+                }
+                n_declared++;
+            }
+        }
+        cm_free(&d.v);
+    }
+    if (rv != 0) {
+        goto out;
+    }
+    /* Names no app declares any more free their address. */
+    for (size_t i = 0; i < sc.n_names; i++) {
+        if (in_list(declared, n_declared, sc.names[i].name)) {
+            continue;
+        }
+        if (del == NULL) {
+            del = cJSON_CreateObject();
+            if (del == NULL ||
+                cJSON_AddStringToObject(del, "type", "vip.delete") == NULL ||
+                cJSON_AddArrayToObject(del, "names") == NULL) {
+                rv = CM_ENOMEM;
+                goto out;
+            }
+        }
+        cJSON_AddItemToArray(cJSON_GetObjectItem(del, "names"),
+                             cJSON_CreateString(sc.names[i].name));
+    }
+    /* New names get an address; each one is taken for the next. */
+    for (size_t i = 0; i < n_declared; i++) {
+        if (find_name(&sc, declared[i]) != NULL) {
+            continue;
+        }
+        struct in_addr a;
+        rv = lb_vip_alloc(&cidr, taken, n_taken, declared[i], &a);
+        if (rv != 0) {
+            cm_err_setf(eb, rv, "named VIP '/%s': no address in %s: %s", declared[i],
+                        cidr_text, cm_strerror(rv));
+            goto out;
+        }
+        if (n_taken == cap_taken) {
+            struct lb_alloc_entry *t = cm_reallocarray(taken, 2 * cap_taken, sizeof(*t));
+            if (t == NULL) {
+                rv = CM_ENOMEM;
+                goto out;
+            }
+            taken = t;
+            cap_taken *= 2;
+        }
+        taken[n_taken++] = (struct lb_alloc_entry){declared[i], a};
+        if (put == NULL) {
+            put = cJSON_CreateObject();
+            if (put == NULL || cJSON_AddStringToObject(put, "type", "vip.put") == NULL ||
+                cJSON_AddArrayToObject(put, "vips") == NULL) {
+                rv = CM_ENOMEM;
+                goto out;
+            }
+        }
+        char text[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &a, text, sizeof(text));
+        cJSON *e = cJSON_CreateObject();
+        if (e == NULL || cJSON_AddStringToObject(e, "name", declared[i]) == NULL ||
+            cJSON_AddStringToObject(e, "address", text) == NULL) {
+            cJSON_Delete(e);
+            rv = CM_ENOMEM;
+            goto out;
+        }
+        cJSON_AddItemToArray(cJSON_GetObjectItem(put, "vips"), e);
+    }
+    if (del != NULL) {
+        cJSON_AddItemToArray(cmds, del);
+        del = NULL;
+    }
+    if (put != NULL) {
+        cJSON_AddItemToArray(cmds, put);
+        put = NULL;
+    }
+    *ret_cmds = cmds;
+    cmds = NULL;
+out:
+    if (rv == CM_ENOMEM) {
+        cm_err_setf(eb, rv, "vips: out of memory");
+    }
+    cJSON_Delete(put);
+    cJSON_Delete(del);
+    cJSON_Delete(cmds);
+    for (size_t i = 0; i < n_declared; i++) {
+        cm_free(&declared[i]);
+    }
+    cm_free(&declared);
+    cm_free(&taken);
+    scan_done(&sc);
+    return rv;
+}
+
+cJSON *cm_vips_plan_cmds(struct cm_state *s, const char *cidr)
+{
+    cJSON *cmds = NULL;
+    struct cm_errbuf eb;
+    cm_errbuf_clear(&eb);
+    if (cidr == NULL) {
+        return NULL;
+    }
+    if (cm_vips_plan(s, cidr, &cmds, &eb) != 0) {
+        cm_warn("vips", "%s", eb.msg);
+        return NULL;
+    }
+    if (cJSON_GetArraySize(cmds) == 0) {
+        cJSON_Delete(cmds);
+        return NULL;
+    }
+    return cmds;
+}
+
+/* ------------------------------------------------------------------ table build */
+
+struct vip_acc {
+    struct lb_vip_spec spec;
+    struct lb_backend_spec *backends;
+    size_t cap;
+    char *name;
+};
+
+struct build {
+    struct vip_acc *v;
+    size_t n;
+    struct vip_name *nodes; /* node id -> address (reusing the pair type) */
+    size_t n_nodes;
+    /* the tasks of the app being added */
+    const struct vip_decl *decls;
+    size_t n_decls;
+    const struct in_addr *vip_addrs; /* per decl; INADDR_ANY: not allocated */
+    bool has_health_checks;
+    int err;
+};
+
+static struct vip_acc *acc_get(struct build *b, struct lb_endpoint ep,
+                               enum lb_proto proto, const char *name, bool pp)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        if (lb_endpoint_eq(b->v[i].spec.vip, ep) && b->v[i].spec.proto == proto) {
+            /* Apps sharing a VIP: one asking for PROXY v2 makes it proxied. */
+            if (pp) {
+                b->v[i].spec.mode = LB_MODE_PROXY;
+                b->v[i].spec.proxy_protocol = true;
+            }
+            return &b->v[i];
+        }
+    }
+    struct vip_acc *v = cm_reallocarray(b->v, b->n + 1, sizeof(*v));
+    if (v == NULL) {
+        return NULL;
+    }
+    b->v = v;
+    v = &b->v[b->n];
+    memset(v, 0, sizeof(*v));
+    if (name != NULL && (v->name = cm_strdup(name)) == NULL) {
+        return NULL;
+    }
+    v->spec.vip = ep;
+    v->spec.proto = proto;
+    v->spec.name = v->name;
+    v->spec.mode = pp ? LB_MODE_PROXY : LB_MODE_AUTO;
+    v->spec.proxy_protocol = pp;
+    b->n++;
+    return v;
+}
+
+static int acc_add_backend(struct vip_acc *v, struct lb_endpoint ep)
+{
+    for (size_t i = 0; i < v->spec.nbackends; i++) {
+        if (lb_endpoint_eq(v->backends[i].ep, ep)) {
+            return 0;
+        }
+    }
+    if (v->spec.nbackends == LB_MAX_BACKENDS) {
+        return 0; /* lb's hard limit: the rest are left out */
+    }
+    if (v->spec.nbackends == v->cap) {
+        size_t cap = v->cap ? 2 * v->cap : 4;
+        struct lb_backend_spec *n = cm_reallocarray(v->backends, cap, sizeof(*n));
+        if (n == NULL) {
+            return CM_ENOMEM;
+        }
+        v->backends = n;
+        v->cap = cap;
+    }
+    v->backends[v->spec.nbackends++] = (struct lb_backend_spec){ep, 1, false};
+    v->spec.backends = v->backends;
+    return 0;
+}
+
+static int load_node(void *data, const struct cm_node_row *row)
+{
+    struct build *b = data;
+    struct in_addr a;
+    if (row->address == NULL || inet_pton(AF_INET, row->address, &a) != 1) {
+        return 0;
+    }
+    struct vip_name *n = cm_reallocarray(b->nodes, b->n_nodes + 1, sizeof(*n));
+    if (n == NULL) {
+        return CM_ENOMEM;
+    }
+    b->nodes = n;
+    if ((n[b->n_nodes].name = cm_strdup(row->id)) == NULL) {
+        return CM_ENOMEM;
+    }
+    n[b->n_nodes++].addr = a;
+    return 0;
+}
+
+/* A task of the app being added: a backend of each of its VIPs when it runs and is
+ * healthy (or its app has no health checks). */
+static int add_task(void *data, const struct cm_task_row *row)
+{
+    struct build *b = data;
+    if (row->state != CM_TASK_RUNNING) {
+        return 0;
+    }
+    bool healthy =
+        row->health != NULL ? strcmp(row->health, "healthy") == 0 : !b->has_health_checks;
+    if (!healthy) {
+        return 0;
+    }
+    struct in_addr host;
+    bool have = row->host != NULL && inet_pton(AF_INET, row->host, &host) == 1;
+    for (size_t i = 0; !have && i < b->n_nodes; i++) {
+        if (strcmp(b->nodes[i].name, row->node) == 0) {
+            host = b->nodes[i].addr;
+            have = true;
+        }
+    }
+    if (!have) {
+        return 0;
+    }
+    cJSON *ports = cJSON_Parse(row->ports);
+    int rv = 0;
+    for (size_t k = 0; rv == 0 && k < b->n_decls; k++) {
+        if (b->vip_addrs[k].s_addr == INADDR_ANY) {
+            continue;
+        }
+        const cJSON *p = cJSON_GetArrayItem(ports, (int)b->decls[k].port_index);
+        if (!cJSON_IsNumber(p) || p->valuedouble < 1 || p->valuedouble > 65535) {
+            continue;
+        }
+        struct lb_endpoint vip = {b->vip_addrs[k], b->decls[k].d.port};
+        struct vip_acc *v =
+            acc_get(b, vip, b->decls[k].d.proto,
+                    b->decls[k].d.kind == LB_DECL_NAMED ? b->decls[k].d.name : NULL,
+                    b->decls[k].proxy_protocol);
+        rv = v != NULL ? acc_add_backend(
+                             v, (struct lb_endpoint){host, (uint16_t)p->valuedouble})
+                       : CM_ENOMEM;
+    }
+    cJSON_Delete(ports);
+    return rv;
+}
+
+int cm_vips_build(struct cm_state *s, const struct lb_table *prev, struct lb_table **ret,
+                  struct cm_errbuf *eb)
+{
+    struct scan sc;
+    int rv = scan_load(s, &sc);
+    if (rv != 0) {
+        return cm_err_setf(eb, rv, "vips: reading the replica: %s", cm_strerror(rv));
+    }
+    struct build b;
+    memset(&b, 0, sizeof(b));
+    rv = cm_state_nodes(s, load_node, &b);
+    for (size_t i = 0; rv == 0 && i < sc.n_apps; i++) {
+        struct app_decls d;
+        rv = app_decls_of(sc.apps[i].spec, &d);
+        if (rv != 0 || d.n == 0) {
+            continue;
+        }
+        struct in_addr *addrs = cm_calloc(d.n, sizeof(*addrs));
+        if (addrs == NULL) {
+            cm_free(&d.v);
+            rv = CM_ENOMEM;
+            break;
+        }
+        for (size_t k = 0; k < d.n; k++) {
+            const struct vip_name *nm =
+                d.v[k].d.kind == LB_DECL_NAMED ? find_name(&sc, d.v[k].d.name) : NULL;
+            addrs[k] = d.v[k].d.kind == LB_DECL_ADDR ? d.v[k].d.addr
+                       : nm != NULL                  ? nm->addr
+                                                     : (struct in_addr){INADDR_ANY};
+            /* Listed even without a running task, so that clients are refused
+             * rather than sent elsewhere. */
+            if (addrs[k].s_addr != INADDR_ANY &&
+                acc_get(&b, (struct lb_endpoint){addrs[k], d.v[k].d.port}, d.v[k].d.proto,
+                        d.v[k].d.kind == LB_DECL_NAMED ? d.v[k].d.name : NULL,
+                        d.v[k].proxy_protocol) == NULL) {
+                rv = CM_ENOMEM;
+            }
+        }
+        b.decls = d.v;
+        b.n_decls = d.n;
+        b.vip_addrs = addrs;
+        b.has_health_checks = d.has_health_checks;
+        if (rv == 0) {
+            rv = cm_state_tasks(s, sc.apps[i].id, NULL, add_task, &b);
+        }
+        cm_free(&addrs);
+        cm_free(&d.v);
+    }
+    if (rv != 0) {
+        cm_err_setf(eb, rv, "vips: building the table: %s", cm_strerror(rv));
+    } else {
+        struct lb_vip_spec *specs = cm_calloc(b.n + 1, sizeof(*specs));
+        if (specs == NULL) {
+            rv = cm_err_setf(eb, CM_ENOMEM, "vips: out of memory");
+        } else {
+            for (size_t i = 0; i < b.n; i++) {
+                specs[i] = b.v[i].spec;
+            }
+            rv = lb_table_new(specs, b.n, prev, ret, eb);
+            cm_free(&specs);
+        }
+    }
+    for (size_t i = 0; i < b.n; i++) {
+        cm_free(&b.v[i].backends);
+        cm_free(&b.v[i].name);
+    }
+    cm_free(&b.v);
+    for (size_t i = 0; i < b.n_nodes; i++) {
+        cm_free(&b.nodes[i].name);
+    }
+    cm_free(&b.nodes);
+    scan_done(&sc);
+    return rv;
+}
+
+/* ------------------------------------------------------------------ the runner */
+
+struct cm_vips {
+    struct ev_loop *loop;
+    struct lb_nat *nat; /* NULL: proxy mode */
+    struct lb_proxy *proxy;
+    struct lb_table *table; /* programmed now */
+};
+
+static void remove_leftovers(void)
+{
+    struct cm_errbuf eb;
+    cm_errbuf_clear(&eb);
+    if (lb_addr_sync(VIP_IFNAME, NULL, 0, &eb) != 0) {
+        cm_warn("vips", "removing VIP addresses: %s", eb.msg);
+    }
+}
+
+int cm_vips_start(struct ev_loop *loop, const char *mode, struct cm_vips **ret,
+                  struct cm_errbuf *eb)
+{
+    *ret = NULL;
+    if (strcmp(mode, "off") == 0) {
+        cm_info("vips", "VIPs off on this node (--vip-mode off)");
+        return 0;
+    }
+    bool auto_mode = strcmp(mode, "auto") == 0;
+    /* Our addresses left on lo by a crash go first: this also tells whether we
+     * may program the network at all. */
+    int rv = lb_addr_sync(VIP_IFNAME, NULL, 0, eb);
+    if (rv != 0) {
+        if (auto_mode) {
+            cm_warn("vips", "VIPs disabled on this node: %s", eb->msg);
+            cm_errbuf_clear(eb);
+            return 0;
+        }
+        return cm_err_wrapf(eb, "--vip-mode %s", mode);
+    }
+    struct cm_vips *v = cm_calloc(1, sizeof(*v));
+    if (v == NULL) {
+        return cm_err_setf(eb, CM_ENOMEM, "vips: out of memory");
+    }
+    v->loop = loop;
+    /* lb_nat_new removes a table a crashed run left, whatever the mode. */
+    struct cm_errbuf neb;
+    cm_errbuf_clear(&neb);
+    rv = lb_nat_new(&v->nat, &neb);
+    if (rv != 0) {
+        v->nat = NULL;
+        if (strcmp(mode, "nat") == 0) {
+            cm_err_setf(eb, rv, "--vip-mode nat: %s", neb.msg);
+            goto err_after_alloc;
+        }
+        if (auto_mode) {
+            cm_warn("vips", "nftables unusable (%s): VIPs in proxy mode", neb.msg);
+        }
+    } else if (strcmp(mode, "proxy") == 0) {
+        lb_nat_free(v->nat);
+        v->nat = NULL;
+    }
+    uint64_t seed;
+    cm_random_bytes(&seed, sizeof(seed));
+    struct lb_proxy_opts po = {
+        .serve_auto = v->nat == NULL, /* else only the VIPs asking for PROXY v2 */
+        /* A task that just started is a backend before it listens (no health
+         * checks yet), and it refuses at once with no load, which is what the
+         * power-of-two choice prefers: try every backend of a rolling restart's
+         * doubled set before failing the client (lb caps this at 8). */
+        .retries = 8,
+        .seed = seed,
+    };
+    rv = lb_proxy_new(loop, &po, &v->proxy, eb);
+    if (rv != 0) {
+        cm_err_wrapf(eb, "VIP proxy");
+        goto err_after_nat;
+    }
+    cm_info("vips", "VIPs in %s mode", cm_vips_mode(v));
+    *ret = v;
+    return 0;
+
+err_after_nat:
+    if (v->nat != NULL) {
+        lb_nat_free(v->nat);
+    }
+err_after_alloc:
+    cm_free(&v);
+    return rv;
+}
+
+const char *cm_vips_mode(const struct cm_vips *v)
+{
+    return v->nat != NULL ? "nat" : "proxy";
+}
+
+static int cmp_addr(const void *x, const void *y)
+{
+    uint32_t a = ntohl(((const struct in_addr *)x)->s_addr);
+    uint32_t b = ntohl(((const struct in_addr *)y)->s_addr);
+    return a < b ? -1 : a > b;
+}
+
+void cm_vips_update(struct cm_vips *v, struct cm_state *s)
+{
+    if (v == NULL) {
+        return;
+    }
+    struct cm_errbuf eb;
+    cm_errbuf_clear(&eb);
+    struct lb_table *t = NULL;
+    if (cm_vips_build(s, v->table, &t, &eb) != 0) {
+        cm_warn("vips", "table not rebuilt: %s", eb.msg);
+        return;
+    }
+    size_t n = lb_table_count(t);
+    struct in_addr *addrs = cm_calloc(n + 1, sizeof(*addrs));
+    if (addrs == NULL) {
+        cm_warn("vips", "table not programmed: out of memory");
+        lb_table_unref(t);
+        return;
+    }
+    size_t na = 0;
+    for (size_t i = 0; i < n; i++) {
+        addrs[na++] = lb_table_at(t, i)->vip.addr;
+    }
+    qsort(addrs, na, sizeof(*addrs), cmp_addr);
+    size_t u = 0;
+    for (size_t i = 0; i < na; i++) {
+        if (u == 0 || addrs[u - 1].s_addr != addrs[i].s_addr) {
+            addrs[u++] = addrs[i];
+        }
+    }
+    /* Addresses first, so that the rules and listeners have them when they start
+     * to matter; the ones no VIP uses go in the same sync. */
+    if (lb_addr_sync(VIP_IFNAME, addrs, u, &eb) != 0) {
+        cm_warn("vips", "VIP addresses: %s", eb.msg);
+        cm_errbuf_clear(&eb);
+    }
+    cm_free(&addrs);
+    if (v->nat != NULL && lb_nat_apply(v->nat, t, true, &eb) != 0) {
+        cm_warn("vips", "nat rules not replaced: %s", eb.msg);
+        cm_errbuf_clear(&eb);
+    }
+    if (lb_proxy_set_table(v->proxy, t, &eb) != 0) {
+        cm_warn("vips", "proxy: %s", eb.msg);
+    }
+    lb_table_unref(v->table);
+    v->table = t;
+}
+
+void cm_vips_free(struct cm_vips *v)
+{
+    if (v == NULL) {
+        return;
+    }
+    lb_proxy_free(v->proxy);
+    if (v->nat != NULL) {
+        struct cm_errbuf eb;
+        cm_errbuf_clear(&eb);
+        if (lb_nat_clear(v->nat, &eb) != 0) {
+            cm_warn("vips", "removing the nft table: %s", eb.msg);
+        }
+        lb_nat_free(v->nat);
+    }
+    remove_leftovers();
+    lb_table_unref(v->table);
+    cm_free(&v);
+}
