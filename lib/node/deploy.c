@@ -388,7 +388,16 @@ static int advance_one(const struct cm_deploys *ds, struct cm_state *st,
             }
             cm_time_iso8601(now, version);
             struct cm_buf cmd = {0};
-            int rv = cm_deploy_rollback_cmd(st, d->id, id, version, now, &cmd);
+            /* A deployment that only started apps has nothing to go back to:
+             * it fails, and the apps stay (deleting them is for a person). */
+            bool from = false;
+            for (size_t i = 0; i < d->n_steps; i++) {
+                for (size_t k = 0; k < d->n_acts[i]; k++) {
+                    from |= d->steps[i][k].has_from;
+                }
+            }
+            int rv = from ? cm_deploy_rollback_cmd(st, d->id, id, version, now, &cmd)
+                          : CM_ENOTFOUND;
             if (rv == 0) {
                 char reason[128];
                 snprintf(reason, sizeof(reason),

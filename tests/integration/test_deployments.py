@@ -429,3 +429,41 @@ def test_a_new_leader_resumes_the_deployment(procs, tmp_path, clusterctl_bin):
         for n in nodes:
             if n.name in argvs:
                 cleanup_agent(n.addr, argvs[n.name], stop_apps=False)
+
+
+def test_a_version_that_fails_its_health_checks_is_rolled_back(agent, clusterctl_bin,
+                                                                 tmp_path):
+    def spec(check):
+        a = web_app(autoRollback=True, progressDeadlineSeconds=6)
+        a["healthChecks"] = [dict(check, gracePeriodSeconds=30, intervalSeconds=1,
+                                  timeoutSeconds=2, maxConsecutiveFailures=0)]
+        return a
+    # (A TCP check: python's http.server in a task whose data dir is under /tmp
+    # answers 404 to every path, its cwd being a host path its private /tmp hides.)
+    good = spec({"protocol": "TCP", "portIndex": 0})
+    r = cli(clusterctl_bin, agent, "run", write(tmp_path, "good.json", good))
+    assert r.returncode == 0, r.stdout + r.stderr
+    _, app = api(agent, "GET", "/v2/apps/web")
+    v1 = app["app"]["version"]
+    healthy = lambda: [t for t in tasks(agent, "/web") if t["state"] == "TASK_RUNNING"
+                       and t.get("healthCheckResults")
+                       and all(h["alive"] for h in t["healthCheckResults"])]
+    assert len(healthy()) == 3  # run waited for the checks
+
+    # The new version's check never passes: at most one old task goes (the floor
+    # is 2 of 3), and after the deadline the deployment is rolled back by itself.
+    bad = spec({"protocol": "COMMAND", "command": {"value": "false"}})
+    env = dict(os.environ, CLUSTERCTL_ADDR=agent)
+    run = subprocess.Popen([clusterctl_bin, "run", write(tmp_path, "bad.json", bad)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env=env)
+    while run.poll() is None:
+        old = [t for t in tasks(agent, "/web") if t["version"] == v1
+               and t["state"] == "TASK_RUNNING"]
+        assert len(old) >= 2, tasks(agent, "/web")
+        time.sleep(0.1)
+    out, err = run.communicate()
+    assert run.returncode == 1, out + err
+    assert "progressDeadlineSeconds" in err, err
+    wait_for("v1 healthy again", lambda: settled(agent, "/web", v1, 3)
+             and len(healthy()) == 3, timeout=60)

@@ -647,3 +647,25 @@ TEST(controller_does_not_wait_for_kills_on_a_node_that_is_gone)
     ASSERT_STR_EQ(dep(&f, "d2").status, "success");
     fx_close(&f);
 }
+
+TEST(controller_fails_a_late_create_without_deleting_it)
+{
+    struct fx f;
+    fx_open(&f);
+    start_dep(&f,
+              "\"id\":\"d1\",\"version\":\"v1\",\"apps\":[\"/web\"],\"plan\":{"
+              "\"steps\":[{\"actions\":[{\"action\":\"StartApplication\",\"app\":"
+              "\"/web\",\"version\":\"v1\"}]}]},\"changes\":[" APP_PUT(
+                  "/web", "v1", 1,
+                  ",\"upgradeStrategy\":{\"autoRollback\":true,"
+                  "\"progressDeadlineSeconds\":5}") "]}");
+    settle(&f); /* the task never runs */
+    f.now += 6000;
+    cm_controller_kick(f.ctl);
+    settle(&f);
+    struct dep_state d = dep(&f, "d1");
+    ASSERT_STR_EQ(d.status, "failed");
+    ASSERT_TRUE(strstr(d.reason, "nothing to roll back to") != NULL);
+    ASSERT_INT_EQ(vcount(&f, "/web", "v1").staging, 1); /* the app stays */
+    fx_close(&f);
+}
