@@ -11,6 +11,7 @@ struct fault {
     int repeat; /* failures left; < 0 means forever */
     bool fired;
     unsigned long count;
+    unsigned long failures; /* allocations that returned NULL, real or injected */
 };
 
 static _Thread_local struct fault fault;
@@ -26,7 +27,22 @@ void cm_alloc_fault_set(int delay, int repeat)
 
 void cm_alloc_fault_reset(void)
 {
+    unsigned long failures = fault.failures;
     memset(&fault, 0, sizeof(fault));
+    fault.failures = failures;
+}
+
+unsigned long cm_alloc_failures(void)
+{
+    return fault.failures;
+}
+
+static void *counted(void *p)
+{
+    if (p == NULL) {
+        fault.failures++;
+    }
+    return p;
 }
 
 unsigned long cm_alloc_count(void)
@@ -57,6 +73,7 @@ static bool fault_tick(void)
         fault.repeat--;
     }
     fault.fired = true;
+    fault.failures++;
     return true;
 }
 
@@ -65,7 +82,7 @@ void *cm_malloc(size_t size)
     if (fault_tick()) {
         return NULL;
     }
-    return malloc(size != 0 ? size : 1);
+    return counted(malloc(size != 0 ? size : 1));
 }
 
 void *cm_calloc(size_t nmemb, size_t size)
@@ -77,7 +94,7 @@ void *cm_calloc(size_t nmemb, size_t size)
         nmemb = 1;
         size = 1;
     }
-    return calloc(nmemb, size);
+    return counted(calloc(nmemb, size));
 }
 
 void *cm_realloc(void *ptr, size_t size)
@@ -85,13 +102,14 @@ void *cm_realloc(void *ptr, size_t size)
     if (fault_tick()) {
         return NULL;
     }
-    return realloc(ptr, size != 0 ? size : 1);
+    return counted(realloc(ptr, size != 0 ? size : 1));
 }
 
 void *cm_reallocarray(void *ptr, size_t nmemb, size_t size)
 {
     size_t total;
     if (__builtin_mul_overflow(nmemb, size, &total)) {
+        fault.failures++;
         return NULL;
     }
     return cm_realloc(ptr, total);

@@ -188,6 +188,11 @@ void cm_alloc_fault_reset(void);
 unsigned long cm_alloc_count(void);
 /* True when an injected failure has fired since the last cm_alloc_fault_set. */
 bool cm_alloc_fault_fired(void);
+/* How many allocations of this thread have failed (returned NULL, for real or by
+ * injection) since it started; not reset by cm_alloc_fault_reset(). Lets a caller
+ * tell "out of memory" from "bad input" after a library (cJSON) that reports
+ * both as NULL. */
+unsigned long cm_alloc_failures(void);
 
 /* ------------------------------------------------------------------ read cursor */
 

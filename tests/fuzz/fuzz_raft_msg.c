@@ -132,7 +132,7 @@ static void fuzz_frame(const uint8_t *data, size_t size)
               rv == CM_ETOOBIG);
         return;
     }
-    check(blen <= RAFT_FRAME_MAX && channel <= RAFT_CHANNEL_RPC);
+    check(blen <= RAFT_FRAME_MAX && channel <= RAFT_CHANNEL_JOIN);
     const void *body;
     size_t len;
     if (raft_frame_decode(data, size, &channel, &body, &len) != 0) {

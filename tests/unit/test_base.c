@@ -115,6 +115,21 @@ TEST(alloc_fault_fails_nth_allocation)
     cm_free(&d);
 }
 
+TEST(alloc_failures_count_every_null)
+{
+    unsigned long before = cm_alloc_failures();
+    void *a = cm_malloc(8);
+    ASSERT_UINT_EQ(cm_alloc_failures(), before);
+    cm_alloc_fault_set(0, 2);
+    ASSERT_NULL(cm_malloc(8));
+    ASSERT_NULL(cm_calloc(2, 8));
+    cm_alloc_fault_reset();
+    ASSERT_UINT_EQ(cm_alloc_failures(), before + 2); /* kept across the reset */
+    ASSERT_NULL(cm_reallocarray(NULL, SIZE_MAX, 2)); /* overflow counts too */
+    ASSERT_UINT_EQ(cm_alloc_failures(), before + 3);
+    cm_free(&a);
+}
+
 TEST(alloc_fault_repeat_forever)
 {
     cm_alloc_fault_set(0, -1);

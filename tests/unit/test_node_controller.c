@@ -101,6 +101,11 @@ static void fx_open(struct fx *f)
 
 static void fx_close(struct fx *f)
 {
+    /* Deliver queued completions while the controller still exists. */
+    cm_controller_set_leader(f->ctl, false);
+    for (int i = 0; i < 10; i++) {
+        ev_run(f->loop, EVRUN_NOWAIT);
+    }
     cm_controller_free(f->ctl);
     ev_run(f->loop, EVRUN_NOWAIT); /* flush pending completions */
     ev_loop_destroy(f->loop);

@@ -285,6 +285,13 @@ static void fx_open(struct fx *f)
 
 static void fx_close(struct fx *f)
 {
+    /* Completions still queued on the loop call back into the controller:
+     * deliver them before it is freed (the daemon closes raft, which fails
+     * them, before it frees the controller). */
+    cm_controller_set_leader(f->ctl, false);
+    for (int i = 0; i < 10; i++) {
+        ev_run(f->loop, EVRUN_NOWAIT);
+    }
     cm_controller_free(f->ctl);
     ev_run(f->loop, EVRUN_NOWAIT);
     ev_loop_destroy(f->loop);
