@@ -41,6 +41,9 @@ int cmd_members(int argc, char **argv);
 int cmd_nodes(int argc, char **argv);
 int cmd_drain(int argc, char **argv);
 int cmd_undrain(int argc, char **argv);
+int cmd_deployments(int argc, char **argv);
+int cmd_promote(int argc, char **argv);
+int cmd_rollback(int argc, char **argv);
 
 /* ---- shared by the API verbs (cmd_client.c) */
 
@@ -112,6 +115,10 @@ const char *cmd_task_state(const char *marathon);
  * yet), "healthy", or "unhealthy" (with @cause: ": <the failing check's last
  * cause>"), the latter written into @buf. */
 const char *cmd_task_health(const struct cJSON *task, bool cause, char *buf, size_t cap);
+
+/* One line of a deployment's progress (GET /v1/deployments/ID): "step 1/2:
+ * /web 2/3 new healthy, 1 old left". */
+int cmd_deploy_progress(const struct cJSON *dep, char *line, size_t cap);
 
 /* Print the top-level usage to @out. */
 void cmd_usage(FILE *out);

@@ -201,6 +201,13 @@ struct api_write {
     bool committed;
     int err;
     char errmsg[CM_ERRBUF_SIZE];
+    /* A deployment (api__write_deploy): the proposals collected here become one
+     * deploy.start at commit. */
+    cJSON *changes;
+    bool force;
+    bool rollback;
+    char dep_id[40];
+    char dep_version[32];
 };
 
 struct api_write *api__write_new(struct cm_api *api, struct cm_http_req *req, int status)
@@ -264,6 +271,7 @@ static void write_free(struct api_write *w)
         cm_free_raw((void *)w->headers[i].value);
     }
     cm_buf_done(&w->body);
+    cJSON_Delete(w->changes);
     cm_free(&w);
 }
 
@@ -301,10 +309,36 @@ static void write_done(void *arg, int status, uint64_t index, const char *msg)
     }
 }
 
+void api__write_deploy(struct api_write *w, const char *id, const char *version,
+                       bool dflt_force)
+{
+    bool force = api__query_bool(cm_http_req_request(w->req), "force", dflt_force);
+    w->changes = cJSON_CreateArray();
+    if (w->changes == NULL && w->err == 0) {
+        w->err = CM_ENOMEM;
+    }
+    w->force = force;
+    snprintf(w->dep_id, sizeof(w->dep_id), "%s", id);
+    snprintf(w->dep_version, sizeof(w->dep_version), "%s", version);
+}
+
+void api__write_rollback(struct api_write *w)
+{
+    w->rollback = true;
+}
+
 void api__write_propose(struct api_write *w, const char *cmd, size_t len)
 {
     if (w->err != 0) {
         return; /* all-or-nothing where we can: stop at the first refusal */
+    }
+    if (w->changes != NULL) {
+        cJSON *c = cJSON_ParseWithLength(cmd, len);
+        if (c == NULL || !cJSON_AddItemToArray(w->changes, c)) {
+            cJSON_Delete(c);
+            w->err = CM_ENOMEM;
+        }
+        return;
     }
     struct cm_errbuf eb;
     cm_errbuf_clear(&eb);
@@ -321,6 +355,29 @@ void api__write_propose(struct api_write *w, const char *cmd, size_t len)
 
 void api__write_commit(struct api_write *w)
 {
+    if (w->changes != NULL && w->err == 0 && cJSON_GetArraySize(w->changes) > 0) {
+        cJSON *changes = w->changes;
+        w->changes = NULL;
+        struct cm_buf cmd = {0}, conflict = {0};
+        int rv =
+            api__deploy_cmd(w->api, changes, w->dep_id, w->dep_version, w->force,
+                            w->rollback, &cmd, &conflict, w->errmsg, sizeof(w->errmsg));
+        cJSON_Delete(changes);
+        if (rv == CM_ECONFLICT) {
+            api__respond_json(w->req, 409, &conflict);
+            cm_buf_done(&cmd);
+            cm_buf_done(&conflict);
+            write_free(w);
+            return;
+        }
+        if (rv == 0) {
+            api__write_propose(w, cmd.data, cmd.len);
+        } else {
+            w->err = rv;
+        }
+        cm_buf_done(&cmd);
+        cm_buf_done(&conflict);
+    }
     w->committed = true;
     if (w->in_flight == 0) {
         write_answer(w);
@@ -749,10 +806,9 @@ int api__app_info(struct cm_api *api, const struct api_app *a, const struct api_
                            (long long)c.staged, (long long)c.running,
                            (long long)c.healthy, (long long)c.unhealthy);
     }
-    /* Deployments are not modelled yet (the controller converges each app
-     * without a plan): no app is ever part of one. */
     if (rv == 0 && (embed & API_EMBED_DEPLOYMENTS)) {
-        rv = cm_buf_puts(out, ",\"deployments\":[]");
+        rv = cm_buf_puts(out, ",\"deployments\":");
+        rv = rv ? rv : api__app_deployments(api, a->id, out);
     }
     if (rv == 0 && (embed & API_EMBED_TASKS) && a->spec != NULL &&
         a->spec->n_readiness_checks > 0) {
@@ -803,6 +859,9 @@ int cm_api_start(struct cm_http_server *srv, const struct cm_api_ops *ops,
     }
     if (rv == 0) {
         rv = api__routes_groups(api);
+    }
+    if (rv == 0) {
+        rv = api__routes_deploy(api);
     }
     if (rv == 0) {
         rv = api__routes_cluster(api);

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
+
 #include "api/api.h"
 #include "net/http.h"
 #include "state/db.h"
@@ -88,6 +90,29 @@ void api__write_propose(struct api_write *w, const char *cmd, size_t len);
 void api__write_commit(struct api_write *w);
 /* Give up before committing (nothing proposed): answer @code/@msg. */
 void api__write_fail(struct api_write *w, int code, const char *msg);
+/* Make the write deployment @id at @version (docs/deployments.md): the commands
+ * proposed next are collected and, at commit, proposed as one deploy.start
+ * whose plan api__deploy_cmd builds; a conflict with a running deployment
+ * answers 409 unless ?force=true (@dflt_force when the query does not say).
+ * Call before the first proposal. */
+void api__write_deploy(struct api_write *w, const char *id, const char *version,
+                       bool dflt_force);
+/* The deployment is a rollback (no canary phase, never rolled back itself). */
+void api__write_rollback(struct api_write *w);
+
+/* ---- deployments (api_deploy.c) */
+
+/* The deploy.start command for @changes (app.put / app.delete / task.kill
+ * commands, borrowed) into @out. Errors: CM_ECONFLICT (@conflict holds the 409
+ * body: the deployments in the way), CM_EVALIDATION (a dependency cycle; @msg
+ * names it), CM_ENOMEM, storage errors. */
+int api__deploy_cmd(struct cm_api *api, const cJSON *changes, const char *id,
+                    const char *version, bool force, bool rollback, struct cm_buf *out,
+                    struct cm_buf *conflict, char *msg, size_t msg_cap);
+int api__routes_deploy(struct cm_api *api);
+/* Append the running deployments of @app as Marathon's AppInfo.deployments:
+ * [{"id": ...}]. Errors: CM_ENOMEM, storage errors. */
+int api__app_deployments(struct cm_api *api, const char *app, struct cm_buf *out);
 
 /* ---- the replica */
 

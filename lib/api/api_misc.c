@@ -1,4 +1,4 @@
-/* /ping, /v2/info, /v2/leader, /v2/deployments, /metrics, and the native /v1
+/* /ping, /v2/info, /v2/leader, /metrics, and the native /v1
  * task logs (the node routes are in api_nodes.c). */
 #include <ev.h>
 #include <stdio.h>
@@ -82,14 +82,6 @@ static void h_info(struct cm_http_req *req, void *data)
            : cm_buf_printf(&b, "\"http_config\":{\"http_port\":%ld,\"https_port\":null}}",
                            http_port);
     api__respond_ok_json(req, rv, &b);
-}
-
-/* Deployments are not modelled yet: the leader's controller converges each app
- * on its own without a plan, so there is never one to list. */
-static void h_deployments(struct cm_http_req *req, void *data)
-{
-    (void)data;
-    cm_http_respond(req, 200, "application/json", "[]", 2);
 }
 
 /* ------------------------------------------------------------------ /metrics */
@@ -426,9 +418,12 @@ int api__routes_misc(struct cm_api *api)
         const char *pattern;
         cm_http_handler_fn fn;
     } routes[] = {
-        {"GET", "/ping", h_ping},        {"GET", "/v2/info", h_info},
-        {"GET", "/v2/leader", h_leader}, {"GET", "/v2/deployments", h_deployments},
-        {"GET", "/metrics", h_metrics},  {"GET", "/v1/tasks/{id}/logs", h_task_logs},
+        {"GET", "/ping", h_ping},
+        {"GET", "/v2/info", h_info},
+        {"GET", "/v2/leader", h_leader},
+        /* /v2/deployments: api_deploy.c */
+        {"GET", "/metrics", h_metrics},
+        {"GET", "/v1/tasks/{id}/logs", h_task_logs},
     };
     for (size_t i = 0; i < CM_ARRAY_SIZE(routes); i++) {
         int rv = api__route(api, routes[i].method, routes[i].pattern, API_BODY_LIMIT_NONE,

@@ -930,9 +930,13 @@ static void sim_alive_list(const bool *alive, char *out, size_t cap)
 
 static double sim_over; /* maximumOverCapacity of the run */
 
+/* Marathon's ceiling (docs/deployments.md, cm_upgrade_plan): instances * (1 +
+ * maximumOverCapacity) truncated, one more when that equals the health floor
+ * ceil(0.5 * instances) (else nothing could start). */
 static int limit_of(int instances)
 {
-    return instances + (int)ceil(sim_over * instances);
+    int cap = (int)((double)instances * (1.0 + sim_over));
+    return cap == (int)ceil(0.5 * instances) ? cap + 1 : cap;
 }
 
 static void sim_put(struct fx *f, int version, int instances)
@@ -951,11 +955,10 @@ static void sim_put(struct fx *f, int version, int instances)
 /* Seeded random runs (STYLE.md rule 4): silences and returns, drains and
  * undrains, agent reports, scaling, new versions and leader changes. Whenever
  * the controller launches tasks, the app has no more live tasks (unreachable
- * ones included) than its upgrade strategy allows: instances +
- * ceil(maximumOverCapacity * instances), with maximumOverCapacity 0 in every
- * other run. (A scale-down in the middle of a rolling upgrade may leave more
- * for a while: the health floor keeps old tasks; nothing is started then.) At
- * the end, with every node back and undrained, the app converges to its
+ * ones included) than its upgrade strategy allows (limit_of), with
+ * maximumOverCapacity 0 in every other run. (A scale-down in the middle of a rolling
+ * upgrade may leave more for a while: the health floor keeps old tasks; nothing is
+ * started then.) At the end, with every node back and undrained, the app converges to its
  * instance count. FAILOVER_SEED=<n> runs one seed (task ids are random, so a
  * replay may pick other tasks on ties). */
 TEST(random_runs_keep_the_limit_and_converge)
