@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "state/db.h"
+#include "state/events_int.h"
 
 #define CMD_MAX_BYTES  (4u * 1024 * 1024)
 #define SCHEMA_VERSION 1
@@ -106,6 +107,7 @@ struct cm_state {
     sqlite3_stmt *stmt[ST__COUNT];
     uint64_t applied;
     unsigned changes;
+    struct state_events *events; /* events.c; NULL until recording starts */
 };
 
 static const char *const task_state_names[CM__TASK_STATE_COUNT] = {
@@ -258,6 +260,7 @@ void cm_state_close(struct cm_state *s)
     if (s == NULL) {
         return;
     }
+    events__free(s->events);
     finalize_all(s);
     sqlite3_close(s->db);
     cm_free(&s->path);
@@ -826,6 +829,7 @@ static int apply_in_tx(struct cm_state *s, uint64_t index, const cJSON *cmd,
         return rv;
     }
     if (cmd != NULL) {
+        events__before(s->events, s, cmd);
         rv = apply_cmd(s, cmd, eb);
     }
     if (rv == 0) {
@@ -837,9 +841,13 @@ static int apply_in_tx(struct cm_state *s, uint64_t index, const cJSON *cmd,
     if (rv != 0) {
         sqlite3_step(s->stmt[ST_ROLLBACK]);
         sqlite3_reset(s->stmt[ST_ROLLBACK]);
+        events__abort(s->events);
         return rv;
     }
     s->applied = index;
+    if (cmd != NULL) {
+        events__after(s->events, s, cmd, index);
+    }
     return 0;
 }
 
@@ -866,6 +874,16 @@ int cm_state_apply(struct cm_state *s, uint64_t index, const void *cmd, size_t l
 int cm_state_apply_noop(struct cm_state *s, uint64_t index, struct cm_errbuf *eb)
 {
     return apply_in_tx(s, index, NULL, eb);
+}
+
+struct state_events **state__events(struct cm_state *s)
+{
+    return &s->events;
+}
+
+const struct state_events *state__events_const(const struct cm_state *s)
+{
+    return s->events;
 }
 
 /* ---------------------------------------------------------------- snapshots */
