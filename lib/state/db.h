@@ -121,7 +121,7 @@ bool cm_state_events_recording(const struct cm_state *s);
 typedef void (*cm_state_event_fn)(void *data, const struct cm_state_event *ev);
 size_t cm_state_take_events(struct cm_state *s, cm_state_event_fn fn, void *data);
 /* Events lost since open: dropped from a full ring, or not built for lack of
- * memory. */
+ * memory (a lower bound then: a failed note loses events of unknown number). */
 uint64_t cm_state_events_dropped(const struct cm_state *s);
 
 /* Write a consistent copy of the database to the new file @path (SQLite backup

@@ -308,21 +308,8 @@ void events__before(struct state_events *ev, struct cm_state *s, const cJSON *cm
 /* Each builder returns the event object (NULL: out of memory). The field order
  * is Marathon's. */
 
-static cJSON *ip_addresses(const char *host)
-{
-    cJSON *arr = cJSON_CreateArray();
-    if (arr != NULL && host != NULL && host[0] != '\0') {
-        cJSON *ip = cJSON_CreateObject();
-        cJSON_AddItemToArray(arr, ip);
-        cJSON_AddStringToObject(ip, "ipAddress", host);
-        cJSON_AddStringToObject(ip, "protocol",
-                                strchr(host, ':') != NULL ? "IPv6" : "IPv4");
-    }
-    return arr;
-}
-
-/* cJSON keeps adding after a failed allocation; the printed result is checked
- * once at the end (a lost field makes the whole event fail there). */
+/* Every step of a builder is checked: a lost field loses the whole event,
+ * which is then counted as dropped, never sent incomplete. */
 static cJSON *finish(cJSON *o, bool ok)
 {
     if (!ok) {
@@ -330,6 +317,23 @@ static cJSON *finish(cJSON *o, bool ok)
         return NULL;
     }
     return o;
+}
+
+static cJSON *ip_addresses(const char *host)
+{
+    cJSON *arr = cJSON_CreateArray();
+    if (arr == NULL || host == NULL || host[0] == '\0') {
+        return arr;
+    }
+    cJSON *ip = cJSON_CreateObject();
+    bool ok = ip != NULL && cJSON_AddItemToArray(arr, ip);
+    if (!ok) {
+        cJSON_Delete(ip);
+    }
+    ok = ok && cJSON_AddStringToObject(ip, "ipAddress", host) != NULL;
+    ok = ok && cJSON_AddStringToObject(
+                   ip, "protocol", strchr(host, ':') != NULL ? "IPv6" : "IPv4") != NULL;
+    return finish(arr, ok);
 }
 
 static cJSON *status_update_event(const struct cm_task_row *r, const char *ts)
@@ -343,7 +347,11 @@ static cJSON *status_update_event(const struct cm_task_row *r, const char *ts)
     ok = ok && cJSON_AddStringToObject(o, "appId", r->app) != NULL;
     ok = ok && cJSON_AddStringToObject(o, "host", r->host) != NULL;
     cJSON *ips = ok ? ip_addresses(r->host) : NULL;
-    ok = ok && ips != NULL && cJSON_AddItemToObject(o, "ipAddresses", ips);
+    if (ips != NULL && !cJSON_AddItemToObject(o, "ipAddresses", ips)) {
+        cJSON_Delete(ips);
+        ips = NULL;
+    }
+    ok = ok && ips != NULL;
     /* The stored ports are a JSON array of integers written by apply. */
     ok = ok && cJSON_AddRawToObject(o, "ports", r->ports ? r->ports : "[]") != NULL;
     ok = ok && cJSON_AddStringToObject(o, "version", r->version) != NULL;
@@ -466,23 +474,37 @@ static void task_events(struct state_events *ev, struct cm_state *s,
 
 /* ------------------------------------------------------------------ apps */
 
-/* @spec (canonical) in Marathon's GET shape with @version, parsed; NULL when it
- * cannot be read (out of memory). */
+/* @spec (the canonical text stored by app.put) in Marathon's GET shape with
+ * @version, parsed. A spec that is not canonical (written by hand, or by an
+ * older proposer) is given as stored, with the version. NULL: out of memory. */
 static cJSON *app_definition(const char *spec, const char *version)
 {
     struct cm_app *app = NULL;
-    if (spec == NULL || cm_app_from_canonical(spec, strlen(spec), &app) != 0) {
+    int rv = cm_app_from_canonical(spec, strlen(spec), &app);
+    if (rv == CM_ENOMEM) {
         return NULL;
     }
-    struct cm_buf out = {0};
-    struct cm_app_out_opts opts = {.version = version};
     cJSON *j = NULL;
-    if (cm_app_to_json(app, &opts, &out) == 0) {
-        j = cJSON_ParseWithLength(out.data, out.len);
+    if (rv == 0) {
+        struct cm_buf out = {0};
+        struct cm_app_out_opts opts = {.version = version};
+        if (cm_app_to_json(app, &opts, &out) == 0) {
+            j = cJSON_ParseWithLength(out.data, out.len);
+        }
+        cm_buf_done(&out);
+        cm_app_free(app);
+        return j;
     }
-    cm_buf_done(&out);
-    cm_app_free(app);
-    return j;
+    j = cJSON_Parse(spec);
+    if (j != NULL && cJSON_IsObject(j)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(j, "version");
+        if (cJSON_AddStringToObject(j, "version", version != NULL ? version : "") !=
+            NULL) {
+            return j;
+        }
+    }
+    cJSON_Delete(j);
+    return NULL;
 }
 
 static bool has_check(const cJSON *checks, const cJSON *check)
@@ -504,7 +526,7 @@ static void app_put_events(struct state_events *ev, const cJSON *cmd, const char
     const char *id = str_of(app, "id");
     const char *version = str_of(cmd, "version");
     char *spec = cJSON_PrintUnformatted(app);
-    cJSON *def = app_definition(spec, version);
+    cJSON *def = spec != NULL ? app_definition(spec, version) : NULL;
     cJSON_free(spec);
     if (def == NULL) {
         ev->dropped++;
@@ -513,6 +535,11 @@ static void app_put_events(struct state_events *ev, const cJSON *cmd, const char
     /* Added and removed checks first: the api_post_event below takes @def. */
     const cJSON *checks = cJSON_GetObjectItemCaseSensitive(def, "healthChecks");
     cJSON *old = ev->old_spec != NULL ? app_definition(ev->old_spec, version) : NULL;
+    if (ev->old_spec != NULL && old == NULL) {
+        /* Which checks changed is unknown: lose those events, not invent them. */
+        ev->dropped++;
+        checks = NULL;
+    }
     const cJSON *old_checks = cJSON_GetObjectItemCaseSensitive(old, "healthChecks");
     bool removed = false;
     const cJSON *c;
