@@ -173,6 +173,7 @@ static void h_metrics(struct cm_http_req *req, void *data)
                   "clusterctl_nodes{state=\"draining\"} %lld\n",
                   (long long)healthy, (long long)unhealthy, (long long)nodes[0],
                   (long long)nodes[1], (long long)nodes[2], (long long)nodes[3]);
+    rv = rv ? rv : api__events_metrics(api, &b);
     if (rv == 0 && api->ops.metrics != NULL) {
         api->ops.metrics(api->ops.data, &b);
     }
