@@ -69,9 +69,10 @@ struct cm_api_ops {
     const char *version;
     /* The cluster's identity for /v2/info's frameworkId (may be NULL). */
     const char *(*cluster_id)(void *data);
-    /* /v2/events: a subscriber with more unread bytes than this is dropped
-     * (0: 4 MiB); an SSE comment goes to every subscriber this often (0:
-     * 15000 ms). The stream needs @loop (503 without). */
+    /* /v2/events: a subscriber whose unread bytes would pass this is dropped
+     * (0: 8 MiB; the HTTP server's max_output caps it too); an SSE comment
+     * goes to every subscriber this often (0: 15000 ms). The stream needs
+     * @loop (503 without). */
     size_t events_max_queued;
     unsigned events_heartbeat_ms;
 };

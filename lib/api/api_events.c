@@ -6,12 +6,12 @@
  * (cm_api_publish_events); each is framed once ("event: <type>\ndata: <json>\n\n")
  * and queued to every subscriber whose event_type filter takes it.
  *
- * Subscribers never block the loop: a subscriber whose unread output would pass
+ * Subscribers never block the loop: a subscriber whose unread bytes would pass
  * ops.events_max_queued is dropped (its connection closed, counted in
- * /metrics). Heartbeats (an SSE comment line) every ops.events_heartbeat_ms keep
- * proxies from closing quiet streams. A subscriber that leaves is freed from a
- * zero-delay timer, never from inside the server's close path, and the others
- * learn it by event_stream_detached, as in Marathon. Recording in the replica
+ * /metrics). Heartbeats (an SSE comment line) every
+ * ops.events_heartbeat_ms keep proxies from closing quiet streams. A subscriber that
+ * leaves is freed from a zero-delay timer, never from inside the server's close path, and
+ * the others learn it by event_stream_detached, as in Marathon. Recording in the replica
  * is on only while someone listens. */
 #include <ev.h>
 #include <stdio.h>
@@ -22,7 +22,7 @@
 #define EVENTS_MAX_SUBS        256
 #define EVENTS_MAX_TYPES       32 /* event_type values per subscriber */
 #define EVENTS_MAX_TYPE_LEN    64
-#define EVENTS_DEFAULT_QUEUED  (4u << 20)
+#define EVENTS_DEFAULT_QUEUED  (8u << 20) /* the HTTP server's own default */
 #define EVENTS_DEFAULT_BEAT_MS 15000
 #define EVENTS_HEARTBEAT       ":\n\n" /* an SSE comment: ignored by readers */
 
@@ -100,7 +100,10 @@ static void sub_end(struct api_sub *s)
     }
 }
 
-/* Queue @len bytes to @s, or drop it when its reader is too far behind. */
+/* Queue @len bytes to @s, or drop it when its reader is too far behind: its
+ * unread bytes would pass max_queued. That bound is the memory a subscriber
+ * may hold, so it also bounds the largest batch (the events of one applied
+ * batch) a reader can take. */
 static void sub_send(struct api_sub *s, const char *data, size_t len)
 {
     struct api_events *e = s->evs;
