@@ -1,5 +1,7 @@
 /* clusterctl run FILE: create or update the app(s) of a Marathon app, app
- * array or group file, then follow them until their instances run. */
+ * array or group file, then follow the deployment (docs/deployments.md) until it
+ * finished and the instances run: a live progress line on a terminal, plain
+ * lines otherwise; exit 1 when it fails or is rolled back. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,6 +193,63 @@ static int poll_app(const struct cmd_client *c, struct followed *a, FILE *out)
     return rv;
 }
 
+/* The deployment's progress and outcome. Returns -1 while it runs (or when
+ * there is none: nothing changed), 0 when it succeeded, else an exit code. */
+struct follow_dep {
+    char id[64];
+    bool gone; /* no such deployment: the change changed nothing */
+    bool tty;
+    char line[512];
+};
+
+static int poll_deployment(const struct cmd_client *c, struct follow_dep *d, FILE *out)
+{
+    if (d->id[0] == '\0' || d->gone) {
+        return 0;
+    }
+    char path[128], *body = NULL;
+    snprintf(path, sizeof(path), "/v1/deployments/%s", d->id);
+    int status = cmd_client_call(c, "GET", path, NULL, &body);
+    if (status < 0) {
+        return CMD_EXIT_FAIL;
+    }
+    if (status == 404) {
+        d->gone = true;
+        cm_free(&body);
+        return 0;
+    }
+    cJSON *j = cJSON_Parse(body);
+    cm_free(&body);
+    const char *st = cmd_json_str(j, "status");
+    int rv = -1;
+    char line[512];
+    cmd_deploy_progress(j, line, sizeof(line));
+    if (st != NULL && strcmp(st, "running") == 0 && strcmp(line, d->line) != 0) {
+        if (d->tty) {
+            fprintf(out, "\r\033[K%s", line); /* one live line */
+        } else {
+            fprintf(out, "%s\n", line);
+        }
+        fflush(out);
+        snprintf(d->line, sizeof(d->line), "%s", line);
+    }
+    if (st != NULL && strcmp(st, "success") == 0) {
+        rv = 0;
+    } else if (st != NULL && strcmp(st, "running") != 0) {
+        const char *why = cmd_json_str(j, "reason");
+        fprintf(stderr, "%sclusterctl run: deployment %s %s%s%s\n", d->tty ? "\n" : "",
+                d->id, strcmp(st, "failed") == 0 ? "failed" : "was stopped",
+                why != NULL ? ": " : "", why != NULL ? why : "");
+        rv = CMD_EXIT_FAIL;
+    }
+    if (rv >= 0 && d->tty && d->line[0] != '\0') {
+        fprintf(out, "\n");
+        d->line[0] = '\0';
+    }
+    cJSON_Delete(j);
+    return rv;
+}
+
 int cmd_run(int argc, char **argv)
 {
     bool detach = false;
@@ -295,6 +354,17 @@ int cmd_run(int argc, char **argv)
         return CMD_EXIT_FAIL;
     }
     FILE *out = c.json ? stderr : stdout;
+    struct follow_dep dep = {.tty = isatty(fileno(out)) == 1};
+    {
+        cJSON *r = cJSON_Parse(body);
+        const char *id = cmd_json_str(r, "deploymentId");
+        const cJSON *ds = cJSON_GetObjectItemCaseSensitive(r, "deployments");
+        if (id == NULL) { /* POST's AppInfo form */
+            id = cmd_json_str(cJSON_GetArrayItem(ds, 0), "id");
+        }
+        snprintf(dep.id, sizeof(dep.id), "%s", id != NULL ? id : "");
+        cJSON_Delete(r);
+    }
     if (c.json) {
         printf("%s\n", body);
         fflush(stdout);
@@ -311,8 +381,15 @@ int cmd_run(int argc, char **argv)
     rv = CMD_EXIT_OK;
     if (!detach) {
         uint64_t deadline = now_ms() + (uint64_t)timeout_s * 1000u;
+        bool dep_done = false;
         for (;;) {
             bool all = true;
+            if (!dep_done) {
+                int drv = poll_deployment(&c, &dep, out);
+                dep_done = drv == 0;
+                rv = drv > 0 ? drv : rv;
+                all = dep_done;
+            }
             for (size_t i = 0; i < n && rv == CMD_EXIT_OK; i++) {
                 int prv = poll_app(&c, &apps[i], out);
                 if (prv >= 0) {
@@ -340,6 +417,8 @@ int cmd_run(int argc, char **argv)
         }
         if (rv == CMD_EXIT_OK) {
             fprintf(out, "done: every instance runs\n");
+        } else if (dep.tty && dep.line[0] != '\0') {
+            fprintf(out, "\n");
         }
     }
     cm_free(&apps);

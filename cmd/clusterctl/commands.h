@@ -37,6 +37,9 @@ int cmd_restart(int argc, char **argv);
 int cmd_stop(int argc, char **argv);
 int cmd_logs(int argc, char **argv);
 int cmd_leader(int argc, char **argv);
+int cmd_deployments(int argc, char **argv);
+int cmd_promote(int argc, char **argv);
+int cmd_rollback(int argc, char **argv);
 
 /* ---- shared by the API verbs (cmd_client.c) */
 
@@ -104,6 +107,10 @@ const char *cmd_json_str(const struct cJSON *obj, const char *key);
 double cmd_json_num(const struct cJSON *obj, const char *key, double dflt);
 /* "TASK_RUNNING" -> "running" (static buffer). */
 const char *cmd_task_state(const char *marathon);
+
+/* One line of a deployment's progress (GET /v1/deployments/ID): "step 1/2:
+ * /web 2/3 new healthy, 1 old left". */
+int cmd_deploy_progress(const struct cJSON *dep, char *line, size_t cap);
 
 /* Print the top-level usage to @out. */
 void cmd_usage(FILE *out);

@@ -21,6 +21,9 @@ static const struct cmd commands[] = {
     {"stop", "remove an app and stop its tasks", cmd_stop, 0},
     {"logs", "print (or follow) the output of a task or an app", cmd_logs, 0},
     {"leader", "print the leader's API address", cmd_leader, 0},
+    {"deployments", "list the deployments in progress", cmd_deployments, 0},
+    {"promote", "promote the canaries of an app's deployment", cmd_promote, 0},
+    {"rollback", "roll an app back (its deployment, or to a version)", cmd_rollback, 0},
 };
 
 static const struct cmd *find_command(const char *name)

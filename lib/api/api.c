@@ -201,6 +201,12 @@ struct api_write {
     bool committed;
     int err;
     char errmsg[CM_ERRBUF_SIZE];
+    /* A deployment (api__write_deploy): the proposals collected here become one
+     * deploy.start at commit. */
+    cJSON *changes;
+    bool force;
+    char dep_id[40];
+    char dep_version[32];
 };
 
 struct api_write *api__write_new(struct cm_api *api, struct cm_http_req *req, int status)
@@ -264,6 +270,7 @@ static void write_free(struct api_write *w)
         cm_free_raw((void *)w->headers[i].value);
     }
     cm_buf_done(&w->body);
+    cJSON_Delete(w->changes);
     cm_free(&w);
 }
 
@@ -301,35 +308,61 @@ static void write_done(void *arg, int status, uint64_t index, const char *msg)
     }
 }
 
-/* An app.put (as api__app_put_cmd writes it) gets the time and where the
- * request came from, which the replicas turn into Marathon's api_post_event
- * (lib/state events): {"type":"app.put",...} becomes
- * {"at":ms,"origin":{"clientIp":..,"uri":..},"type":"app.put",...}.
- * Other commands are left as they are. Errors: CM_ENOMEM. */
+/* Every command a request proposes says where the request came from, which
+ * the replicas turn into Marathon's api_post_event (lib/state events):
+ * {...} becomes {"origin":{"clientIp":..,"uri":..},...}. A bare app.put (as
+ * api__app_put_cmd writes it, the only command without a stamped time) also
+ * gets "at". Errors: CM_ENOMEM. */
 static int stamp_origin(struct api_write *w, const char *cmd, size_t len,
                         struct cm_buf *out)
 {
-    static const char prefix[] = "{\"type\":\"app.put\"";
-    if (len < sizeof(prefix) - 1 || memcmp(cmd, prefix, sizeof(prefix) - 1) != 0 ||
-        cm_http_req_closed(w->req)) {
+    static const char app_put[] = "{\"type\":\"app.put\"";
+    if (len < 2 || cmd[0] != '{' || cm_http_req_closed(w->req)) {
         return 0;
     }
     struct cm_api *api = w->api;
     char peer[64];
     cm_http_req_peer(w->req, peer, sizeof(peer));
-    int rv = cm_buf_printf(out, "{\"at\":%lld,\"origin\":{\"clientIp\":",
+    int rv = 0;
+    if (len >= sizeof(app_put) - 1 && memcmp(cmd, app_put, sizeof(app_put) - 1) == 0) {
+        rv = cm_buf_printf(out, "{\"at\":%lld,",
                            (long long)api->ops.now_ms(api->ops.data));
+    } else {
+        rv = cm_buf_puts(out, "{");
+    }
+    rv = rv ? rv : cm_buf_puts(out, "\"origin\":{\"clientIp\":");
     rv = rv ? rv : api__json_str(out, peer);
     rv = rv ? rv : cm_buf_puts(out, ",\"uri\":");
     rv = rv ? rv : api__json_str(out, cm_http_req_request(w->req)->path);
-    rv = rv ? rv : cm_buf_puts(out, "},");
+    rv = rv ? rv : cm_buf_puts(out, cmd[1] == '}' ? "}" : "},");
     return rv ? rv : cm_buf_append(out, cmd + 1, len - 1);
+}
+
+void api__write_deploy(struct api_write *w, const char *id, const char *version,
+                       bool dflt_force)
+{
+    bool force = api__query_bool(cm_http_req_request(w->req), "force", dflt_force);
+    w->changes = cJSON_CreateArray();
+    if (w->changes == NULL && w->err == 0) {
+        w->err = CM_ENOMEM;
+    }
+    w->force = force;
+    snprintf(w->dep_id, sizeof(w->dep_id), "%s", id);
+    snprintf(w->dep_version, sizeof(w->dep_version), "%s", version);
 }
 
 void api__write_propose(struct api_write *w, const char *cmd, size_t len)
 {
     if (w->err != 0) {
         return; /* all-or-nothing where we can: stop at the first refusal */
+    }
+    if (w->changes != NULL) {
+        cJSON *c = cJSON_ParseWithLength(cmd, len);
+        if (c == NULL || !cJSON_AddItemToArray(w->changes, c)) {
+            cJSON_Delete(c);
+            w->err = CM_ENOMEM;
+        }
+        return;
     }
     struct cm_errbuf eb;
     cm_errbuf_clear(&eb);
@@ -358,6 +391,28 @@ void api__write_propose(struct api_write *w, const char *cmd, size_t len)
 
 void api__write_commit(struct api_write *w)
 {
+    if (w->changes != NULL && w->err == 0 && cJSON_GetArraySize(w->changes) > 0) {
+        cJSON *changes = w->changes;
+        w->changes = NULL;
+        struct cm_buf cmd = {0}, conflict = {0};
+        int rv = api__deploy_cmd(w->api, changes, w->dep_id, w->dep_version, w->force,
+                                 &cmd, &conflict, w->errmsg, sizeof(w->errmsg));
+        cJSON_Delete(changes);
+        if (rv == CM_ECONFLICT) {
+            api__respond_json(w->req, 409, &conflict);
+            cm_buf_done(&cmd);
+            cm_buf_done(&conflict);
+            write_free(w);
+            return;
+        }
+        if (rv == 0) {
+            api__write_propose(w, cmd.data, cmd.len);
+        } else {
+            w->err = rv;
+        }
+        cm_buf_done(&cmd);
+        cm_buf_done(&conflict);
+    }
     w->committed = true;
     if (w->in_flight == 0) {
         write_answer(w);
@@ -842,6 +897,9 @@ int cm_api_start(struct cm_http_server *srv, const struct cm_api_ops *ops,
     }
     if (rv == 0) {
         rv = api__routes_events(api);
+    }
+    if (rv == 0) {
+        rv = api__routes_deploy(api);
     }
     if (rv != 0) {
         /* Routes cannot be removed from the server: the caller frees it. */

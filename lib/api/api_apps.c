@@ -40,13 +40,15 @@ static void respond_no_app(struct cm_http_req *req, const char *raw)
                           raw != NULL ? raw : "");
 }
 
-/* {"version": .., "deploymentId": ..} into @b, and the Marathon header on @w. */
-static int deployment_result(struct api_write *w, const char *version)
+/* {"version": .., "deploymentId": ..} into @b, and the Marathon header on @w;
+ * the write becomes that deployment (?force defaults to @force). */
+static int deployment_result(struct api_write *w, const char *version, bool force)
 {
     char dep[37];
     if (cm_uuid4(dep) != 0) {
         return CM_EIO;
     }
+    api__write_deploy(w, dep, version, force);
     struct cm_buf *b = api__write_body(w);
     int rv =
         cm_buf_printf(b, "{\"version\":\"%s\",\"deploymentId\":\"%s\"}", version, dep);
@@ -512,6 +514,7 @@ static void h_apps_post(struct cm_http_req *req, void *data)
     }
     rv = rv ? rv : api__write_header(w, "Location", app->id);
     rv = rv ? rv : api__write_header(w, "Marathon-Deployment-Id", dep);
+    api__write_deploy(w, dep, version, false);
     struct cm_buf cmd = {0};
     rv = rv ? rv : api__app_put_cmd(app, version, &cmd);
     if (rv == 0) {
@@ -586,7 +589,7 @@ static void app_update(struct cm_http_req *req, struct cm_api *api, bool patch)
     api__new_version(api, c != NULL ? c->version : NULL, version);
     enum change_kind k = classify(app, c != NULL ? c->spec : NULL);
     const char *answer = k == CHANGE_CONFIG ? version : c->version;
-    rv = deployment_result(w, answer);
+    rv = deployment_result(w, answer, false);
     if (rv == 0 && !exists) {
         rv = api__write_header(w, "Location", app->id);
     }
@@ -724,7 +727,7 @@ static void h_apps_put(struct cm_http_req *req, void *data)
     }
     char version[32];
     api__new_version(api, NULL, version);
-    rv = deployment_result(w, version);
+    rv = deployment_result(w, version, false);
     for (int i = 0; rv == 0 && i < n; i++) {
         rv = write_app(w, apps[i], curs[i].n > 0 ? &curs[i].v[0] : NULL, version);
     }
@@ -781,7 +784,7 @@ static void h_app_delete(struct cm_http_req *req, void *data)
         char version[32];
         api__new_version(api, NULL, version);
         struct cm_buf cmd = {0};
-        int rv = deployment_result(w, version);
+        int rv = deployment_result(w, version, true);
         rv = rv ? rv
                 : cm_buf_printf(&cmd, "{\"type\":\"app.delete\",\"at\":%lld,\"id\":",
                                 (long long)api->ops.now_ms(api->ops.data));
@@ -818,7 +821,7 @@ static void h_app_restart(struct cm_http_req *req, void *data)
         char version[32];
         api__new_version(api, cur.v[0].version, version);
         struct cm_buf cmd = {0};
-        int rv = deployment_result(w, version);
+        int rv = deployment_result(w, version, false);
         rv = rv ? rv : api__app_put_cmd(cur.v[0].spec, version, &cmd);
         if (rv == 0) {
             api__write_propose(w, cmd.data, cmd.len);
@@ -1075,7 +1078,7 @@ static void h_app_task_kill(struct cm_http_req *req, void *data)
     if (w != NULL) {
         struct cm_buf *b = api__write_body(w);
         if (scale) {
-            rv = deployment_result(w, cur.v[0].version);
+            rv = deployment_result(w, cur.v[0].version, false);
         } else {
             rv = cm_buf_puts(b, "{\"task\":");
             rv = rv ? rv : api__task_json(&t.v[0], cur.v[0].spec, b);
@@ -1119,7 +1122,7 @@ static void h_app_tasks_kill(struct cm_http_req *req, void *data)
     }
     if (w != NULL) {
         struct cm_buf *b = api__write_body(w);
-        rv = scale ? deployment_result(w, cur.v[0].version)
+        rv = scale ? deployment_result(w, cur.v[0].version, false)
                    : cm_buf_puts(b, "{\"tasks\":[");
         for (size_t i = 0; rv == 0 && i < t.n; i++) {
             if (!api__task_listed(&t.v[i]) || t.v[i].state == CM_TASK_KILLING ||

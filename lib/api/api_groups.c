@@ -3,9 +3,9 @@
  * Groups are not stored: they are the paths of the apps. GET builds the tree
  * from the app ids; POST and PUT validate the whole body (every app, every
  * dependency) before proposing anything, then propose one app.put per changed
- * app, all with one version. Not yet: a PUT does not remove the apps the body
- * leaves out (Marathon's desired-state replace), and group `version` rollback
- * is refused, both until groups are stored with their versions.
+ * app, all with one version, as one deployment (api_deploy.c); a PUT removes
+ * the apps the body leaves out (Marathon's desired-state replace). Not yet:
+ * group `version` rollback is refused until groups are stored with versions.
  */
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -207,7 +207,57 @@ static const char *action_of(const struct cm_app *next, const struct api_app *cu
     return scale ? "ScaleApplication" : "RestartApplication";
 }
 
-/* POST (create only) and PUT (create or update) of a group body. */
+/* Groups are not stored, so a group's dependencies are inherited by every app
+ * under it (compat.md §2.1) by adding them to the apps' own: the deployment
+ * orders by them and GET shows them on the apps. */
+static int inherit_group_deps(struct cm_app_group *grp)
+{
+    for (size_t i = 0; i < grp->apps.n; i++) {
+        struct cm_app *a = grp->apps.v[i];
+        for (size_t g = 0; g < grp->n_groups; g++) {
+            if (!cm_app_path_within(a->id, grp->groups[g].id)) {
+                continue;
+            }
+            for (size_t k = 0; k < grp->groups[g].n_dependencies; k++) {
+                const char *d = grp->groups[g].dependencies[k];
+                bool have = false;
+                for (size_t j = 0; j < a->n_dependencies; j++) {
+                    have |= strcmp(a->dependencies[j], d) == 0;
+                }
+                if (have || cm_app_path_within(a->id, d)) {
+                    continue;
+                }
+                char **v =
+                    cm_reallocarray(a->dependencies, a->n_dependencies + 1, sizeof(*v));
+                if (v == NULL) {
+                    return CM_ENOMEM;
+                }
+                a->dependencies = v;
+                a->dependencies[a->n_dependencies] = cm_strdup(d);
+                if (a->dependencies[a->n_dependencies] == NULL) {
+                    return CM_ENOMEM;
+                }
+                a->n_dependencies++;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Whether @id is one of the body's apps. */
+static bool in_body(const struct cm_app_group *grp, const char *id)
+{
+    for (size_t i = 0; i < grp->apps.n; i++) {
+        if (strcmp(grp->apps.v[i]->id, id) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* POST (create only) and PUT (create or update) of a group body. A PUT is a
+ * desired-state replace (compat.md §2.1, §7.17): apps under the group that the
+ * body leaves out are removed. */
 static void group_write(struct cm_http_req *req, struct cm_api *api, bool create)
 {
     const struct cm_http_request *r = cm_http_req_request(req);
@@ -233,7 +283,8 @@ static void group_write(struct cm_http_req *req, struct cm_api *api, bool create
             "yet; PUT the apps of that version instead");
         goto out;
     }
-    rv = api__apps_load(api, NULL, &all);
+    rv = inherit_group_deps(grp);
+    rv = rv ? rv : api__apps_load(api, NULL, &all);
     if (rv != 0) {
         api__respond_internal(req, rv);
         goto out;
@@ -258,6 +309,9 @@ static void group_write(struct cm_http_req *req, struct cm_api *api, bool create
         }
         char dep[37];
         rv = cm_uuid4(dep);
+        if (!dry) {
+            api__write_deploy(w, dep, version, false);
+        }
         struct cm_buf steps = {0};
         rv = rv ? rv : cm_buf_puts(&steps, "{\"steps\":[{\"actions\":[");
         for (size_t i = lo; rv == 0 && i < hi; i++) {
@@ -333,6 +387,16 @@ static void group_write(struct cm_http_req *req, struct cm_api *api, bool create
             rv = rv ? rv : api__json_str(&b, grp->apps.v[i]->id);
             rv = rv ? rv : cm_buf_puts(&b, "}");
         }
+        for (size_t i = lo; rv == 0 && !create && i < hi; i++) {
+            if (in_body(grp, all.v[i].id)) {
+                continue;
+            }
+            rv = first ? 0 : cm_buf_puts(&b, ",");
+            first = false;
+            rv = rv ? rv : cm_buf_puts(&b, "{\"action\":\"StopApplication\",\"app\":");
+            rv = rv ? rv : api__json_str(&b, all.v[i].id);
+            rv = rv ? rv : cm_buf_puts(&b, "}");
+        }
         rv = rv ? rv : cm_buf_puts(&b, "]}]}");
         api__respond_ok_json(req, rv, &b);
         goto out;
@@ -343,6 +407,7 @@ static void group_write(struct cm_http_req *req, struct cm_api *api, bool create
     }
     char dep[37];
     rv = cm_uuid4(dep);
+    api__write_deploy(w, dep, version, false);
     rv = rv ? rv
             : cm_buf_printf(api__write_body(w),
                             "{\"version\":\"%s\",\"deploymentId\":\"%s\"}", version, dep);
@@ -359,6 +424,19 @@ static void group_write(struct cm_http_req *req, struct cm_api *api, bool create
         bool scale = strcmp(action, "ScaleApplication") == 0;
         cm_buf_clear(&cmd);
         rv = api__app_put_cmd(grp->apps.v[i], scale ? cur->version : version, &cmd);
+        if (rv == 0) {
+            api__write_propose(w, cmd.data, cmd.len);
+        }
+    }
+    for (size_t i = lo; rv == 0 && !create && i < hi; i++) {
+        if (in_body(grp, all.v[i].id)) {
+            continue;
+        }
+        cm_buf_clear(&cmd);
+        rv = cm_buf_printf(&cmd, "{\"type\":\"app.delete\",\"at\":%lld,\"id\":",
+                           (long long)api->ops.now_ms(api->ops.data));
+        rv = rv ? rv : api__json_str(&cmd, all.v[i].id);
+        rv = rv ? rv : cm_buf_puts(&cmd, "}");
         if (rv == 0) {
             api__write_propose(w, cmd.data, cmd.len);
         }
@@ -415,6 +493,7 @@ static void h_group_delete(struct cm_http_req *req, void *data)
         char version[32], dep[37];
         api__new_version(api, NULL, version);
         rv = cm_uuid4(dep);
+        api__write_deploy(w, dep, version, false);
         rv = rv ? rv
                 : cm_buf_printf(api__write_body(w),
                                 "{\"version\":\"%s\",\"deploymentId\":\"%s\"}", version,

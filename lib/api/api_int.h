@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
+
 #include "api/api.h"
 #include "net/http.h"
 #include "state/db.h"
@@ -85,6 +87,24 @@ void api__write_propose(struct api_write *w, const char *cmd, size_t len);
 void api__write_commit(struct api_write *w);
 /* Give up before committing (nothing proposed): answer @code/@msg. */
 void api__write_fail(struct api_write *w, int code, const char *msg);
+/* Make the write deployment @id at @version (docs/deployments.md): the commands
+ * proposed next are collected and, at commit, proposed as one deploy.start
+ * whose plan api__deploy_cmd builds; a conflict with a running deployment
+ * answers 409 unless ?force=true (@dflt_force when the query does not say).
+ * Call before the first proposal. */
+void api__write_deploy(struct api_write *w, const char *id, const char *version,
+                       bool dflt_force);
+
+/* ---- deployments (api_deploy.c) */
+
+/* The deploy.start command for @changes (app.put / app.delete / task.kill
+ * commands, borrowed) into @out. Errors: CM_ECONFLICT (@conflict holds the 409
+ * body: the deployments in the way), CM_EVALIDATION (a dependency cycle; @msg
+ * names it), CM_ENOMEM, storage errors. */
+int api__deploy_cmd(struct cm_api *api, const cJSON *changes, const char *id,
+                    const char *version, bool force, struct cm_buf *out,
+                    struct cm_buf *conflict, char *msg, size_t msg_cap);
+int api__routes_deploy(struct cm_api *api);
 
 /* ---- the replica */
 
@@ -189,8 +209,8 @@ int api__events_metrics(const struct cm_api *api, struct cm_buf *out);
 /* ---- shared by apps and groups: store a parsed app */
 
 /* The app.put command for @app at @version into @out; it starts with
- * {"type":"app.put", which api__write_propose looks for to stamp the request's
- * origin into it. Errors: CM_ENOMEM. */
+ * {"type":"app.put", which api__write_propose looks for to stamp the time into
+ * a bare one. Errors: CM_ENOMEM. */
 int api__app_put_cmd(const struct cm_app *app, const char *version, struct cm_buf *out);
 
 #endif /* CM_API_INT_H */

@@ -1,4 +1,4 @@
-/* /ping, /v2/info, /v2/leader, /v2/deployments, /metrics, and the native /v1
+/* /ping, /v2/info, /v2/leader, /metrics, and the native /v1
  * routes (nodes, task logs). */
 #include <ev.h>
 #include <stdio.h>
@@ -82,14 +82,6 @@ static void h_info(struct cm_http_req *req, void *data)
            : cm_buf_printf(&b, "\"http_config\":{\"http_port\":%ld,\"https_port\":null}}",
                            http_port);
     api__respond_ok_json(req, rv, &b);
-}
-
-/* Deployments are not modelled yet: the leader's controller converges each app
- * on its own without a plan, so there is never one to list. */
-static void h_deployments(struct cm_http_req *req, void *data)
-{
-    (void)data;
-    cm_http_respond(req, 200, "application/json", "[]", 2);
 }
 
 /* ------------------------------------------------------------------ /metrics */
@@ -461,7 +453,7 @@ int api__routes_misc(struct cm_api *api)
         {"GET", "/ping", h_ping},
         {"GET", "/v2/info", h_info},
         {"GET", "/v2/leader", h_leader},
-        {"GET", "/v2/deployments", h_deployments},
+        /* /v2/deployments: api_deploy.c */
         {"GET", "/metrics", h_metrics},
         {"GET", "/v1/nodes", h_nodes},
         {"GET", "/v1/tasks/{id}/logs", h_task_logs},

@@ -6,10 +6,9 @@
  * It runs only on the leader, some milliseconds after the replica changed
  * (debounced), and never plans again while its own proposals are in flight, so
  * a plan always sees the effect of the previous one. Rolling replacement of old
- * versions follows the app's upgradeStrategy (start new tasks up to
- * maximumOverCapacity, kill old ones while minimumHealthCapacity holds); the full
- * deployment machinery (health-gated steps, dependencies) comes with the
- * deployments issue.
+ * versions follows the app's upgradeStrategy (cm_upgrade_plan); the running
+ * deployments (deploy.c) hold apps of later steps, limit canaries and are moved
+ * on from here (docs/deployments.md).
  */
 #include <cjson/cJSON.h>
 #include <ev.h>
@@ -65,7 +64,7 @@ struct task_info {
     char *version;
     char *node;
     enum cm_task_state state;
-    bool healthy_or_unknown;
+    const char *health; /* "healthy", "unhealthy" or NULL (static strings) */
     int64_t staged_at;
     int64_t started_at;
     int64_t updated_at;
@@ -182,7 +181,9 @@ static int load_task(void *data, const struct cm_task_row *row)
         return CM_ENOMEM;
     }
     t->state = row->state;
-    t->healthy_or_unknown = row->health == NULL || strcmp(row->health, "healthy") == 0;
+    t->health = row->health == NULL                   ? NULL
+                : strcmp(row->health, "healthy") == 0 ? "healthy"
+                                                      : "unhealthy";
     t->staged_at = row->staged_at;
     t->started_at = row->started_at;
     t->updated_at = row->updated_at;
@@ -380,11 +381,12 @@ static size_t index_of(const struct app_info *a, const struct task_info *t)
     return SIZE_MAX;
 }
 
-/* Marathon's rules (compat.md §1.10): surplus tasks of the current version go
- * by killSelection; tasks of older versions are replaced while at least
- * ceil(minimumHealthCapacity * instances) tasks keep running and at most
- * instances + ceil(maximumOverCapacity * instances) exist at once. */
-static int decide(const struct app_info *a, int64_t now, struct app_decision *d)
+/* Marathon's rules (compat.md §1.10, docs/deployments.md): surplus tasks of the
+ * current version go by killSelection; tasks of older versions are replaced by
+ * cm_upgrade_plan's arithmetic (minimumHealthCapacity, maximumOverCapacity). A
+ * deployment may hold the app (a later step) or limit it to its canaries. */
+static int decide(const struct app_info *a, int64_t now, enum cm_deploy_gate gate,
+                  uint32_t canaries, struct app_decision *d)
 {
     memset(d, 0, sizeof(*d));
     const struct cm_app *spec = a->spec;
@@ -409,7 +411,8 @@ static int decide(const struct app_info *a, int64_t now, struct app_decision *d)
         if (live(t->state)) {
             if (strcmp(t->version, a->version) == 0) {
                 cur[n_cur++] = t;
-                running_cur += t->state == CM_TASK_RUNNING && t->healthy_or_unknown;
+                struct cm_task_row row = {.state = t->state, .health = t->health};
+                running_cur += cm_deploy_task_ready(&row, spec->n_health_checks > 0);
             } else {
                 old[n_old++] = t;
             }
@@ -431,29 +434,28 @@ static int decide(const struct app_info *a, int64_t now, struct app_decision *d)
         n_cur = instances;
     }
 
-    /* Old versions: kill what the health floor allows, oldest first. */
-    size_t min_healthy = (size_t)ceil(spec->min_health_capacity * (double)instances);
-    size_t killed_old = 0;
-    if (n_old > 0) {
-        qsort(old, n_old, sizeof(*old), cmp_staged_desc);
-        size_t keep = min_healthy > running_cur ? min_healthy - running_cur : 0;
-        if (instances == 0) {
-            keep = 0;
+    size_t want = instances > n_cur ? instances - n_cur : 0;
+    if (gate == CM_DEPLOY_HOLD) {
+        want = 0; /* a later step of its deployment */
+    } else if (gate == CM_DEPLOY_CANARY && n_old > 0) {
+        want = canaries > n_cur ? CM_MIN(canaries - n_cur, want) : 0;
+    } else if (n_old > 0 && instances == 0) {
+        for (size_t k = 0; k < n_old; k++) {
+            d->kill[d->n_kill++] = index_of(a, old[k]);
         }
-        killed_old = n_old > keep ? n_old - keep : 0;
-        for (size_t k = 0; k < killed_old; k++) {
+    } else if (n_old > 0) {
+        /* Old versions: Marathon's arithmetic, oldest first. */
+        struct cm_upgrade u = {(uint32_t)instances, spec->min_health_capacity,
+                               spec->max_over_capacity, spec->has_residency};
+        struct cm_upgrade_state st = {(uint32_t)n_old, (uint32_t)n_cur,
+                                      (uint32_t)running_cur};
+        struct cm_upgrade_round r;
+        cm_upgrade_plan(&u, &st, &r);
+        qsort(old, n_old, sizeof(*old), cmp_staged_desc);
+        for (size_t k = 0; k < r.kill_old; k++) {
             d->kill[d->n_kill++] = index_of(a, old[n_old - 1 - k]);
         }
-    }
-
-    /* Launches, within maximumOverCapacity while old tasks remain. */
-    size_t want = instances > n_cur ? instances - n_cur : 0;
-    if (n_old - killed_old > 0) {
-        size_t max_total =
-            instances + (size_t)ceil(spec->max_over_capacity * (double)instances);
-        size_t exist = n_cur + (n_old - killed_old);
-        size_t room = max_total > exist ? max_total - exist : 0;
-        want = CM_MIN(want, room);
+        want = r.launch;
     }
     d->launch = (uint32_t)want;
 
@@ -635,6 +637,7 @@ struct pass {
     char **ids;                    /* all new task ids */
     size_t n_ids;
     int64_t wait_ms;
+    struct cm_deploys *deploys; /* running deployments (deploy.c) */
 };
 
 static void pass_done(struct pass *p)
@@ -650,6 +653,7 @@ static void pass_done(struct pass *p)
     cm_free(&p->req_app);
     cm_free(&p->cons);
     cm_free(&p->ports);
+    cm_deploys_free(p->deploys);
     snapshot_done(&p->snap);
 }
 
@@ -703,6 +707,7 @@ static int build_pass(struct cm_controller *c, struct pass *p, int64_t now)
         return CM_ENOMEM;
     }
     int rv = load_snapshot(c->ops.state, &p->snap);
+    rv = rv ? rv : cm_deploys_load(c->ops.state, &p->deploys);
     if (rv != 0) {
         return rv;
     }
@@ -769,7 +774,9 @@ static int build_pass(struct cm_controller *c, struct pass *p, int64_t now)
             continue;
         }
         struct app_decision d;
-        rv = decide(a, now, &d);
+        uint32_t canaries = 0;
+        enum cm_deploy_gate gate = cm_deploys_gate(p->deploys, a->id, a->spec, &canaries);
+        rv = decide(a, now, gate, canaries, &d);
         if (rv != 0) {
             return rv;
         }
@@ -856,6 +863,29 @@ static cJSON *ids_command(const char *type, cJSON **ids, int64_t now)
     return cmd;
 }
 
+/* Move the running deployments on (deploy.c): their commands, and when to look
+ * again for their timers. */
+static void advance_deployments(struct cm_controller *c, struct pass *p, int64_t now)
+{
+    cJSON *cmds = cJSON_CreateArray();
+    int64_t recheck = 0;
+    int rv = cmds != NULL
+                 ? cm_deploys_advance(p->deploys, c->ops.state, now, cmds, &recheck)
+                 : CM_ENOMEM;
+    if (rv != 0) {
+        cm_warn("controller", "deployments: %s", cm_strerror(rv));
+    }
+    const cJSON *cmd;
+    cJSON_ArrayForEach(cmd, cmds)
+    {
+        propose_json(c, (cJSON *)cmd);
+    }
+    cJSON_Delete(cmds);
+    if (recheck > 0) {
+        p->wait_ms = p->wait_ms == 0 ? recheck : CM_MIN(p->wait_ms, recheck);
+    }
+}
+
 static void run_pass(struct cm_controller *c)
 {
     int64_t now = c->ops.now_ms(c->ops.data);
@@ -907,6 +937,7 @@ static void run_pass(struct cm_controller *c)
             cJSON_Delete(cmd);
         }
     }
+    advance_deployments(c, &p, now);
     if (p.wait_ms > 0 && c->in_flight == 0) {
         ev_timer_stop(c->loop, &c->timer);
         ev_timer_set(&c->timer, (double)p.wait_ms / 1000.0 + DEBOUNCE_S, 0.0);

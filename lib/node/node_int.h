@@ -38,4 +38,33 @@ bool cm_controller_waiting(const struct cm_controller *c, const char *app, char 
 /* Marathon's launch delay after @failures consecutive failures. */
 int64_t cm_backoff_delay_ms(const struct cm_app *a, uint32_t failures);
 
+/* ---- deployments (deploy.c, docs/deployments.md) */
+
+struct cm_deploys;
+struct cm_task_row;
+typedef struct cJSON cJSON;
+
+/* What the controller may do to an app now. */
+enum cm_deploy_gate {
+    CM_DEPLOY_FREE = 0, /* converge as usual (Marathon's rolling rules) */
+    CM_DEPLOY_HOLD,     /* a later step: start nothing, kill no old task */
+    CM_DEPLOY_CANARY,   /* start up to N new tasks, kill no old task */
+};
+
+/* The running deployments of the replica. Errors: CM_ENOMEM, storage. */
+int cm_deploys_load(struct cm_state *st, struct cm_deploys **ret);
+void cm_deploys_free(struct cm_deploys *ds);
+/* The gate of @app (@spec its current spec, may be NULL); N in *ret_canaries. */
+enum cm_deploy_gate cm_deploys_gate(const struct cm_deploys *ds, const char *app,
+                                    const struct cm_app *spec, uint32_t *ret_canaries);
+/* Append to @out the commands that move the deployments on (deploy.step,
+ * deploy.promote, deploy.done, deploy.failed and a rollback's deploy.start);
+ * *ret_recheck_ms > 0: look again after that long (timers: canary promotion,
+ * progress deadline). */
+int cm_deploys_advance(const struct cm_deploys *ds, struct cm_state *st, int64_t now,
+                       cJSON *out, int64_t *ret_recheck_ms);
+/* A task counts for a deployment: running, and healthy when the app has health
+ * checks (else not reported unhealthy). */
+bool cm_deploy_task_ready(const struct cm_task_row *row, bool has_health_checks);
+
 #endif

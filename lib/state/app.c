@@ -1753,13 +1753,22 @@ static void read_app(struct rd *r, const cJSON *obj, const struct cm_app_parse_o
     const cJSON *up = get_obj(r, obj, "upgradeStrategy");
     if (up != NULL) {
         static const char *const known[] = {"minimumHealthCapacity",
-                                            "maximumOverCapacity", NULL};
+                                            "maximumOverCapacity",
+                                            "canaries",
+                                            "canaryPromoteAfterSeconds",
+                                            "autoRollback",
+                                            "progressDeadlineSeconds",
+                                            NULL};
         size_t old = rd_key(r, "upgradeStrategy");
         rd_unknown(r, up, known, NULL);
         lg->has_upgrade_min =
             get_num(r, up, "minimumHealthCapacity", &app->min_health_capacity);
         lg->has_upgrade_max =
             get_num(r, up, "maximumOverCapacity", &app->max_over_capacity);
+        get_i32(r, up, "canaries", &app->canaries);
+        get_i32(r, up, "canaryPromoteAfterSeconds", &app->canary_promote_after_s);
+        get_bool(r, up, "autoRollback", &app->auto_rollback);
+        get_i32(r, up, "progressDeadlineSeconds", &app->progress_deadline_s);
         rd_pop(r, old);
     }
     app->backoff_s = CM_APP_DEFAULT_BACKOFF_SECONDS;

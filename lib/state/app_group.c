@@ -52,7 +52,29 @@ struct deps {
     const struct cm_app_group_info *groups;
     size_t n_groups;
     unsigned char *state;
+    size_t *stack; /* the apps being visited, to name a cycle */
+    size_t depth;
+    char cycle[512];
 };
+
+/* "/a -> /b -> /a": the path on the stack from @t back to @t. */
+static void name_cycle(struct deps *d, size_t t)
+{
+    size_t len = 0, from = 0;
+    for (size_t k = 0; k < d->depth; k++) {
+        if (d->stack[k] == t) {
+            from = k;
+        }
+    }
+    for (size_t k = from; k < d->depth && len < sizeof(d->cycle); k++) {
+        int w = snprintf(d->cycle + len, sizeof(d->cycle) - len, "%s -> ",
+                         d->apps[d->stack[k]]->id);
+        len += w > 0 ? (size_t)w : 0;
+    }
+    if (len < sizeof(d->cycle)) {
+        snprintf(d->cycle + len, sizeof(d->cycle) - len, "%s", d->apps[t]->id);
+    }
+}
 
 static bool visit_targets(struct deps *d, size_t i, const char *dep);
 
@@ -60,6 +82,7 @@ static bool visit(struct deps *d, size_t i)
 {
     const struct cm_app *app = d->apps[i];
     d->state[i] = GREY;
+    d->stack[d->depth++] = i;
     for (size_t k = 0; k < app->n_dependencies; k++) {
         if (visit_targets(d, i, app->dependencies[k])) {
             return true;
@@ -77,6 +100,7 @@ static bool visit(struct deps *d, size_t i)
         }
     }
     d->state[i] = BLACK;
+    d->depth--;
     return false;
 }
 
@@ -88,6 +112,7 @@ static bool visit_targets(struct deps *d, size_t i, const char *dep)
             continue;
         }
         if (d->state[t] == GREY) {
+            name_cycle(d, t);
             return true;
         }
         if (d->state[t] == WHITE && visit(d, t)) {
@@ -107,7 +132,10 @@ int cm_app_check_dependencies(struct cm_app *const *apps, size_t n_apps,
         return 0;
     }
     d.state = cm_calloc(n_apps, 1);
-    if (d.state == NULL) {
+    d.stack = cm_calloc(n_apps, sizeof(*d.stack));
+    if (d.state == NULL || d.stack == NULL) {
+        cm_free(&d.state);
+        cm_free(&d.stack);
         return CM_ENOMEM;
     }
     bool cycle = false;
@@ -117,11 +145,16 @@ int cm_app_check_dependencies(struct cm_app *const *apps, size_t n_apps,
         }
     }
     cm_free(&d.state);
+    cm_free(&d.stack);
     if (!cycle) {
         return 0;
     }
+    /* Marathon's message, then ours naming the cycle. */
     int rv = app__issue(rep, CM_APP_ISSUE_INVALID, "/",
                         "Dependency graph has cyclic dependencies.");
+    if (rv == 0) {
+        rv = app__issue(rep, CM_APP_ISSUE_INVALID, "/", "cycle: %s", d.cycle);
+    }
     return rv ? rv : CM_EVALIDATION;
 }
 

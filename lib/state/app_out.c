@@ -433,6 +433,19 @@ int app__write(const struct cm_app *app, const struct cm_app_out_opts *opts,
     app__jw_obj_open(&w);
     w_knum(&w, "minimumHealthCapacity", app->min_health_capacity);
     w_knum(&w, "maximumOverCapacity", app->max_over_capacity);
+    /* Our extensions appear only when set, so Marathon's apps keep their shape. */
+    if (app->canaries > 0) {
+        w_kint(&w, "canaries", app->canaries);
+    }
+    if (app->canary_promote_after_s > 0) {
+        w_kint(&w, "canaryPromoteAfterSeconds", app->canary_promote_after_s);
+    }
+    if (app->auto_rollback) {
+        w_kbool(&w, "autoRollback", true);
+    }
+    if (app->progress_deadline_s > 0) {
+        w_kint(&w, "progressDeadlineSeconds", app->progress_deadline_s);
+    }
     app__jw_obj_close(&w);
     if (app->user != NULL) {
         w_kstr(&w, "user", app->user);

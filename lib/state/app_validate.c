@@ -824,6 +824,20 @@ int app__validate(const struct cm_app *app, const char *pfx, struct cm_app_repor
     } else if (app->max_over_capacity > 1) {
         v_issue(&v, "/upgradeStrategy/maximumOverCapacity", "is greater than 1");
     }
+    if (app->canaries < 0) {
+        v_issue(&v, "/upgradeStrategy/canaries", "%s", min_msg);
+    } else if (app->canaries > app->instances && app->canaries > 0) {
+        v_issue(&v, "/upgradeStrategy/canaries", "must not be more than instances");
+    }
+    if (app->canary_promote_after_s < 0) {
+        v_issue(&v, "/upgradeStrategy/canaryPromoteAfterSeconds", "%s", min_msg);
+    } else if (app->canary_promote_after_s > 0 && app->canaries == 0) {
+        v_issue(&v, "/upgradeStrategy/canaryPromoteAfterSeconds",
+                "needs upgradeStrategy.canaries > 0");
+    }
+    if (app->progress_deadline_s < 0) {
+        v_issue(&v, "/upgradeStrategy/progressDeadlineSeconds", "%s", min_msg);
+    }
     v_range_i(&v, "/backoffSeconds", app->backoff_s, 0, INT32_MAX);
     if (app->backoff_factor < 1.0) {
         v_issue(&v, "/backoffFactor", "%s", min_msg);

@@ -30,7 +30,15 @@ static const char schema_sql[] =
     "  state INTEGER NOT NULL, health TEXT, reason TEXT, exit_status INTEGER,"
     "  staged INTEGER NOT NULL, started INTEGER, updated INTEGER NOT NULL);"
     "CREATE INDEX IF NOT EXISTS tasks_app ON tasks(app);"
-    "CREATE INDEX IF NOT EXISTS tasks_node ON tasks(node);";
+    "CREATE INDEX IF NOT EXISTS tasks_node ON tasks(node);"
+    /* Deployments (docs/deployments.md): the plan lives here so that a new
+     * leader resumes it. status: running, success, failed, cancelled. */
+    "CREATE TABLE IF NOT EXISTS deployments("
+    "  id TEXT PRIMARY KEY, version TEXT NOT NULL, apps TEXT NOT NULL,"
+    "  plan TEXT NOT NULL, step INTEGER NOT NULL, status TEXT NOT NULL,"
+    "  promoted INTEGER NOT NULL DEFAULT 0, reason TEXT, rollback_of TEXT,"
+    "  started INTEGER NOT NULL, step_started INTEGER NOT NULL,"
+    "  updated INTEGER NOT NULL);";
 
 enum stmt_id {
     ST_BEGIN = 0,
@@ -373,6 +381,9 @@ static bool app_exists(struct cm_state *s, const char *id)
     return found;
 }
 
+static int validate_deploy(struct cm_state *s, const cJSON *cmd, const char *type,
+                           struct cm_errbuf *eb);
+
 /* Validate @cmd; with @s NULL only the shape is checked (what apply relies on). */
 static int validate(struct cm_state *s, const cJSON *cmd, struct cm_errbuf *eb)
 {
@@ -517,6 +528,8 @@ static int validate(struct cm_state *s, const cJSON *cmd, struct cm_errbuf *eb)
                                "node.state: state: must be up, unreachable, down or "
                                "draining");
         }
+    } else if (strncmp(type, "deploy.", 7) == 0) {
+        return validate_deploy(s, cmd, type, eb);
     } else {
         return cm_err_setf(eb, CM_EVALIDATION, "command: type: unknown type '%s'", type);
     }
@@ -787,6 +800,9 @@ static int apply_node_state(struct cm_state *s, const cJSON *cmd, int64_t at,
     return rv;
 }
 
+static int apply_deploy(struct cm_state *s, const cJSON *cmd, const char *type,
+                        int64_t at, struct cm_errbuf *eb);
+
 static int apply_cmd(struct cm_state *s, const cJSON *cmd, struct cm_errbuf *eb)
 {
     const char *type = str_of(cmd, "type");
@@ -807,6 +823,8 @@ static int apply_cmd(struct cm_state *s, const cJSON *cmd, struct cm_errbuf *eb)
         return apply_node_up(s, cmd, at, eb);
     } else if (strcmp(type, "node.state") == 0) {
         return apply_node_state(s, cmd, at, eb);
+    } else if (strncmp(type, "deploy.", 7) == 0) {
+        return apply_deploy(s, cmd, type, at, eb);
     }
     return 0; /* validate() knows every type; unreachable */
 }
@@ -1096,4 +1114,274 @@ int cm_state_nodes(struct cm_state *s, cm_node_fn fn, void *data)
                      "SELECT id, address, attrs, resources, state, updated FROM nodes "
                      "ORDER BY id",
                      NULL, NULL, node_row, (void *)fn, data, false);
+}
+
+/* ---------------------------------------------------------------- deployments */
+
+#define MAX_DEPLOY_ID 64
+
+static int validate_deploy(struct cm_state *s, const cJSON *cmd, const char *type,
+                           struct cm_errbuf *eb)
+{
+    struct vctx v = {eb, type, 0};
+    int64_t at, step;
+    want_int(&v, cmd, "", "at", true, 0, INT64_MAX / 2, &at);
+    want_str(&v, cmd, "", "id", true, MAX_DEPLOY_ID);
+    if (strcmp(type, "deploy.start") == 0) {
+        want_str(&v, cmd, "", "version", true, 64);
+        want_str(&v, cmd, "", "rollbackOf", false, MAX_DEPLOY_ID);
+        const cJSON *plan = want_kind(&v, cmd, "", "plan", true, cJSON_Object);
+        const cJSON *steps =
+            plan != NULL ? want_kind(&v, plan, "plan.", "steps", true, cJSON_Array)
+                         : NULL;
+        int si = 0;
+        const cJSON *st;
+        cJSON_ArrayForEach(st, steps)
+        {
+            char path[48];
+            snprintf(path, sizeof(path), "plan.steps[%d].", si++);
+            const cJSON *acts =
+                cJSON_IsObject(st) ? want_kind(&v, st, path, "actions", true, cJSON_Array)
+                                   : NULL;
+            if (v.err != 0) {
+                return v.err;
+            }
+            const cJSON *act;
+            cJSON_ArrayForEach(act, acts)
+            {
+                const cJSON *k = cJSON_GetObjectItemCaseSensitive(act, "action");
+                const cJSON *ap = cJSON_GetObjectItemCaseSensitive(act, "app");
+                const cJSON *ver = cJSON_GetObjectItemCaseSensitive(act, "version");
+                bool stop =
+                    cJSON_IsString(k) && strcmp(k->valuestring, "StopApplication") == 0;
+                if (!cJSON_IsString(k) || !cJSON_IsString(ap) ||
+                    (!stop && !cJSON_IsString(ver))) {
+                    return cm_err_setf(eb, CM_EVALIDATION,
+                                       "deploy.start: %sactions: each needs action, app "
+                                       "and (but for a stop) version",
+                                       path);
+                }
+            }
+            if (acts == NULL) {
+                return cm_err_setf(eb, CM_EVALIDATION,
+                                   "deploy.start: %s: must be an object with actions",
+                                   path);
+            }
+        }
+        const cJSON *apps = want_kind(&v, cmd, "", "apps", true, cJSON_Array);
+        const cJSON *a;
+        cJSON_ArrayForEach(a, apps)
+        {
+            if (!cJSON_IsString(a) || strlen(a->valuestring) > MAX_ID) {
+                return cm_err_setf(eb, CM_EVALIDATION,
+                                   "deploy.start: apps: must hold app ids");
+            }
+        }
+        const cJSON *changes = want_kind(&v, cmd, "", "changes", true, cJSON_Array);
+        if (v.err != 0) {
+            return v.err;
+        }
+        if (cJSON_GetArraySize(changes) > MAX_BATCH) {
+            return cm_err_setf(eb, CM_EVALIDATION,
+                               "deploy.start: changes: more than %d changes", MAX_BATCH);
+        }
+        int i = 0;
+        const cJSON *c;
+        cJSON_ArrayForEach(c, changes)
+        {
+            const cJSON *t = cJSON_GetObjectItemCaseSensitive(c, "type");
+            if (!cJSON_IsString(t) || (strcmp(t->valuestring, "app.put") != 0 &&
+                                       strcmp(t->valuestring, "app.delete") != 0 &&
+                                       strcmp(t->valuestring, "task.kill") != 0)) {
+                return cm_err_setf(eb, CM_EVALIDATION,
+                                   "deploy.start: changes[%d].type: must be app.put, "
+                                   "app.delete or task.kill",
+                                   i);
+            }
+            int rv = validate(s, c, eb);
+            if (rv != 0) {
+                return rv;
+            }
+            i++;
+        }
+    } else if (strcmp(type, "deploy.step") == 0) {
+        want_int(&v, cmd, "", "step", true, 0, 100000, &step);
+    } else if (strcmp(type, "deploy.failed") == 0) {
+        want_str(&v, cmd, "", "reason", true, 512);
+        want_str(&v, cmd, "", "rollback", false, MAX_DEPLOY_ID);
+    } else if (strcmp(type, "deploy.promote") != 0 && strcmp(type, "deploy.done") != 0 &&
+               strcmp(type, "deploy.cancel") != 0) {
+        return cm_err_setf(eb, CM_EVALIDATION, "command: type: unknown type '%s'", type);
+    }
+    return v.err;
+}
+
+static int exec_bound(struct cm_state *s, const char *sql, const char *t1, const char *t2,
+                      const char *t3, int64_t i4, int64_t i5, struct cm_errbuf *eb)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        return db_err(s, eb, "prepare deployment statement for");
+    }
+    const char *t[3] = {t1, t2, t3};
+    for (int i = 0; i < 3; i++) {
+        if (t[i] != NULL) {
+            sqlite3_bind_text(st, i + 1, t[i], -1, SQLITE_STATIC);
+        }
+    }
+    sqlite3_bind_int64(st, 4, i4);
+    sqlite3_bind_int64(st, 5, i5);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        return db_err(s, eb, "write deployment to");
+    }
+    return 0;
+}
+
+/* Finished deployments stay an hour (for `clusterctl run` and the API). */
+#define DEPLOY_KEEP_MS (60 * 60 * 1000)
+
+static int apply_deploy_start(struct cm_state *s, const cJSON *cmd, int64_t at,
+                              struct cm_errbuf *eb)
+{
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(cmd, "changes"))
+    {
+        int rv = apply_cmd(s, c, eb);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    char *apps = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(cmd, "apps"));
+    char *plan = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(cmd, "plan"));
+    if (apps == NULL || plan == NULL) {
+        cJSON_free(apps);
+        cJSON_free(plan);
+        return cm_err_setf(eb, CM_ENOMEM, "deploy.start: out of memory");
+    }
+    /* A rollback fails the deployment it undoes (unless it failed already). */
+    int rv = exec_bound(s,
+                        "UPDATE deployments SET status = 'failed', reason = 'rolled "
+                        "back by ' || ?3, updated = ?4 WHERE id = ?2 AND status = "
+                        "'running'",
+                        NULL, str_of(cmd, "rollbackOf"), str_of(cmd, "id"), at, 0, eb);
+    /* One deployment per app (compat.md §1.10): a newer one replaces the rest. */
+    rv = rv ? rv
+            : exec_bound(
+                  s,
+                  "UPDATE deployments SET status = 'cancelled', reason = 'replaced by ' "
+                  "|| ?3, "
+                  "updated = ?4 WHERE status = 'running' AND EXISTS (SELECT 1 FROM "
+                  "json_each(deployments.apps) AS d, json_each(?1) AS n WHERE d.value = "
+                  "n.value)",
+                  apps, NULL, str_of(cmd, "id"), at, 0, eb);
+    rv = rv ? rv
+            : exec_bound(s,
+                         "DELETE FROM deployments WHERE status != 'running' AND "
+                         "updated < ?4",
+                         NULL, NULL, NULL, at - DEPLOY_KEEP_MS, 0, eb);
+    sqlite3_stmt *st = NULL;
+    if (rv == 0 &&
+        sqlite3_prepare_v2(s->db,
+                           "INSERT OR REPLACE INTO deployments(id, version, apps, plan, "
+                           "step, status, rollback_of, started, step_started, updated) "
+                           "VALUES(?1, ?2, ?3, ?4, 0, 'running', ?5, ?6, ?6, ?6)",
+                           -1, &st, NULL) != SQLITE_OK) {
+        rv = db_err(s, eb, "prepare deployment statement for");
+    }
+    if (rv == 0) {
+        sqlite3_bind_text(st, 1, str_of(cmd, "id"), -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, str_of(cmd, "version"), -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, apps, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, plan, -1, SQLITE_STATIC);
+        const char *rb = str_of(cmd, "rollbackOf");
+        if (rb != NULL) {
+            sqlite3_bind_text(st, 5, rb, -1, SQLITE_STATIC);
+        }
+        sqlite3_bind_int64(st, 6, at);
+        int rc = sqlite3_step(st);
+        if (rc != SQLITE_DONE) {
+            rv = db_err(s, eb, "write deployment to");
+        }
+    }
+    sqlite3_finalize(st);
+    cJSON_free(apps);
+    cJSON_free(plan);
+    return rv;
+}
+
+static int apply_deploy(struct cm_state *s, const cJSON *cmd, const char *type,
+                        int64_t at, struct cm_errbuf *eb)
+{
+    const char *id = str_of(cmd, "id");
+    int rv = 0;
+    s->changes |= CM_STATE_CHANGED_DEPLOYMENTS;
+    if (strcmp(type, "deploy.start") == 0) {
+        rv = apply_deploy_start(s, cmd, at, eb);
+    } else if (strcmp(type, "deploy.step") == 0) {
+        rv = exec_bound(s,
+                        "UPDATE deployments SET step = ?5, step_started = ?4, "
+                        "updated = ?4 WHERE id = ?1 AND status = 'running'",
+                        id, NULL, NULL, at, int_of(cmd, "step", 0), eb);
+    } else if (strcmp(type, "deploy.promote") == 0) {
+        rv = exec_bound(s,
+                        "UPDATE deployments SET promoted = 1, updated = ?4 WHERE id = "
+                        "?1 AND status = 'running'",
+                        id, NULL, NULL, at, 0, eb);
+    } else if (strcmp(type, "deploy.done") == 0) {
+        rv = exec_bound(s,
+                        "UPDATE deployments SET status = 'success', updated = ?4 WHERE "
+                        "id = ?1 AND status = 'running'",
+                        id, NULL, NULL, at, 0, eb);
+    } else if (strcmp(type, "deploy.failed") == 0) {
+        rv = exec_bound(s,
+                        "UPDATE deployments SET status = 'failed', reason = ?2 || "
+                        "COALESCE('; rolled back by ' || ?3, ''), updated = ?4 WHERE id "
+                        "= ?1 AND status = 'running'",
+                        id, str_of(cmd, "reason"), str_of(cmd, "rollback"), at, 0, eb);
+    } else if (strcmp(type, "deploy.cancel") == 0) {
+        rv = exec_bound(s,
+                        "UPDATE deployments SET status = 'cancelled', reason = "
+                        "'stopped', updated = ?4 WHERE id = ?1 AND status = 'running'",
+                        id, NULL, NULL, at, 0, eb);
+    }
+    return rv;
+}
+
+static int deploy_row(sqlite3_stmt *st, void *fn, void *data)
+{
+    struct cm_deploy_row r = {
+        .id = col_text(st, 0),
+        .version = col_text(st, 1),
+        .apps = col_text(st, 2),
+        .plan = col_text(st, 3),
+        .step = sqlite3_column_int64(st, 4),
+        .status = col_text(st, 5),
+        .promoted = sqlite3_column_int(st, 6) != 0,
+        .reason = col_text(st, 7),
+        .rollback_of = col_text(st, 8),
+        .started_at = sqlite3_column_int64(st, 9),
+        .step_started_at = sqlite3_column_int64(st, 10),
+        .updated_at = sqlite3_column_int64(st, 11),
+    };
+    return ((cm_deploy_fn)fn)(data, &r);
+}
+
+#define DEPLOY_COLS                                                                 \
+    "SELECT id, version, apps, plan, step, status, promoted, reason, rollback_of, " \
+    "started, step_started, updated FROM deployments "
+
+int cm_state_deployments(struct cm_state *s, const char *id, bool running_only,
+                         cm_deploy_fn fn, void *data)
+{
+    if (id != NULL) {
+        return run_query(s, DEPLOY_COLS "WHERE id = ?", id, NULL, deploy_row, (void *)fn,
+                         data, true);
+    }
+    return run_query(s,
+                     running_only ? DEPLOY_COLS
+                         "WHERE status = 'running' ORDER BY started, id"
+                                  : DEPLOY_COLS "ORDER BY started, id",
+                     NULL, NULL, deploy_row, (void *)fn, data, false);
 }

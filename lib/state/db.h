@@ -19,6 +19,16 @@
  *   task.expunge ids: [...]                        (terminal tasks only)
  *   node.up      at, node: {id, address, attrs: {k: v}, resources: {...}}
  *   node.state   at, id, state: "up"|"unreachable"|"down"|"draining"
+ *   deploy.start at, id, version, apps: ["/app", ...], plan: {steps: [...]},
+ *                changes: [app.put | app.delete | task.kill command, ...]
+ *                [, rollbackOf: "deployment id"]
+ *                (applies the changes, cancels the running deployments that
+ *                touch the same apps, records the new one; docs/deployments.md)
+ *   deploy.step  at, id, step: int              (the next step is current)
+ *   deploy.promote at, id                        (canaries promoted)
+ *   deploy.done  at, id                          (every step finished)
+ *   deploy.failed at, id, reason [, rollback: "new deployment id"]
+ *   deploy.cancel at, id                         (stopped, nothing rolled back)
  *
  * Thread safety: one struct cm_state per thread.
  */
@@ -38,6 +48,7 @@ enum cm_state_change {
     CM_STATE_CHANGED_APPS = 1 << 0,
     CM_STATE_CHANGED_TASKS = 1 << 1,
     CM_STATE_CHANGED_NODES = 1 << 2,
+    CM_STATE_CHANGED_DEPLOYMENTS = 1 << 3,
 };
 
 /* Task states, DESIGN.md §5. */
@@ -179,5 +190,75 @@ int cm_state_tasks(struct cm_state *s, const char *app, const char *node, cm_tas
 /* One task by id. Errors: CM_ENOTFOUND. */
 int cm_state_task(struct cm_state *s, const char *id, cm_task_fn fn, void *data);
 int cm_state_nodes(struct cm_state *s, cm_node_fn fn, void *data);
+
+/* ---- deployments (docs/deployments.md) */
+
+struct cm_deploy_row {
+    const char *id;
+    const char *version;
+    const char *apps;   /* JSON array of app ids */
+    const char *plan;   /* JSON {"steps": [{"actions": [...]}]} */
+    int64_t step;       /* index of the current step (0-based) */
+    const char *status; /* "running", "success", "failed", "cancelled" */
+    bool promoted;
+    const char *reason;      /* NULL or why it failed */
+    const char *rollback_of; /* NULL or the deployment this one rolls back */
+    int64_t started_at;
+    int64_t step_started_at;
+    int64_t updated_at;
+};
+
+typedef int (*cm_deploy_fn)(void *data, const struct cm_deploy_row *row);
+
+/* Deployments, oldest first; @id non-NULL: just that one (CM_ENOTFOUND when
+ * absent); @running_only: only those in progress. */
+int cm_state_deployments(struct cm_state *s, const char *id, bool running_only,
+                         cm_deploy_fn fn, void *data);
+
+/* Marathon's upgrade arithmetic (TaskReplaceActor.computeRestartStrategy and its
+ * replacement loop, docs/deployments.md), as one stateless round: given the
+ * tasks of an app now, how many new ones to start and old ones to kill. */
+struct cm_upgrade {
+    uint32_t instances;
+    double min_health; /* minimumHealthCapacity */
+    double max_over;   /* maximumOverCapacity */
+    bool resident;     /* persistent volumes: never over capacity */
+};
+
+struct cm_upgrade_state {
+    uint32_t old_live;  /* tasks of other versions, not being killed */
+    uint32_t new_live;  /* tasks of the target version, not being killed */
+    uint32_t new_ready; /* of those: running, healthy and ready */
+};
+
+struct cm_upgrade_round {
+    uint32_t min_healthy;  /* ceil(instances * minimumHealthCapacity) */
+    uint32_t max_capacity; /* floor(instances * (1 + maximumOverCapacity)), +1 */
+    uint32_t launch;       /* new tasks to start now */
+    uint32_t kill_old;     /* old tasks to kill now */
+};
+
+void cm_upgrade_plan(const struct cm_upgrade *u, const struct cm_upgrade_state *st,
+                     struct cm_upgrade_round *out);
+
+/* Order apps by their dependencies into steps: step[i] is 0 for an app that
+ * depends on none of the others, else 1 + the largest step of those it depends
+ * on. A dependency names an app or a group (every app under it); ids outside the
+ * set are ignored. On a cycle returns CM_EVALIDATION and writes it into @cycle
+ * ("/a -> /b -> /a"). Errors: CM_EVALIDATION, CM_ENOMEM. */
+struct cm_deploy_node {
+    const char *id;
+    const char *const *deps;
+    size_t n_deps;
+};
+int cm_deploy_order(const struct cm_deploy_node *apps, size_t n, uint32_t *ret_step,
+                    char *cycle, size_t cap);
+
+/* The deploy.start command that rolls deployment @dep_id back: every app it
+ * touched returns to the version (and instance count) it had before, apps it
+ * started are stopped, apps it stopped come back. @new_id, @at stamp the new
+ * command. Into @out. Errors: CM_ENOTFOUND, CM_ENOMEM, CM_EIO. */
+int cm_deploy_rollback_cmd(struct cm_state *s, const char *dep_id, const char *new_id,
+                           const char *version, int64_t at, struct cm_buf *out);
 
 #endif /* CM_STATE_DB_H */

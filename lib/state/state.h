@@ -80,6 +80,8 @@
 #define CM_APP_DEFAULT_RC_INTERVAL         30
 #define CM_APP_DEFAULT_RC_TIMEOUT          10
 #define CM_APP_DEFAULT_RELAUNCH_ESCALATION 3600
+/* upgradeStrategy.progressDeadlineSeconds when autoRollback is on (ours). */
+#define CM_APP_DEFAULT_PROGRESS_DEADLINE 300
 
 /* Features clusterctl may not honour yet. A parse refuses an app that uses a
  * feature missing from cm_app_parse_opts.features with CM_EUNSUPPORTED and an
@@ -402,6 +404,15 @@ struct cm_app {
     size_t n_dependencies;
     double min_health_capacity;
     double max_over_capacity;
+    /* Beyond Marathon (docs/deployments.md), upgradeStrategy.*: new tasks started
+     * first and held until promoted (0: no canary phase); seconds healthy after
+     * which the canaries promote themselves (0: only `clusterctl promote`); roll
+     * back by itself when a deployment does not finish within
+     * progressDeadlineSeconds (0: CM_APP_DEFAULT_PROGRESS_DEADLINE). */
+    int32_t canaries;
+    int32_t canary_promote_after_s;
+    bool auto_rollback;
+    int32_t progress_deadline_s;
     int32_t backoff_s;
     double backoff_factor;
     int32_t max_launch_delay_s;

@@ -56,6 +56,9 @@ struct fx {
     bool hold; /* keep proposals pending until released */
     bool release;
     int refuse; /* propose fails synchronously with this */
+    /* Deployments stay running (else the fake, which has no controller,
+     * finishes each at once so that the next change is not refused). */
+    bool keep_deploys;
     int64_t now;
     bool has_leader;
     char addr[32];
@@ -82,6 +85,19 @@ static void apply_queue(struct fx *f)
         uint64_t idx = cm_state_applied_index(f->st) + 1;
         struct cm_errbuf eb;
         int rv = cm_state_apply(f->st, idx, p->cmd, p->len, &eb);
+        cJSON *c = cJSON_ParseWithLength(p->cmd, p->len);
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(c, "type");
+        if (rv == 0 && !f->keep_deploys && cJSON_IsString(type) &&
+            strcmp(type->valuestring, "deploy.start") == 0) {
+            char done[160];
+            snprintf(done, sizeof(done),
+                     "{\"type\":\"deploy.done\",\"at\":%lld,\"id\":\"%s\"}",
+                     (long long)f->now,
+                     cJSON_GetObjectItemCaseSensitive(c, "id")->valuestring);
+            rv = cm_state_apply(f->st, idx + 1, done, strlen(done), &eb);
+            idx++;
+        }
+        cJSON_Delete(c);
         p->done(p->arg, rv, idx, rv != 0 ? eb.msg : NULL);
         cm_free(&p->cmd);
         cm_free(&p);
@@ -1144,6 +1160,167 @@ TEST(task_logs_follow_client_leaves)
     usleep(300 * 1000);
     ASSERT_INT_EQ(http(&f, "GET", "/ping", NULL, NULL), 200);
     cm_free(&v);
+    fx_stop(&f);
+}
+
+/* ------------------------------------------------------------------ deployments */
+
+TEST(deployments_lock_force_list_rollback_promote)
+{
+    struct fx f;
+    fx_start(&f);
+    f.keep_deploys = true; /* no controller here: deployments stay running */
+    create_sleepy(&f);
+    char *v0 = app_version(&f, "/sleepy");
+    int st;
+    cJSON *j = httpj(&f, "GET", "/v2/deployments", NULL, &st);
+    ASSERT_INT_EQ(st, 200);
+    ASSERT_INT_EQ(cJSON_GetArraySize(j), 1);
+    const cJSON *d = cJSON_GetArrayItem(j, 0);
+    char *d1 = cm_strdup(gets(d, "id"));
+    ASSERT_STR_EQ(gets(d, "version"), v0);
+    ASSERT_STR_EQ(cJSON_GetArrayItem(get(d, "affectedApps"), 0)->valuestring, "/sleepy");
+    ASSERT_INT_EQ(getn(d, "currentStep"), 1);
+    ASSERT_INT_EQ(getn(d, "totalSteps"), 1);
+    const cJSON *act = cJSON_GetArrayItem(get(d, "currentActions"), 0);
+    ASSERT_STR_EQ(gets(act, "action"), "StartApplication");
+    ASSERT_STR_EQ(gets(act, "app"), "/sleepy");
+    cJSON_Delete(j);
+
+    /* A change while it runs: 409 naming the deployment, nothing proposed. */
+    f.now += 1000;
+    int before = f.proposals;
+    j = httpj(&f, "PUT", "/v2/apps/sleepy", "{\"cmd\":\"sleep 2000\"}", &st);
+    ASSERT_INT_EQ(st, 409);
+    ASSERT_STR_EQ(gets(cJSON_GetArrayItem(get(j, "deployments"), 0), "id"), d1);
+    ASSERT_TRUE(strstr(gets(j, "message"), "?force=true") != NULL);
+    cJSON_Delete(j);
+    ASSERT_INT_EQ(f.proposals, before);
+    ASSERT_INT_EQ(http(&f, "POST", "/v2/apps/sleepy/restart", NULL, NULL), 409);
+
+    /* force=true replaces it: one running deployment, a RestartApplication. */
+    j = httpj(&f, "PUT", "/v2/apps/sleepy?force=true", "{\"cmd\":\"sleep 2000\"}", &st);
+    ASSERT_INT_EQ(st, 200);
+    char *d2 = cm_strdup(gets(j, "deploymentId"));
+    cJSON_Delete(j);
+    j = httpj(&f, "GET", "/v2/deployments", NULL, &st);
+    ASSERT_INT_EQ(cJSON_GetArraySize(j), 1);
+    ASSERT_STR_EQ(gets(cJSON_GetArrayItem(j, 0), "id"), d2);
+    ASSERT_STR_EQ(
+        gets(cJSON_GetArrayItem(get(cJSON_GetArrayItem(j, 0), "currentActions"), 0),
+             "action"),
+        "RestartApplication");
+    cJSON_Delete(j);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/deployments/%s", d1);
+    j = httpj(&f, "GET", path, NULL, &st);
+    ASSERT_INT_EQ(st, 200);
+    ASSERT_STR_EQ(gets(j, "status"), "cancelled");
+    cJSON_Delete(j);
+
+    /* Promote: the app's running deployment. */
+    j = httpj(&f, "POST", "/v1/apps/sleepy/promote", NULL, &st);
+    ASSERT_INT_EQ(st, 200);
+    ASSERT_STR_EQ(gets(j, "deploymentId"), d2);
+    cJSON_Delete(j);
+    ASSERT_INT_EQ(http(&f, "POST", "/v1/apps/nope/promote", NULL, NULL), 404);
+
+    /* DELETE rolls back: the app returns to v0 (same version, same spec). */
+    snprintf(path, sizeof(path), "/v2/deployments/%s", d2);
+    j = httpj(&f, "DELETE", path, NULL, &st);
+    ASSERT_INT_EQ(st, 200);
+    char *d3 = cm_strdup(gets(j, "deploymentId"));
+    cJSON_Delete(j);
+    char *v = app_version(&f, "/sleepy");
+    ASSERT_STR_EQ(v, v0);
+    cm_free(&v);
+    j = httpj(&f, "GET", "/v2/apps/sleepy", NULL, &st);
+    ASSERT_STR_EQ(gets(get(j, "app"), "cmd"), "sleep 1000");
+    cJSON_Delete(j);
+    snprintf(path, sizeof(path), "/v1/deployments/%s", d2);
+    j = httpj(&f, "GET", path, NULL, &st);
+    ASSERT_STR_EQ(gets(j, "status"), "failed");
+    cJSON_Delete(j);
+    /* ?force=true only stops (202); a finished one is 404. */
+    snprintf(path, sizeof(path), "/v2/deployments/%s?force=true", d3);
+    ASSERT_INT_EQ(http(&f, "DELETE", path, NULL, NULL), 202);
+    ASSERT_INT_EQ(http(&f, "DELETE", path, NULL, NULL), 404);
+    ASSERT_INT_EQ(http(&f, "DELETE", "/v2/deployments/nope", NULL, NULL), 404);
+    j = httpj(&f, "GET", "/v2/deployments", NULL, &st);
+    ASSERT_INT_EQ(cJSON_GetArraySize(j), 0);
+    cJSON_Delete(j);
+
+    /* rollback APP VERSION: to a stored version, keeping its version string. */
+    f.now += 1000;
+    j = httpj(&f, "PUT", "/v2/apps/sleepy", "{\"cmd\":\"sleep 3000\"}", &st);
+    ASSERT_INT_EQ(st, 200);
+    cJSON_Delete(j);
+    char body[128];
+    snprintf(body, sizeof(body), "{\"version\":\"%s\"}", v0);
+    j = httpj(&f, "POST", "/v1/apps/sleepy/rollback", body, &st);
+    ASSERT_INT_EQ(st, 200); /* overrides the running deployment */
+    ASSERT_STR_EQ(gets(j, "version"), v0);
+    cJSON_Delete(j);
+    j = httpj(&f, "POST", "/v1/apps/sleepy/rollback", "{\"version\":\"1999\"}", &st);
+    ASSERT_INT_EQ(st, 404);
+    cJSON_Delete(j);
+    /* DELETE /v2/apps overrides locks by default (compat.md §7.1). */
+    ASSERT_INT_EQ(http(&f, "DELETE", "/v2/apps/sleepy", NULL, NULL), 200);
+    cm_free(&d1);
+    cm_free(&d2);
+    cm_free(&d3);
+    cm_free(&v0);
+    fx_stop(&f);
+}
+
+TEST(group_dependencies_order_the_plan_and_cycles_are_named)
+{
+    struct fx f;
+    fx_start(&f);
+    f.keep_deploys = true;
+    int st;
+    cJSON *j = httpj(&f, "PUT", "/v2/groups",
+                     "{\"id\":\"/shop\",\"apps\":[{\"id\":\"web\",\"cmd\":\"sleep 1\","
+                     "\"dependencies\":[\"backend\"]}],\"groups\":[{\"id\":\"backend\","
+                     "\"dependencies\":[\"/shop/db\"],\"apps\":[{\"id\":\"api\",\"cmd\":"
+                     "\"sleep 1\"}]},{\"id\":\"db\",\"apps\":[{\"id\":\"pg\",\"cmd\":"
+                     "\"sleep 1\"}]}]}",
+                     &st);
+    ASSERT_INT_EQ(st, 200);
+    cJSON_Delete(j);
+    j = httpj(&f, "GET", "/v2/deployments", NULL, &st);
+    const cJSON *steps = get(cJSON_GetArrayItem(j, 0), "steps");
+    ASSERT_INT_EQ(cJSON_GetArraySize(steps), 3);
+    const char *want[] = {"/shop/db/pg", "/shop/backend/api", "/shop/web"};
+    for (int i = 0; i < 3; i++) {
+        const cJSON *a =
+            cJSON_GetArrayItem(get(cJSON_GetArrayItem(steps, i), "actions"), 0);
+        ASSERT_STR_EQ(gets(a, "app"), want[i]);
+        ASSERT_STR_EQ(gets(a, "action"), "StartApplication");
+    }
+    cJSON_Delete(j);
+    /* A cycle is refused with Marathon's message and the cycle named. */
+    j = httpj(&f, "PUT", "/v2/groups?force=true",
+              "{\"id\":\"/c\",\"apps\":[{\"id\":\"a\",\"cmd\":\"sleep 1\","
+              "\"dependencies\":[\"b\"]},{\"id\":\"b\",\"cmd\":\"sleep 1\","
+              "\"dependencies\":[\"a\"]}]}",
+              &st);
+    ASSERT_INT_EQ(st, 422);
+    char *text = cJSON_PrintUnformatted(j);
+    ASSERT_TRUE(strstr(text, "cycle: /c/a -> /c/b -> /c/a") != NULL);
+    cJSON_free(text);
+    cJSON_Delete(j);
+    /* PUT replaces the group: an app left out is stopped. */
+    j = httpj(&f, "PUT", "/v2/groups?force=true",
+              "{\"id\":\"/shop\",\"apps\":[{\"id\":\"web\",\"cmd\":\"sleep 1\","
+              "\"dependencies\":[\"backend\"]}],\"groups\":[{\"id\":\"backend\","
+              "\"dependencies\":[\"/shop/db\"],\"apps\":[{\"id\":\"api\",\"cmd\":"
+              "\"sleep 1\"}]}]}",
+              &st);
+    ASSERT_INT_EQ(st, 200);
+    cJSON_Delete(j);
+    ASSERT_INT_EQ(http(&f, "GET", "/v2/apps/shop/db/pg", NULL, NULL), 404);
+    ASSERT_INT_EQ(http(&f, "GET", "/v2/apps/shop/backend/api", NULL, NULL), 200);
     fx_stop(&f);
 }
 

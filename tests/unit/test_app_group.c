@@ -124,6 +124,7 @@ TEST(group_dependency_cycles)
         "\"id\":\"c\",\"cmd\":\"sleep 1\",\"dependencies\":[\"a\"]}]}";
     ASSERT_ERR(group(j, "/", &g, &rep), CM_EVALIDATION);
     ASSERT_TRUE(has_issue(&rep, "/", "Dependency graph has cyclic dependencies."));
+    ASSERT_TRUE(has_issue(&rep, "/", "cycle: /g/a -> /g/b -> /g/c -> /g/a"));
     cm_app_report_done(&rep);
     /* Through a group-level dependency: /g/x depends on /g/y, whose app depends on x's.
      */
@@ -134,6 +135,7 @@ TEST(group_dependency_cycles)
         "\"dependencies\":[\"/g/x/a\"]}]}]}";
     ASSERT_ERR(group(j, "/", &g, &rep), CM_EVALIDATION);
     ASSERT_TRUE(has_issue(&rep, "/", "Dependency graph has cyclic dependencies."));
+    ASSERT_TRUE(has_issue(&rep, "/", "cycle: /g/x/a -> /g/y/b -> /g/x/a"));
     cm_app_report_done(&rep);
     /* A chain and a dependency on something that does not exist are fine. */
     j = "{\"id\":\"/g\",\"apps\":[{\"id\":\"a\",\"cmd\":\"sleep "
@@ -239,7 +241,8 @@ TEST(dependency_check_direct)
         {.id = "/y", .dependencies = deps, .n_dependencies = 1}};
     struct cm_app_report rep = {0};
     ASSERT_ERR(cm_app_check_dependencies(apps, 2, groups, 1, &rep), CM_EVALIDATION);
-    ASSERT_UINT_EQ(rep.n, 1);
+    ASSERT_UINT_EQ(rep.n, 2); /* Marathon's message, then the cycle named */
+    ASSERT_STR_EQ(rep.v[1].msg, "cycle: /x/a -> /y/b -> /x/a");
     cm_app_report_done(&rep);
     ASSERT_OK(cm_app_check_dependencies(NULL, 0, NULL, 0, NULL));
     cm_app_free(a);

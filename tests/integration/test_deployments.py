@@ -1,0 +1,267 @@
+"""Deployments against a real `clusterctl agent --dev` (docs/deployments.md): a
+rolling upgrade that never goes below minimumHealthCapacity, 409 and ?force=true,
+canaries and promote, rollbacks (by hand and automatic), and groups that start in
+dependency order or are refused for a cycle."""
+import json
+import os
+import random
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from conftest import free_port, wait_for_port
+
+
+@pytest.fixture
+def agent(procs, tmp_path, clusterctl_bin):
+    http, rpc, dns = free_port(), free_port(), free_port()
+    # Task ports of our own, below the ephemeral range: other agents on this
+    # machine hand out the default 31000-32000, and a task that cannot bind
+    # would be replaced under the test's eyes.
+    base = random.randrange(20000, 29000, 200)
+    p = procs.start([clusterctl_bin, "agent", "--dev", "--data-dir", str(tmp_path / "data"),
+                     "--http-port", str(http), "--rpc-port", str(rpc),
+                     "--dns-addr", "127.0.0.1:%d" % dns,
+                     "--resources", "ports=[%d-%d]" % (base, base + 199)], name="agent")
+    wait_for_port("127.0.0.1", http, timeout=15, proc=p.p)
+    addr = "127.0.0.1:%d" % http
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen("http://%s/v2/leader" % addr, timeout=2) as r:
+                if r.status == 200:
+                    break
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    return addr
+
+
+def cli(bin_, addr, *args, timeout=120):
+    env = dict(os.environ, CLUSTERCTL_ADDR=addr)
+    return subprocess.run([bin_, *args], capture_output=True, text=True, timeout=timeout,
+                          env=env)
+
+
+def api(addr, method, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request("http://%s%s" % (addr, path), data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def web_app(app_id="/web", instances=3, **strategy):
+    up = {"minimumHealthCapacity": 0.5, "maximumOverCapacity": 0.0}
+    up.update(strategy)
+    return {"id": app_id, "cmd": "exec python3 -m http.server $PORT0 --bind 127.0.0.1",
+            "cpus": 0.1, "mem": 128, "instances": instances,
+            "portDefinitions": [{"port": 0}], "upgradeStrategy": up}
+
+
+def tasks(addr, app):
+    st, j = api(addr, "GET", "/v2/apps%s/tasks" % app)
+    assert st == 200
+    return j["tasks"]
+
+
+def wait_for(what, fn, timeout=60):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+
+
+def deployment(addr, dep_id):
+    st, j = api(addr, "GET", "/v1/deployments/%s" % dep_id)
+    assert st == 200, j
+    return j
+
+
+def settled(addr, app, version, n):
+    ts = [t for t in tasks(addr, app) if t["state"] != "TASK_KILLING"]
+    return len(ts) == n and all(t["version"] == version and t["state"] == "TASK_RUNNING"
+                                for t in ts)
+
+
+def write(tmp_path, name, obj):
+    f = tmp_path / name
+    f.write_text(json.dumps(obj))
+    return str(f)
+
+
+def test_rolling_upgrade_keeps_the_floor(agent, clusterctl_bin, tmp_path):
+    f = write(tmp_path, "web.json", web_app())
+    r = cli(clusterctl_bin, agent, "run", f)
+    assert r.returncode == 0, r.stderr
+    assert "step 1/1" in r.stdout or "3/3 running" in r.stdout
+    _, app = api(agent, "GET", "/v2/apps/web")
+    v1 = app["app"]["version"]
+
+    # The upgrade runs in the background while we sample the tasks: at least
+    # ceil(0.5 * 3) = 2 running at every look, never more than 3 not being killed.
+    spec = web_app()
+    spec["env"] = {"V": "2"}
+    f2 = write(tmp_path, "web2.json", spec)
+    env = dict(os.environ, CLUSTERCTL_ADDR=agent)
+    run = subprocess.Popen([clusterctl_bin, "run", f2], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env=env)
+    samples = 0
+    while run.poll() is None:
+        ts = tasks(agent, "/web")
+        running = [t for t in ts if t["state"] == "TASK_RUNNING"]
+        live = [t for t in ts if t["state"] != "TASK_KILLING"]
+        assert len(running) >= 2, ts
+        assert len(live) <= 3, ts
+        samples += 1
+        time.sleep(0.05)
+    out, err = run.communicate()
+    assert run.returncode == 0, err
+    assert samples > 0
+    # Not a terminal: plain progress lines, the step and the counts.
+    assert "step 1/1: /web" in out and "new healthy" in out and "old left" in out, out
+    assert "\r" not in out
+    _, app = api(agent, "GET", "/v2/apps/web")
+    v2 = app["app"]["version"]
+    assert v2 != v1
+    assert settled(agent, "/web", v2, 3)
+    st, deps = api(agent, "GET", "/v2/deployments")
+    assert st == 200 and deps == []
+    # Every version is kept.
+    _, vs = api(agent, "GET", "/v2/apps/web/versions")
+    assert vs["versions"][:2] == [v2, v1]
+
+
+def test_canary_409_force_promote(agent, clusterctl_bin, tmp_path):
+    r = cli(clusterctl_bin, agent, "run", write(tmp_path, "web.json", web_app(canaries=1)))
+    assert r.returncode == 0, r.stderr
+    _, app = api(agent, "GET", "/v2/apps/web")
+    v1 = app["app"]["version"]
+    st, res = api(agent, "PUT", "/v2/apps/web", {"env": {"V": "2"}})
+    assert st == 200
+    dep = res["deploymentId"]
+    v2 = res["version"]
+
+    # One canary of the new version next to the three old tasks; then it waits.
+    def canary_up():
+        ts = [t for t in tasks(agent, "/web") if t["state"] == "TASK_RUNNING"]
+        new = [t for t in ts if t["version"] == v2]
+        old = [t for t in ts if t["version"] == v1]
+        return len(new) == 1 and len(old) == 3
+    wait_for("the canary", canary_up)
+    time.sleep(1)
+    assert canary_up(), tasks(agent, "/web")
+    assert deployment(agent, dep)["status"] == "running"
+    r = cli(clusterctl_bin, agent, "deployments")
+    assert r.returncode == 0 and dep in r.stdout and "/web" in r.stdout
+
+    # A change while it runs is refused with Marathon's 409 naming it.
+    st, j = api(agent, "PUT", "/v2/apps/web", {"env": {"V": "3"}})
+    assert st == 409
+    assert j["deployments"] == [{"id": dep}]
+    assert "force=true" in j["message"]
+
+    # force=true replaces the deployment (same canary rule for the new one).
+    st, j = api(agent, "PUT", "/v2/apps/web?force=true", {"env": {"V": "3"}})
+    assert st == 200
+    dep3, v3 = j["deploymentId"], j["version"]
+    assert deployment(agent, dep)["status"] == "cancelled"
+
+    def canary3_up():
+        ts = [t for t in tasks(agent, "/web") if t["state"] == "TASK_RUNNING"]
+        return len([t for t in ts if t["version"] == v3]) == 1
+    wait_for("the new canary", canary3_up)
+
+    r = cli(clusterctl_bin, agent, "promote", "web")
+    assert r.returncode == 0, r.stderr
+    assert "promoted" in r.stdout
+    wait_for("the promoted rollout", lambda: settled(agent, "/web", v3, 3))
+    wait_for("success", lambda: deployment(agent, dep3)["status"] == "success")
+    r = cli(clusterctl_bin, agent, "promote", "web")
+    assert r.returncode == 1  # nothing in progress
+
+
+def test_rollback_by_hand_fails_the_run(agent, clusterctl_bin, tmp_path):
+    r = cli(clusterctl_bin, agent, "run", write(tmp_path, "web.json", web_app(canaries=1)))
+    assert r.returncode == 0, r.stderr
+    _, app = api(agent, "GET", "/v2/apps/web")
+    v1 = app["app"]["version"]
+    old_ids = {t["id"] for t in tasks(agent, "/web")}
+    spec = web_app(canaries=1)
+    spec["env"] = {"V": "2"}
+    env = dict(os.environ, CLUSTERCTL_ADDR=agent)
+    run = subprocess.Popen([clusterctl_bin, "run", write(tmp_path, "web2.json", spec)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env=env)
+    wait_for("the deployment", lambda: len(api(agent, "GET", "/v2/deployments")[1]) == 1)
+    r = cli(clusterctl_bin, agent, "rollback", "web")
+    assert r.returncode == 0, r.stderr
+    assert "rolling back" in r.stdout
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 1, (out, err)
+    assert "failed: rolled back by" in err
+    # Back to v1 with the same version string: the old tasks were kept.
+    wait_for("v1 again", lambda: settled(agent, "/web", v1, 3))
+    assert {t["id"] for t in tasks(agent, "/web")} == old_ids
+
+    # rollback APP VERSION goes to a stored version.
+    r = cli(clusterctl_bin, agent, "run", write(tmp_path, "web3.json", web_app()))
+    assert r.returncode == 0, r.stderr
+    r = cli(clusterctl_bin, agent, "rollback", "web", v1)
+    assert r.returncode == 0, r.stderr
+    wait_for("v1 by version", lambda: settled(agent, "/web", v1, 3))
+    r = cli(clusterctl_bin, agent, "rollback", "web", "2000-01-01T00:00:00.000Z")
+    assert r.returncode == 1
+
+
+def test_automatic_rollback_after_the_deadline(agent, clusterctl_bin, tmp_path):
+    good = web_app(autoRollback=True, progressDeadlineSeconds=3)
+    r = cli(clusterctl_bin, agent, "run", write(tmp_path, "good.json", good))
+    assert r.returncode == 0, r.stderr
+    _, app = api(agent, "GET", "/v2/apps/web")
+    v1 = app["app"]["version"]
+    bad = dict(good, cmd="exit 3")
+    r = cli(clusterctl_bin, agent, "run", write(tmp_path, "bad.json", bad))
+    assert r.returncode == 1
+    assert "progressDeadlineSeconds" in r.stderr or "fail" in r.stderr, r.stderr
+    wait_for("the rollback", lambda: settled(agent, "/web", v1, 3))
+    _, app = api(agent, "GET", "/v2/apps/web")
+    assert app["app"]["cmd"] == good["cmd"]
+
+
+def test_group_starts_in_dependency_order(agent, clusterctl_bin, tmp_path):
+    group = {"id": "/shop", "apps": [
+        {"id": "web", "cmd": "sleep 1000", "cpus": 0.1, "mem": 16,
+         "dependencies": ["/shop/api"]},
+        {"id": "api", "cmd": "sleep 1000", "cpus": 0.1, "mem": 16,
+         "dependencies": ["/shop/db"]},
+        {"id": "db", "cmd": "sleep 1000", "cpus": 0.1, "mem": 16}]}
+    r = cli(clusterctl_bin, agent, "run", write(tmp_path, "group.json", group))
+    assert r.returncode == 0, r.stderr
+    assert "step 1/3" in r.stdout or "step 2/3" in r.stdout or "step 3/3" in r.stdout, \
+        r.stdout
+
+    def first(app, key):
+        return min(t[key] for t in tasks(agent, app))
+    # Each app was staged only once the one it depends on was running.
+    assert first("/shop/api", "stagedAt") >= first("/shop/db", "startedAt")
+    assert first("/shop/web", "stagedAt") >= first("/shop/api", "startedAt")
+
+    cyc = {"id": "/loop", "apps": [
+        {"id": "a", "cmd": "sleep 1", "dependencies": ["/loop/b"]},
+        {"id": "b", "cmd": "sleep 1", "dependencies": ["/loop/a"]}]}
+    r = cli(clusterctl_bin, agent, "run", write(tmp_path, "cycle.json", cyc))
+    assert r.returncode == 1
+    assert "cycle: /loop/a -> /loop/b -> /loop/a" in r.stderr, r.stderr
+    st, _ = api(agent, "GET", "/v2/apps/loop/a")
+    assert st == 404
