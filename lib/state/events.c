@@ -14,6 +14,7 @@
  * One path for every cause of a change keeps the events consistent with the
  * tables whichever command moved a task. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "state/events_int.h"
@@ -38,6 +39,17 @@ struct note_task {
     enum health health;
 };
 
+struct note_app {
+    char *id;
+    char *old_spec; /* canonical; NULL: the app is new */
+};
+
+struct note_dep {
+    char *id;
+    char *status; /* NULL: the deployment did not exist */
+    int64_t step;
+};
+
 struct state_events {
     bool on;
     struct ring_ev *ring; /* CM_STATE_EVENTS_MAX slots */
@@ -49,7 +61,12 @@ struct state_events {
     struct note_task *notes;
     size_t n_notes;
     size_t cap_notes;
-    char *old_spec;    /* app.put: the replaced app's canonical spec; NULL: new */
+    struct note_app *apps; /* the apps its app.puts replace */
+    size_t n_apps;
+    size_t cap_apps;
+    struct note_dep *deps; /* the deployments it may move */
+    size_t n_deps;
+    size_t cap_deps;
     bool notes_failed; /* a note could not be taken: its events are lost */
 };
 
@@ -192,7 +209,16 @@ static void notes_clear(struct state_events *ev)
         cm_free(&ev->notes[i].id);
     }
     ev->n_notes = 0;
-    cm_free(&ev->old_spec);
+    for (size_t i = 0; i < ev->n_apps; i++) {
+        cm_free(&ev->apps[i].id);
+        cm_free(&ev->apps[i].old_spec);
+    }
+    ev->n_apps = 0;
+    for (size_t i = 0; i < ev->n_deps; i++) {
+        cm_free(&ev->deps[i].id);
+        cm_free(&ev->deps[i].status);
+    }
+    ev->n_deps = 0;
     ev->notes_failed = false;
 }
 
@@ -204,6 +230,8 @@ void events__free(struct state_events *ev)
     ring_clear(ev);
     notes_clear(ev);
     cm_free(&ev->notes);
+    cm_free(&ev->apps);
+    cm_free(&ev->deps);
     cm_free(&ev->ring);
     cm_free(&ev);
 }
@@ -223,21 +251,29 @@ static const char *str_of(const cJSON *obj, const char *name)
     return cJSON_IsString(f) ? f->valuestring : NULL;
 }
 
+/* Room for one more element in *@v (@n used of *@cap); false out of memory. */
+static bool grow(void **v, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap) {
+        return true;
+    }
+    size_t c = *cap ? *cap * 2 : 16;
+    void *nv = cm_reallocarray(*v, c, size);
+    if (nv == NULL) {
+        return false;
+    }
+    *v = nv;
+    *cap = c;
+    return true;
+}
+
 static void note_add(struct state_events *ev, const char *id, int state,
                      enum health health)
 {
-    if (ev->n_notes == ev->cap_notes) {
-        size_t cap = ev->cap_notes ? ev->cap_notes * 2 : 16;
-        struct note_task *v = cm_reallocarray(ev->notes, cap, sizeof(*v));
-        if (v == NULL) {
-            ev->notes_failed = true;
-            return;
-        }
-        ev->notes = v;
-        ev->cap_notes = cap;
-    }
     char *copy = cm_strdup(id);
-    if (copy == NULL) {
+    if (copy == NULL ||
+        !grow((void **)&ev->notes, &ev->cap_notes, ev->n_notes, sizeof(*ev->notes))) {
+        cm_free(&copy);
         ev->notes_failed = true;
         return;
     }
@@ -263,25 +299,86 @@ static void note_task_id(struct state_events *ev, struct cm_state *s, const char
 
 static int note_spec(void *data, const struct cm_app_row *row)
 {
+    struct note_app *a = data;
+    a->old_spec = cm_strdup(row->spec);
+    return a->old_spec == NULL ? CM_ENOMEM : 0;
+}
+
+static void note_app(struct state_events *ev, struct cm_state *s, const char *id)
+{
+    if (id == NULL ||
+        !grow((void **)&ev->apps, &ev->cap_apps, ev->n_apps, sizeof(*ev->apps))) {
+        ev->notes_failed = true;
+        return;
+    }
+    struct note_app *a = &ev->apps[ev->n_apps];
+    *a = (struct note_app){cm_strdup(id), NULL};
+    int rv = a->id != NULL ? cm_state_apps(s, id, note_spec, a) : CM_ENOMEM;
+    if (rv != 0 && rv != CM_ENOTFOUND) {
+        cm_free(&a->id);
+        cm_free(&a->old_spec);
+        ev->notes_failed = true;
+        return;
+    }
+    ev->n_apps++;
+}
+
+static int note_dep_row(void *data, const struct cm_deploy_row *row)
+{
     struct state_events *ev = data;
-    ev->old_spec = cm_strdup(row->spec);
-    if (ev->old_spec == NULL) {
+    struct note_dep *d = &ev->deps[ev->n_deps - 1];
+    d->status = cm_strdup(row->status);
+    d->step = row->step;
+    return d->status == NULL ? CM_ENOMEM : 0;
+}
+
+/* Note deployment @id as it is now (absent included). */
+static void note_dep(struct state_events *ev, struct cm_state *s, const char *id)
+{
+    for (size_t i = 0; id != NULL && i < ev->n_deps; i++) {
+        if (strcmp(ev->deps[i].id, id) == 0) {
+            return;
+        }
+    }
+    if (id == NULL ||
+        !grow((void **)&ev->deps, &ev->cap_deps, ev->n_deps, sizeof(*ev->deps))) {
+        ev->notes_failed = true;
+        return;
+    }
+    ev->deps[ev->n_deps] = (struct note_dep){cm_strdup(id), NULL, 0};
+    if (ev->deps[ev->n_deps].id == NULL) {
+        ev->notes_failed = true;
+        return;
+    }
+    ev->n_deps++;
+    int rv = cm_state_deployments(s, id, false, note_dep_row, ev);
+    if (rv != 0 && rv != CM_ENOTFOUND) {
         ev->notes_failed = true;
     }
+}
+
+struct note_dep_ctx {
+    struct state_events *ev;
+    struct cm_state *s;
+};
+
+static int note_running_dep(void *data, const struct cm_deploy_row *row)
+{
+    struct note_dep_ctx *c = data;
+    note_dep(c->ev, c->s, row->id);
     return 0;
 }
 
-void events__before(struct state_events *ev, struct cm_state *s, const cJSON *cmd)
+/* What an app or task command may change. */
+static void note_change(struct state_events *ev, struct cm_state *s, const cJSON *cmd)
 {
-    if (ev == NULL || !ev->on) {
-        return;
-    }
-    notes_clear(ev);
     const char *type = str_of(cmd, "type");
     int rv = 0;
+    if (type == NULL) {
+        return;
+    }
     if (strcmp(type, "app.put") == 0) {
-        const char *id = str_of(cJSON_GetObjectItemCaseSensitive(cmd, "app"), "id");
-        rv = cm_state_apps(s, id, note_spec, ev);
+        note_app(ev, s, str_of(cJSON_GetObjectItemCaseSensitive(cmd, "app"), "id"));
     } else if (strcmp(type, "app.delete") == 0) {
         rv = cm_state_tasks(s, str_of(cmd, "id"), NULL, note_row, ev);
     } else if (strcmp(type, "task.status") == 0) {
@@ -300,6 +397,32 @@ void events__before(struct state_events *ev, struct cm_state *s, const cJSON *cm
     }
     if (rv != 0 && rv != CM_ENOTFOUND) {
         ev->notes_failed = true;
+    }
+}
+
+void events__before(struct state_events *ev, struct cm_state *s, const cJSON *cmd)
+{
+    if (ev == NULL || !ev->on) {
+        return;
+    }
+    notes_clear(ev);
+    const char *type = str_of(cmd, "type");
+    if (strcmp(type, "deploy.start") == 0) {
+        /* Its changes, the deployments it replaces or fails, and itself. */
+        const cJSON *c;
+        cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(cmd, "changes"))
+        {
+            note_change(ev, s, c);
+        }
+        struct note_dep_ctx ctx = {ev, s};
+        if (cm_state_deployments(s, NULL, true, note_running_dep, &ctx) != 0) {
+            ev->notes_failed = true;
+        }
+        note_dep(ev, s, str_of(cmd, "id"));
+    } else if (strncmp(type, "deploy.", 7) == 0) {
+        note_dep(ev, s, str_of(cmd, "id"));
+    } else {
+        note_change(ev, s, cmd);
     }
 }
 
@@ -519,8 +642,20 @@ static bool has_check(const cJSON *checks, const cJSON *check)
     return false;
 }
 
-static void app_put_events(struct state_events *ev, const cJSON *cmd, const char *ts,
-                           uint64_t index)
+static const char *old_spec_of(const struct state_events *ev, const char *id)
+{
+    for (size_t i = 0; id != NULL && i < ev->n_apps; i++) {
+        if (strcmp(ev->apps[i].id, id) == 0) {
+            return ev->apps[i].old_spec;
+        }
+    }
+    return NULL;
+}
+
+/* The events of one app.put: the health checks it adds or removes and, when
+ * @post, api_post_event (with @origin, the request it came from; may be NULL). */
+static void app_put_events(struct state_events *ev, const cJSON *cmd, const cJSON *origin,
+                           bool post, const char *ts, uint64_t index)
 {
     const cJSON *app = cJSON_GetObjectItemCaseSensitive(cmd, "app");
     const char *id = str_of(app, "id");
@@ -534,8 +669,9 @@ static void app_put_events(struct state_events *ev, const cJSON *cmd, const char
     }
     /* Added and removed checks first: the api_post_event below takes @def. */
     const cJSON *checks = cJSON_GetObjectItemCaseSensitive(def, "healthChecks");
-    cJSON *old = ev->old_spec != NULL ? app_definition(ev->old_spec, version) : NULL;
-    if (ev->old_spec != NULL && old == NULL) {
+    const char *old_spec = old_spec_of(ev, id);
+    cJSON *old = old_spec != NULL ? app_definition(old_spec, version) : NULL;
+    if (old_spec != NULL && old == NULL) {
         /* Which checks changed is unknown: lose those events, not invent them. */
         ev->dropped++;
         checks = NULL;
@@ -560,10 +696,10 @@ static void app_put_events(struct state_events *ev, const cJSON *cmd, const char
         }
     }
     cJSON_Delete(old);
-
-    /* The API writes where the request came from into the command; other
-     * proposers leave it out. */
-    const cJSON *origin = cJSON_GetObjectItemCaseSensitive(cmd, "origin");
+    if (!post) {
+        cJSON_Delete(def);
+        return;
+    }
     const char *ip = str_of(origin, "clientIp");
     const char *uri = str_of(origin, "uri");
     cJSON *o = cJSON_CreateObject();
@@ -579,7 +715,185 @@ static void app_put_events(struct state_events *ev, const cJSON *cmd, const char
     push(ev, index, "api_post_event", finish(o, ok));
 }
 
+/* ------------------------------------------------------------------ deployments */
+
+/* Marathon's DeploymentStep: {"actions": [{"action", "app"}]} from a stored step
+ * (whose actions also carry versions). */
+static cJSON *marathon_step(const cJSON *step)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *acts = o != NULL ? cJSON_AddArrayToObject(o, "actions") : NULL;
+    bool ok = acts != NULL;
+    const cJSON *a;
+    cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(step, "actions"))
+    {
+        cJSON *m = ok ? cJSON_CreateObject() : NULL;
+        ok = m != NULL && cJSON_AddItemToArray(acts, m);
+        if (!ok) {
+            cJSON_Delete(m);
+        }
+        const char *action = str_of(a, "action");
+        const char *app = str_of(a, "app");
+        ok = ok && cJSON_AddStringToObject(m, "action", action ? action : "") != NULL;
+        ok = ok && cJSON_AddStringToObject(m, "app", app ? app : "") != NULL;
+    }
+    return finish(o, ok);
+}
+
+/* Marathon's DeploymentPlan as events carry it: {"id", "steps", "version"}. */
+static cJSON *marathon_plan(const struct cm_deploy_row *r, const cJSON *steps)
+{
+    cJSON *o = cJSON_CreateObject();
+    bool ok = o != NULL && cJSON_AddStringToObject(o, "id", r->id) != NULL;
+    cJSON *arr = ok ? cJSON_AddArrayToObject(o, "steps") : NULL;
+    ok = ok && arr != NULL;
+    const cJSON *st;
+    cJSON_ArrayForEach(st, steps)
+    {
+        cJSON *m = ok ? marathon_step(st) : NULL;
+        ok = m != NULL && cJSON_AddItemToArray(arr, m);
+        if (!ok) {
+            cJSON_Delete(m);
+        }
+    }
+    ok = ok && cJSON_AddStringToObject(o, "version", r->version) != NULL;
+    return finish(o, ok);
+}
+
+/* deployment_info, deployment_step_success, deployment_step_failure:
+ * {"plan", "currentStep", "eventType", "timestamp"}. */
+static cJSON *deployment_step_event(const char *type, const struct cm_deploy_row *r,
+                                    const cJSON *steps, int64_t k, const char *ts)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *plan = marathon_plan(r, steps);
+    bool ok = o != NULL && plan != NULL && cJSON_AddItemToObject(o, "plan", plan);
+    if (!ok) {
+        cJSON_Delete(plan);
+    }
+    const cJSON *step =
+        k >= 0 && k < INT32_MAX ? cJSON_GetArrayItem(steps, (int)k) : NULL;
+    cJSON *cur = ok ? marathon_step(step) : NULL;
+    if (cur != NULL && !cJSON_AddItemToObject(o, "currentStep", cur)) {
+        cJSON_Delete(cur);
+        cur = NULL;
+    }
+    ok = ok && cur != NULL;
+    ok = ok && cJSON_AddStringToObject(o, "eventType", type) != NULL;
+    ok = ok && cJSON_AddStringToObject(o, "timestamp", ts) != NULL;
+    return finish(o, ok);
+}
+
+/* deployment_success, deployment_failed: {"id", "plan", "eventType",
+ * "timestamp"[, "reason"]}. */
+static cJSON *deployment_end_event(const char *type, const struct cm_deploy_row *r,
+                                   const cJSON *steps, const char *ts)
+{
+    cJSON *o = cJSON_CreateObject();
+    bool ok = o != NULL && cJSON_AddStringToObject(o, "id", r->id) != NULL;
+    cJSON *plan = ok ? marathon_plan(r, steps) : NULL;
+    if (plan != NULL && !cJSON_AddItemToObject(o, "plan", plan)) {
+        cJSON_Delete(plan);
+        plan = NULL;
+    }
+    ok = ok && plan != NULL;
+    ok = ok && cJSON_AddStringToObject(o, "eventType", type) != NULL;
+    ok = ok && cJSON_AddStringToObject(o, "timestamp", ts) != NULL;
+    if (ok && r->reason != NULL && strcmp(type, "deployment_failed") == 0) {
+        ok = cJSON_AddStringToObject(o, "reason", r->reason) != NULL;
+    }
+    return finish(o, ok);
+}
+
+struct dep_ctx {
+    struct state_events *ev;
+    const struct note_dep *note;
+    const char *ts;
+    uint64_t index;
+};
+
+/* Marathon's sequence for what happened to one deployment: a new one is
+ * deployment_info; each finished step deployment_step_success, then
+ * deployment_info for the next; the end deployment_step_success +
+ * deployment_success, or deployment_step_failure + deployment_failed (a
+ * cancelled or replaced deployment fails too, as in Marathon). */
+static int dep_changed(void *data, const struct cm_deploy_row *r)
+{
+    struct dep_ctx *c = data;
+    struct state_events *ev = c->ev;
+    const struct note_dep *n = c->note;
+    bool was_running = n->status != NULL && strcmp(n->status, "running") == 0;
+    bool running = strcmp(r->status, "running") == 0;
+    if ((n->status == NULL && !running) || (n->status != NULL && !was_running)) {
+        return 0; /* not one that moved here */
+    }
+    cJSON *plan = cJSON_Parse(r->plan);
+    const cJSON *steps = cJSON_GetObjectItemCaseSensitive(plan, "steps");
+    if (plan == NULL) {
+        ev->dropped++;
+        return 0;
+    }
+    if (n->status == NULL) {
+        push(ev, c->index, "deployment_info",
+             deployment_step_event("deployment_info", r, steps, r->step, c->ts));
+    } else if (running) {
+        for (int64_t k = n->step; k < r->step; k++) {
+            push(ev, c->index, "deployment_step_success",
+                 deployment_step_event("deployment_step_success", r, steps, k, c->ts));
+        }
+        if (r->step != n->step) {
+            push(ev, c->index, "deployment_info",
+                 deployment_step_event("deployment_info", r, steps, r->step, c->ts));
+        }
+    } else {
+        bool ok = strcmp(r->status, "success") == 0;
+        const char *step_type =
+            ok ? "deployment_step_success" : "deployment_step_failure";
+        const char *end_type = ok ? "deployment_success" : "deployment_failed";
+        if (r->step < cJSON_GetArraySize(steps)) {
+            push(ev, c->index, step_type,
+                 deployment_step_event(step_type, r, steps, r->step, c->ts));
+        }
+        push(ev, c->index, end_type, deployment_end_event(end_type, r, steps, c->ts));
+    }
+    cJSON_Delete(plan);
+    return 0;
+}
+
+static void dep_events(struct state_events *ev, struct cm_state *s, const char *ts,
+                       uint64_t index)
+{
+    for (size_t i = 0; i < ev->n_deps; i++) {
+        struct dep_ctx c = {ev, &ev->deps[i], ts, index};
+        int rv = cm_state_deployments(s, ev->deps[i].id, false, dep_changed, &c);
+        if (rv != 0 && rv != CM_ENOTFOUND) {
+            ev->dropped++;
+        }
+    }
+}
+
 /* ------------------------------------------------------------------ after */
+
+static int note_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct note_task *)a)->id, ((const struct note_task *)b)->id);
+}
+
+/* Every noted task that changed, once each (a deploy.start may note a task
+ * twice), in id order. */
+static void task_notes_events(struct state_events *ev, struct cm_state *s, const char *ts,
+                              uint64_t index)
+{
+    if (ev->n_notes > 1) {
+        qsort(ev->notes, ev->n_notes, sizeof(*ev->notes), note_cmp);
+    }
+    for (size_t i = 0; i < ev->n_notes; i++) {
+        if (i > 0 && strcmp(ev->notes[i].id, ev->notes[i - 1].id) == 0) {
+            continue;
+        }
+        task_events(ev, s, &ev->notes[i], ts, index);
+    }
+}
 
 void events__after(struct state_events *ev, struct cm_state *s, const cJSON *cmd,
                    uint64_t index)
@@ -601,8 +915,11 @@ void events__after(struct state_events *ev, struct cm_state *s, const cJSON *cmd
     if (ev->notes_failed) {
         ev->dropped++; /* at least one; which ones is unknown */
     }
+    /* The API writes where the request came from into the command; other
+     * proposers (the controller) leave it out. */
+    const cJSON *origin = cJSON_GetObjectItemCaseSensitive(cmd, "origin");
     if (strcmp(type, "app.put") == 0) {
-        app_put_events(ev, cmd, ts, index);
+        app_put_events(ev, cmd, origin, true, ts, index);
     } else if (strcmp(type, "task.assign") == 0) {
         const cJSON *t;
         cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(cmd, "tasks"))
@@ -612,10 +929,31 @@ void events__after(struct state_events *ev, struct cm_state *s, const cJSON *cmd
                 task_events(ev, s, &fresh, ts, index);
             }
         }
-    } else {
-        for (size_t i = 0; i < ev->n_notes; i++) {
-            task_events(ev, s, &ev->notes[i], ts, index);
+    } else if (strcmp(type, "deploy.start") == 0) {
+        /* Marathon's order: the request, the deployment, what it did to the
+         * tasks, the apps it ended. Only a request posts (not a rollback the
+         * controller started). */
+        const cJSON *changes = cJSON_GetObjectItemCaseSensitive(cmd, "changes");
+        const cJSON *c;
+        cJSON_ArrayForEach(c, changes)
+        {
+            if (strcmp(str_of(c, "type") ? str_of(c, "type") : "", "app.put") == 0) {
+                app_put_events(ev, c, origin, origin != NULL, ts, index);
+            }
         }
+        dep_events(ev, s, ts, index);
+        task_notes_events(ev, s, ts, index);
+        cJSON_ArrayForEach(c, changes)
+        {
+            if (strcmp(str_of(c, "type") ? str_of(c, "type") : "", "app.delete") == 0) {
+                push(ev, index, "app_terminated_event",
+                     app_event("app_terminated_event", str_of(c, "id"), ts));
+            }
+        }
+    } else if (strncmp(type, "deploy.", 7) == 0) {
+        dep_events(ev, s, ts, index);
+    } else {
+        task_notes_events(ev, s, ts, index);
         if (strcmp(type, "app.delete") == 0) {
             push(ev, index, "app_terminated_event",
                  app_event("app_terminated_event", str_of(cmd, "id"), ts));

@@ -16,7 +16,9 @@ struct fixture {
 
 static void fx_open(struct fixture *f, bool record)
 {
-    snprintf(f->dir, sizeof(f->dir), "/tmp/events-state-XXXXXX");
+    /* tmpfs when there is one: the allocation walk opens hundreds of databases. */
+    snprintf(f->dir, sizeof(f->dir), "%s/events-state-XXXXXX",
+             access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
     ASSERT_NOT_NULL(mkdtemp(f->dir));
     snprintf(f->path, sizeof(f->path), "%s/state.db", f->dir);
     struct cm_errbuf eb;
@@ -570,4 +572,158 @@ TEST(events_allocation_failures_are_counted_never_half_sent)
         points++;
     }
     ASSERT_INT_OP(points, >, 20);
+}
+
+/* ------------------------------------------------------------------ deployments */
+
+#define PLAN2                                                                      \
+    "\"plan\":{\"steps\":[{\"actions\":[{\"action\":\"StartApplication\",\"app\":" \
+    "\"/web\",\"version\":\"" V1                                                   \
+    "\"}]},{\"actions\":[{\"action\":\"ScaleApplication\","                        \
+    "\"app\":\"/web\",\"version\":\"" V1 "\"}]}]}"
+#define STEP0  "{\"actions\":[{\"action\":\"StartApplication\",\"app\":\"/web\"}]}"
+#define STEP1  "{\"actions\":[{\"action\":\"ScaleApplication\",\"app\":\"/web\"}]}"
+#define PLAN_M "{\"id\":\"d1\",\"steps\":[" STEP0 "," STEP1 "],\"version\":\"" V1 "\"}"
+
+static const char *dep_start =
+    "{\"origin\":{\"clientIp\":\"192.0.2.7\",\"uri\":\"/v2/apps\"},"
+    "\"type\":\"deploy.start\",\"at\":1795356000000,\"id\":\"d1\",\"version\":\"" V1
+    "\","
+    "\"apps\":[\"/web\"]," PLAN2 ",\"changes\":[{\"type\":\"app.put\",\"version\":\"" V1
+    "\",\"app\":{\"id\":\"/web\",\"cmd\":\"sleep 1000\",\"instances\":2}}]}";
+
+/* A deployment's life: the request and deployment_info at its start, a step's
+ * success and the next deployment_info, the last step's success and
+ * deployment_success; Marathon's plan shape (id, steps of actions, version). */
+static const struct step deployment_ok[] = {
+    {"{\"type\":\"deploy.step\",\"at\":1795356001000,\"id\":\"d1\",\"step\":1}",
+     {"{\"plan\":" PLAN_M ",\"currentStep\":" STEP0 ",\"eventType\":"
+      "\"deployment_step_success\",\"timestamp\":\"2026-11-22T14:00:01.000Z\"}",
+      "{\"plan\":" PLAN_M ",\"currentStep\":" STEP1 ",\"eventType\":\"deployment_info\","
+      "\"timestamp\":\"2026-11-22T14:00:01.000Z\"}"}},
+    /* Promotion (canaries) is ours, not Marathon's: no event. */
+    {"{\"type\":\"deploy.promote\",\"at\":1795356002000,\"id\":\"d1\"}", {NULL}},
+    {"{\"type\":\"deploy.done\",\"at\":1795356003000,\"id\":\"d1\"}",
+     {"{\"plan\":" PLAN_M ",\"currentStep\":" STEP1 ",\"eventType\":"
+      "\"deployment_step_success\",\"timestamp\":\"2026-11-22T14:00:03.000Z\"}",
+      "{\"id\":\"d1\",\"plan\":" PLAN_M ",\"eventType\":\"deployment_success\","
+      "\"timestamp\":\"2026-11-22T14:00:03.000Z\"}"}},
+    /* Over already: a late command moves nothing. */
+    {"{\"type\":\"deploy.cancel\",\"at\":1795356004000,\"id\":\"d1\"}", {NULL}},
+};
+
+TEST(events_deployment_start_steps_success)
+{
+    struct fixture f;
+    fx_open(&f, true);
+    ASSERT_OK(apply(&f, 1, dep_start));
+    struct taken t;
+    take(&f, &t);
+    ASSERT_INT_EQ(t.n, 2);
+    cJSON *j = event_json(&t, 0, "api_post_event");
+    ASSERT_STR_EQ(cJSON_GetObjectItem(j, "clientIp")->valuestring, "192.0.2.7");
+    ASSERT_STR_EQ(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(j, "appDefinition"), "id")->valuestring,
+        "/web");
+    cJSON_Delete(j);
+    ASSERT_STR_EQ(t.json[1], "{\"plan\":" PLAN_M ",\"currentStep\":" STEP0
+                             ",\"eventType\":\"deployment_info\","
+                             "\"timestamp\":\"2026-11-22T14:00:00.000Z\"}");
+    taken_done(&t);
+    run_steps(&f, 2, deployment_ok, CM_ARRAY_SIZE(deployment_ok));
+    fx_close(&f);
+}
+
+TEST(events_deployment_failed_and_replaced)
+{
+    struct fixture f;
+    fx_open(&f, true);
+    ASSERT_OK(apply(&f, 1, dep_start));
+    struct taken t;
+    take(&f, &t);
+    taken_done(&t);
+    ASSERT_OK(apply(&f, 2,
+                    "{\"type\":\"deploy.failed\",\"at\":1795356001000,\"id\":\"d1\","
+                    "\"reason\":\"tasks failed\"}"));
+    take(&f, &t);
+    ASSERT_INT_EQ(t.n, 2);
+    ASSERT_STR_EQ(t.json[0], "{\"plan\":" PLAN_M ",\"currentStep\":" STEP0
+                             ",\"eventType\":\"deployment_step_failure\","
+                             "\"timestamp\":\"2026-11-22T14:00:01.000Z\"}");
+    ASSERT_STR_EQ(t.json[1], "{\"id\":\"d1\",\"plan\":" PLAN_M
+                             ",\"eventType\":\"deployment_failed\",\"timestamp\":"
+                             "\"2026-11-22T14:00:01.000Z\",\"reason\":\"tasks failed\"}");
+    taken_done(&t);
+
+    /* d2 starts; d3 (same app, forced) replaces it: d2 fails, d3 starts. A
+     * deploy.start from the controller (no origin) posts nothing. */
+    ASSERT_OK(apply(&f, 3,
+                    "{\"type\":\"deploy.start\",\"at\":1795356002000,\"id\":\"d2\","
+                    "\"version\":\"v2\",\"apps\":[\"/web\"],\"plan\":{\"steps\":[]},"
+                    "\"changes\":[]}"));
+    take(&f, &t);
+    ASSERT_INT_EQ(t.n, 1);
+    ASSERT_STR_EQ(t.json[0],
+                  "{\"plan\":{\"id\":\"d2\",\"steps\":[],\"version\":\"v2\"},"
+                  "\"currentStep\":{\"actions\":[]},\"eventType\":"
+                  "\"deployment_info\",\"timestamp\":\"2026-11-22T14:00:02.000Z\"}");
+    taken_done(&t);
+    ASSERT_OK(apply(&f, 4,
+                    "{\"type\":\"deploy.start\",\"at\":1795356003000,\"id\":\"d3\","
+                    "\"version\":\"v3\",\"apps\":[\"/web\"],\"plan\":{\"steps\":[]},"
+                    "\"changes\":[{\"type\":\"app.put\",\"version\":\"v3\",\"app\":"
+                    "{\"id\":\"/web\",\"cmd\":\"sleep 1000\",\"instances\":3}}]}"));
+    take(&f, &t);
+    ASSERT_INT_EQ(t.n, 2);
+    ASSERT_STR_EQ(t.json[0],
+                  "{\"id\":\"d2\",\"plan\":{\"id\":\"d2\",\"steps\":[],\"version\":"
+                  "\"v2\"},\"eventType\":\"deployment_failed\",\"timestamp\":"
+                  "\"2026-11-22T14:00:03.000Z\",\"reason\":\"replaced by d3\"}");
+    ASSERT_STR_EQ(t.type[1], "deployment_info");
+    ASSERT_NOT_NULL(strstr(t.json[1], "\"id\":\"d3\""));
+    taken_done(&t);
+    fx_close(&f);
+}
+
+/* Stopping an app is a deployment too: deployment_info, its tasks killing,
+ * then app_terminated_event. */
+TEST(events_deployment_stop_app)
+{
+    struct fixture f;
+    fx_open(&f, true);
+    ASSERT_OK(apply(&f, 1, dep_start));
+    ASSERT_OK(apply(&f, 2, lifecycle[0].cmd)); /* web.1, web.2 staging */
+    struct taken t;
+    take(&f, &t);
+    taken_done(&t);
+    ASSERT_OK(apply(&f, 3,
+                    "{\"origin\":{\"clientIp\":\"192.0.2.7\",\"uri\":\"/v2/apps/web\"},"
+                    "\"type\":\"deploy.start\",\"at\":1795356003000,\"id\":\"d9\","
+                    "\"version\":\"v9\",\"apps\":[\"/web\"],\"plan\":{\"steps\":[{"
+                    "\"actions\":[{\"action\":\"StopApplication\",\"app\":\"/web\"}]}]},"
+                    "\"changes\":[{\"type\":\"app.delete\",\"at\":1795356003000,"
+                    "\"id\":\"/web\"},{\"type\":\"task.kill\",\"at\":1795356003000,"
+                    "\"ids\":[\"web.1\"]}]}"));
+    take(&f, &t);
+    static const char *const types[] = {
+        "deployment_step_failure", /* d1, replaced */
+        "deployment_failed",       /* */
+        "deployment_info",         /* d9 */
+        "status_update_event",     /* web.1 killing, once though noted twice */
+        "instance_changed_event",  /* */
+        "status_update_event",     /* web.2 killing */
+        "instance_changed_event",  /* */
+        "app_terminated_event",
+    };
+    ASSERT_INT_EQ(t.n, CM_ARRAY_SIZE(types));
+    for (size_t i = 0; i < t.n; i++) {
+        ASSERT_STR_EQ(t.type[i], types[i]);
+    }
+    ASSERT_NOT_NULL(strstr(t.json[2], "\"action\":\"StopApplication\",\"app\":\"/web\""));
+    ASSERT_NOT_NULL(
+        strstr(t.json[3], "\"taskId\":\"web.1\",\"taskStatus\":\"TASK_KILLING\""));
+    ASSERT_NOT_NULL(
+        strstr(t.json[5], "\"taskId\":\"web.2\",\"taskStatus\":\"TASK_KILLING\""));
+    taken_done(&t);
+    fx_close(&f);
 }
