@@ -107,8 +107,13 @@ unsigned cm_state_take_changes(struct cm_state *s);
  * removes), app.delete app_terminated_event, and every change of a task's state
  * or health, whatever command caused it, status_update_event followed by
  * instance_changed_event (state) or health_status_changed_event followed by
- * instance_health_changed_event (health). Timestamps are the command's stamped
- * time ("at", or an app.put's version), never the clock, so every node records
+ * instance_health_changed_event (health); a task ended by its health checks
+ * (reason "health check failed...") first gives unhealthy_instance_kill_event.
+ * deploy.* commands give deployment_info, deployment_step_success / _failure
+ * and deployment_success / _failed (a replaced or rolled-back deployment
+ * fails); a deploy.start's changes give their own events, its app.puts an
+ * api_post_event only when a request started it ("origin"). Timestamps are the command's
+ * stamped time ("at", or an app.put's version), never the clock, so every node records
  * the same events from the same log. Events wait in a bounded ring until taken;
  * past CM_STATE_EVENTS_MAX events or CM_STATE_EVENTS_MAX_BYTES bytes the oldest
  * are dropped, and counted. */

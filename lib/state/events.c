@@ -566,10 +566,36 @@ struct task_ctx {
     uint64_t index;
 };
 
+/* The executor ends a task its health checks condemned with this reason
+ * (lib/agent/health.c): Marathon announces such kills. */
+#define HEALTH_KILL_REASON "health check failed"
+
+static cJSON *unhealthy_instance_kill_event(const struct cm_task_row *r, const char *ts)
+{
+    cJSON *o = cJSON_CreateObject();
+    bool ok = o != NULL;
+    ok = ok && cJSON_AddStringToObject(o, "appId", r->app) != NULL;
+    ok = ok && cJSON_AddStringToObject(o, "taskId", r->id) != NULL;
+    ok = ok && cJSON_AddStringToObject(o, "instanceId", r->id) != NULL;
+    ok = ok && cJSON_AddStringToObject(o, "version", r->version) != NULL;
+    ok = ok && cJSON_AddStringToObject(o, "reason", r->reason) != NULL;
+    ok = ok && cJSON_AddStringToObject(o, "host", r->host) != NULL;
+    ok = ok && cJSON_AddStringToObject(o, "slaveId", r->node) != NULL;
+    ok = ok && cJSON_AddStringToObject(o, "eventType", "unhealthy_instance_kill_event");
+    ok = ok && cJSON_AddStringToObject(o, "timestamp", ts) != NULL;
+    return finish(o, ok);
+}
+
 static int task_changed(void *data, const struct cm_task_row *r)
 {
     struct task_ctx *t = data;
     struct state_events *ev = t->ev;
+    if (t->note->state != (int)r->state && cm_task_state_terminal(r->state) &&
+        r->reason != NULL &&
+        strncmp(r->reason, HEALTH_KILL_REASON, sizeof(HEALTH_KILL_REASON) - 1) == 0) {
+        push(ev, t->index, "unhealthy_instance_kill_event",
+             unhealthy_instance_kill_event(r, t->ts));
+    }
     if (t->note->state != (int)r->state) {
         push(ev, t->index, "status_update_event", status_update_event(r, t->ts));
         push(ev, t->index, "instance_changed_event", instance_changed_event(r, t->ts));

@@ -727,3 +727,44 @@ TEST(events_deployment_stop_app)
     taken_done(&t);
     fx_close(&f);
 }
+
+/* A task its health checks condemned: Marathon's unhealthy_instance_kill_event
+ * before the status update. */
+TEST(events_unhealthy_kill)
+{
+    struct fixture f;
+    fx_open(&f, true);
+    ASSERT_OK(apply(&f, 1, web_put));
+    ASSERT_OK(apply(&f, 2, lifecycle[0].cmd));
+    struct taken t;
+    take(&f, &t);
+    taken_done(&t);
+    ASSERT_OK(
+        apply(&f, 3,
+              "{\"type\":\"task.status\",\"at\":1795356003000,\"id\":\"web.1\","
+              "\"state\":\"failed\",\"reason\":\"health check failed: HTTP 500\"}"));
+    take(&f, &t);
+    ASSERT_INT_EQ(t.n, 3);
+    ASSERT_STR_EQ(
+        t.json[0],
+        "{\"appId\":\"/web\",\"taskId\":\"web.1\",\"instanceId\":\"web.1\","
+        "\"version\":\"" V1
+        "\",\"reason\":\"health check failed: HTTP 500\","
+        "\"host\":\"10.0.0.1\",\"slaveId\":\"n1\",\"eventType\":"
+        "\"unhealthy_instance_kill_event\",\"timestamp\":\"2026-11-22T14:00:03.000Z\"}");
+    ASSERT_STR_EQ(t.type[1], "status_update_event");
+    ASSERT_NOT_NULL(strstr(t.json[1],
+                           "\"taskStatus\":\"TASK_FAILED\",\"message\":"
+                           "\"health check failed: HTTP 500\""));
+    ASSERT_STR_EQ(t.type[2], "instance_changed_event");
+    taken_done(&t);
+    /* Another failure is not a health kill. */
+    ASSERT_OK(apply(&f, 4,
+                    "{\"type\":\"task.status\",\"at\":1795356004000,\"id\":\"web.2\","
+                    "\"state\":\"failed\",\"reason\":\"Command exited with status 1\"}"));
+    take(&f, &t);
+    ASSERT_INT_EQ(t.n, 2);
+    ASSERT_STR_EQ(t.type[0], "status_update_event");
+    taken_done(&t);
+    fx_close(&f);
+}
