@@ -40,6 +40,7 @@ int cmd_leader(int argc, char **argv);
 int cmd_deployments(int argc, char **argv);
 int cmd_promote(int argc, char **argv);
 int cmd_rollback(int argc, char **argv);
+int cmd_events(int argc, char **argv);
 
 /* ---- shared by the API verbs (cmd_client.c) */
 

@@ -4,8 +4,10 @@ order and in Marathon's shapes; the event_type filter; subscribers counted and
 freed."""
 import http.client
 import json
+import os
 import re
 import socket
+import subprocess
 import threading
 import time
 import urllib.error
@@ -319,3 +321,43 @@ def test_events_refused_without_event_stream_accept(agent):
         urllib.request.urlopen(req, timeout=10)
     assert e.value.code == 406
     assert "text/event-stream" in json.loads(e.value.read())["message"]
+
+
+def test_cli_events_prints_the_stream(agent, clusterctl_bin):
+    env = dict(os.environ, CLUSTERCTL_ADDR=agent)
+    raw = subprocess.Popen([clusterctl_bin, "events", "--type",
+                            "app_terminated_event,deployment_success", "--count", "3",
+                            "--raw"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, env=env)
+    human = subprocess.Popen([clusterctl_bin, "events", "--count", "4"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while metric(agent, "clusterctl_events_subscribers") < 2:
+            assert time.monotonic() < deadline, "the CLI did not subscribe"
+            time.sleep(0.05)
+        st, res = api(agent, "POST", "/v2/apps",
+                      {"id": "/cli-evt", "cmd": "sleep 1000", "cpus": 0.05, "mem": 32})
+        assert st == 201, res
+        st, res = api(agent, "DELETE", "/v2/apps/cli-evt")
+        assert st == 200, res
+        out, err = raw.communicate(timeout=60)
+        assert raw.returncode == 0, err
+        lines = [json.loads(l) for l in out.splitlines()]
+        assert [l["eventType"] for l in lines] == [
+            "deployment_success", "app_terminated_event", "deployment_success"]
+        assert lines[1]["appId"] == "/cli-evt"
+        out, err = human.communicate(timeout=60)
+        assert human.returncode == 0, err
+        lines = out.splitlines()
+        assert len(lines) == 4
+        # Its own attach and the other CLI's (in either order), then the post.
+        assert all(" event_stream_attached 127.0.0.1" in l for l in lines[:1])
+        assert " api_post_event /cli-evt from 127.0.0.1 (/v2/apps)" in out
+        assert re.search(r" deployment_info \S+ StartApplication /cli-evt", out)
+    finally:
+        for p in (raw, human):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
