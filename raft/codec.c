@@ -53,7 +53,7 @@ static void frame_end(struct cm_buf *out, struct cm_wbuf *w)
 
 int raft_frame_encode(uint8_t channel, const void *body, size_t len, struct cm_buf *out)
 {
-    if (channel > RAFT_CHANNEL_RPC) {
+    if (channel > RAFT_CHANNEL_JOIN) {
         return CM_EINVAL;
     }
     struct cm_wbuf w;
@@ -80,7 +80,7 @@ int raft_frame_header(const void *data, size_t len, uint8_t *ret_channel,
     if (version != RAFT_WIRE_VERSION) {
         return CM_EPROTO;
     }
-    if (channel > RAFT_CHANNEL_RPC || flen < 2) {
+    if (channel > RAFT_CHANNEL_JOIN || flen < 2) {
         return CM_EMALFORMED;
     }
     if (flen - 2 > RAFT_FRAME_MAX) {

@@ -640,6 +640,49 @@ static void recv_cb(void *data, const struct raft_message *m)
     host_step(h, &ev);
 }
 
+/* The transport's application hooks, passed on with the host's user data. */
+static void rpc_cb(void *data, raft_id from, const void *body, size_t len)
+{
+    struct raft_host *h = data;
+    if (!h->failed) {
+        h->o.rpc(h->o.data, from, body, len);
+    }
+}
+
+static int authorize_cb(void *data, const struct cm_stream *s, raft_id id)
+{
+    struct raft_host *h = data;
+    return h->o.authorize(h->o.data, s, id);
+}
+
+static void join_cb(void *data, struct cm_stream *s, const void *body, size_t len)
+{
+    struct raft_host *h = data;
+    h->o.join(h->o.data, s, body, len);
+}
+
+int raft_host_send_rpc(struct raft_host *h, raft_id to, const void *body, size_t len)
+{
+    if (h->failed) {
+        return CM_ESHUTDOWN;
+    }
+    return raft_transport_send_rpc(h->transport, to, body, len);
+}
+
+int raft_host_set_peer(struct raft_host *h, raft_id id, const char *address)
+{
+    if (h->failed) {
+        return CM_ESHUTDOWN;
+    }
+    return raft_transport_set_peer(h->transport, id, address);
+}
+
+void raft_host_transport_stats(const struct raft_host *h,
+                               struct raft_transport_stats *ret)
+{
+    raft_transport_get_stats(h->transport, ret);
+}
+
 int raft_host_propose(struct raft_host *h, const void *buf, size_t len,
                       raft_host_done_fn cb, void *data)
 {
@@ -842,6 +885,11 @@ int raft_host_start(struct ev_loop *loop, const struct raft_host_options *o,
         .recv = recv_cb,
         .peer_lost = peer_lost_cb,
         .data = h,
+        .wrap = o->wrap,
+        .wrap_data = o->wrap_data,
+        .rpc = o->rpc != NULL ? rpc_cb : NULL,
+        .authorize = o->authorize != NULL ? authorize_cb : NULL,
+        .join = o->join != NULL ? join_cb : NULL,
     };
     rv = raft_transport_start(loop, &to, &h->transport, eb);
     if (rv != 0) {
@@ -855,6 +903,12 @@ int raft_host_start(struct ev_loop *loop, const struct raft_host_options *o,
         goto err_after_transport;
     }
     raft_load_close(&load);
+    for (unsigned i = 0; i < o->n_peers; i++) {
+        if (o->peers[i].id != o->id) {
+            (void)raft_transport_set_peer(h->transport, o->peers[i].id,
+                                          o->peers[i].address);
+        }
+    }
     sync_peers(h);
     h->stepping = true;
     carry_out(h, &u);

@@ -439,9 +439,13 @@ int raft_bootstrap_entry(const struct raft_config *c, struct raft_entry *ret);
 #define RAFT_CHANNEL_HELLO 0 /* first frame: the sender's id and cluster */
 #define RAFT_CHANNEL_RAFT  1
 #define RAFT_CHANNEL_RPC   2
-#define RAFT_FRAME_HEADER  6                   /* length + version + channel */
-#define RAFT_FRAME_MAX     (16u * 1024 * 1024) /* body limit */
-#define RAFT_HELLO_BODY    16                  /* id + cluster id */
+#define RAFT_CHANNEL_JOIN                                                              \
+    3                                  /* first frame of a joining node (no HELLO, see \
+                                          raft_transport_options.join) */
+#define RAFT_JOIN_MAX     (60u * 1024) /* a JOIN body before authentication */
+#define RAFT_FRAME_HEADER 6            /* length + version + channel */
+#define RAFT_FRAME_MAX    (16u * 1024 * 1024) /* body limit */
+#define RAFT_HELLO_BODY   16                  /* id + cluster id */
 
 /* Append the frame for @m to @out. On failure @out is unchanged.
  * Errors: CM_ETOOBIG (body over RAFT_FRAME_MAX, an entry over 4 GiB),
@@ -652,6 +656,17 @@ struct raft_transport_options {
      * on success only. */
     int (*wrap)(void *wrap_data, int fd, bool server, struct cm_stream **ret);
     void *wrap_data;
+    /* Optional: decides whether an inbound connection that sent a valid HELLO
+     * from @id may carry raft and RPC frames (with mTLS: whether the peer
+     * presented a certificate of the cluster CA). Non-zero refuses it (counted
+     * in refused). NULL: every HELLO of our cluster is accepted. */
+    int (*authorize)(void *data, const struct cm_stream *s, raft_id id);
+    /* Optional: an inbound connection whose first frame is a RAFT_CHANNEL_JOIN
+     * frame (body at most RAFT_JOIN_MAX, borrowed for the call) is handed over:
+     * @s transfers to the callback, which answers on it and closes it; the
+     * transport forgets the connection. Bytes after the frame are dropped.
+     * NULL: such a connection is refused like any other without a HELLO. */
+    void (*join)(void *data, struct cm_stream *s, const void *body, size_t len);
 };
 
 /* Counters, for tests and metrics. */
@@ -666,6 +681,7 @@ struct raft_transport_stats {
     uint64_t frames_sent;     /* frames queued onto a connection */
     uint64_t frames_received; /* frames received after the HELLO */
     uint64_t queue_full;      /* sends refused with CM_EAGAIN */
+    uint64_t joins;           /* inbound connections handed to the join callback */
 };
 
 /* Listen on o->bind_address and start. @loop and @o are borrowed (strings
@@ -740,6 +756,19 @@ struct raft_host_options {
     struct raft_fsm fsm;
     /* Optional: role, term or leader changed. */
     void (*on_change)(void *data, enum raft_role role, raft_term term, raft_id leader);
+    /* Optional, passed to the transport (see struct raft_transport_options):
+     * node RPC frames, the stream wrapper (TLS), HELLO authorization and
+     * joining connections. They get @data. */
+    raft_transport_rpc_fn rpc;
+    int (*wrap)(void *wrap_data, int fd, bool server, struct cm_stream **ret);
+    void *wrap_data;
+    int (*authorize)(void *data, const struct cm_stream *s, raft_id id);
+    void (*join)(void *data, struct cm_stream *s, const void *body, size_t len);
+    /* Optional: where servers live before the configuration says so (a node
+     * that just joined must answer the leader before the log told it the
+     * leader's address). @n_peers entries, copied. */
+    const struct raft_server *peers;
+    unsigned n_peers;
     /* Optional: a fatal storage or state-machine error; the host has stopped.
      * Default: log it and exit(1) (a raft node must not go on after losing
      * durability). */
@@ -781,6 +810,17 @@ int raft_host_change(struct raft_host *h, enum raft_change_op op, raft_id id,
                      const char *address, raft_host_done_fn cb, void *data);
 /* Leadership transfer to @id (0: the best voter). */
 int raft_host_transfer(struct raft_host *h, raft_id id);
+
+/* Queue a node RPC frame with @body (copied) for server @to, on the connection
+ * this server dialled to it (see the transport). Errors: CM_ENOTFOUND (not a
+ * known peer), CM_EAGAIN (queue full), CM_ETOOBIG, CM_ESHUTDOWN, CM_ENOMEM. */
+int raft_host_send_rpc(struct raft_host *h, raft_id to, const void *body, size_t len);
+/* Tell the transport where @id lives although the configuration does not (yet)
+ * list it (see raft_host_options.peers). Errors: as raft_transport_set_peer. */
+int raft_host_set_peer(struct raft_host *h, raft_id id, const char *address);
+/* Transport counters (refused connections etc.). */
+void raft_host_transport_stats(const struct raft_host *h,
+                               struct raft_transport_stats *ret);
 
 /* The core, for queries (role, term, leader, config, indices). Borrowed. */
 const struct raft *raft_host_core(const struct raft_host *h);

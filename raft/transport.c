@@ -601,7 +601,8 @@ size_t raft_transport_queued(const struct raft_transport *t, raft_id id)
 /* ------------------------------------------------------------------ inbound */
 
 /* conn_read() results besides 0 and refusals (negative cm_err). */
-#define CONN_EOF 1 /* the peer closed or the socket failed: close quietly */
+#define CONN_EOF  1 /* the peer closed or the socket failed: close quietly */
+#define CONN_GONE 2 /* handed over to the join callback: already freed */
 
 static void conn_close(struct conn *c, int err)
 {
@@ -639,6 +640,9 @@ static int conn_dispatch(struct conn *c, uint8_t channel, const uint8_t *body, s
         }
         if (cluster != t->o.cluster_id) {
             return CM_EPERM;
+        }
+        if (t->o.authorize != NULL && t->o.authorize(t->o.data, c->s, id) != 0) {
+            return CM_EACCES;
         }
         c->peer_id = id;
         c->state = CONN_OPEN;
@@ -683,12 +687,32 @@ static int conn_dispatch(struct conn *c, uint8_t channel, const uint8_t *body, s
     }
 }
 
+/* The first frame was a JOIN: give the stream to the join callback and free
+ * the connection without closing it. Returns CM_ECLOSED so the reader touches
+ * nothing of @c again. */
+static int conn_hand_over(struct conn *c, const uint8_t *body, size_t len)
+{
+    struct raft_transport *t = c->t;
+    struct cm_stream *s = c->s;
+    uint8_t *rbuf = c->rbuf;
+    ev_io_stop(t->loop, &c->io);
+    ev_timer_stop(t->loop, &c->timer);
+    list_remove(&c->link);
+    t->n_conns--;
+    cm_free(&c);
+    t->stats.joins++;
+    t->o.join(t->o.data, s, body, len);
+    cm_free(&rbuf);
+    return CONN_GONE;
+}
+
 /* Dispatch every complete frame in the read buffer and keep the partial rest at
  * its front, growing the buffer when the next frame is bigger. The header is
  * checked as soon as it is in, so an oversized frame is refused before any of
  * its body is buffered. */
 static int conn_frames(struct conn *c)
 {
+    struct raft_transport *t = c->t;
     size_t off = 0;
     int rv = 0;
     while (c->rlen - off >= RAFT_FRAME_HEADER) {
@@ -697,6 +721,19 @@ static int conn_frames(struct conn *c)
         rv = raft_frame_header(c->rbuf + off, c->rlen - off, &channel, &blen);
         if (rv != 0) {
             return rv;
+        }
+        if (c->state == CONN_HELLO && channel == RAFT_CHANNEL_JOIN && t->o.join != NULL &&
+            blen <= RAFT_JOIN_MAX) {
+            /* A joining node: it has no identity yet, so the application
+             * (which checks its secret) takes the connection over. */
+            size_t total = RAFT_FRAME_HEADER + (size_t)blen;
+            if (c->rlen - off < total) {
+                if (total > c->rcap) {
+                    return CM_ETOOBIG; /* RAFT_JOIN_MAX fits the read buffer */
+                }
+                break;
+            }
+            return conn_hand_over(c, c->rbuf + off + RAFT_FRAME_HEADER, blen);
         }
         if (c->state == CONN_HELLO &&
             (channel != RAFT_CHANNEL_HELLO || blen != RAFT_HELLO_BODY)) {
@@ -791,6 +828,9 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
         if (t->depth == 0) {
             transport_free(t);
         }
+        return;
+    }
+    if (rv == CONN_GONE) {
         return;
     }
     if (rv != 0) {

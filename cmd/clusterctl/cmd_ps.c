@@ -13,7 +13,7 @@ int cmd_ps(int argc, char **argv)
         .usage = "ps [APP] [--addr HOST:PORT] [--json]",
         .about =
             "List the tasks that are not over (GET /v2/tasks, or GET\n"
-            "/v2/apps/APP/tasks): their state, host, ports and start time.",
+            "/v2/apps/APP/tasks): their state, health, host, ports and start time.",
     };
     int rv = cmd_client_parse(&c, argc, argv, NULL, 0, 0, 1);
     if (rv >= 0) {
@@ -34,7 +34,7 @@ int cmd_ps(int argc, char **argv)
     if (c.json) {
         printf("%s\n", text);
     } else {
-        static const char *const head[] = {"TASK", "APP",   "STATE",
+        static const char *const head[] = {"TASK", "APP",   "STATE",  "HEALTH",
                                            "HOST", "PORTS", "STARTED"};
         struct cmd_table t = {head, CM_ARRAY_SIZE(head), NULL, 0};
         const cJSON *k;
@@ -51,9 +51,11 @@ int cmd_ps(int argc, char **argv)
             char state[32];
             snprintf(state, sizeof(state), "%s",
                      cmd_task_state(cmd_json_str(k, "state")));
+            char health[256];
             const char *cells[] = {cmd_json_str(k, "id"),
                                    cmd_json_str(k, "appId"),
                                    state,
+                                   cmd_task_health(k, false, health, sizeof(health)),
                                    cmd_json_str(k, "host"),
                                    ports[0] ? ports : "-",
                                    cmd_json_str(k, "startedAt")};

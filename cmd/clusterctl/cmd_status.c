@@ -111,7 +111,7 @@ int cmd_status(int argc, char **argv)
                     "reasons: --addr $(clusterctl leader))\n");
             }
         }
-        static const char *const head[] = {"TASK",  "STATE",   "HOST",
+        static const char *const head[] = {"TASK",  "STATE",   "HEALTH", "HOST",
                                            "PORTS", "STARTED", "VERSION"};
         struct cmd_table t = {head, CM_ARRAY_SIZE(head), NULL, 0};
         const cJSON *k;
@@ -128,10 +128,14 @@ int cmd_status(int argc, char **argv)
             char state[32];
             snprintf(state, sizeof(state), "%s",
                      cmd_task_state(cmd_json_str(k, "state")));
-            const char *cells[] = {
-                cmd_json_str(k, "id"),        state,
-                cmd_json_str(k, "host"),      ports[0] ? ports : "-",
-                cmd_json_str(k, "startedAt"), cmd_json_str(k, "version")};
+            char health[256];
+            const char *cells[] = {cmd_json_str(k, "id"),
+                                   state,
+                                   cmd_task_health(k, true, health, sizeof(health)),
+                                   cmd_json_str(k, "host"),
+                                   ports[0] ? ports : "-",
+                                   cmd_json_str(k, "startedAt"),
+                                   cmd_json_str(k, "version")};
             cmd_table_add(&t, cells);
         }
         if (t.nrows > 0) {

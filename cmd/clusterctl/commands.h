@@ -41,6 +41,10 @@ int cmd_deployments(int argc, char **argv);
 int cmd_promote(int argc, char **argv);
 int cmd_rollback(int argc, char **argv);
 int cmd_events(int argc, char **argv);
+int cmd_members(int argc, char **argv);
+int cmd_nodes(int argc, char **argv);
+int cmd_drain(int argc, char **argv);
+int cmd_undrain(int argc, char **argv);
 
 /* ---- shared by the API verbs (cmd_client.c) */
 
@@ -108,6 +112,10 @@ const char *cmd_json_str(const struct cJSON *obj, const char *key);
 double cmd_json_num(const struct cJSON *obj, const char *key, double dflt);
 /* "TASK_RUNNING" -> "running" (static buffer). */
 const char *cmd_task_state(const char *marathon);
+/* A task's health from its healthCheckResults: "-" (no checks or no result
+ * yet), "healthy", or "unhealthy" (with @cause: ": <the failing check's last
+ * cause>"), the latter written into @buf. */
+const char *cmd_task_health(const struct cJSON *task, bool cause, char *buf, size_t cap);
 
 /* One line of a deployment's progress (GET /v1/deployments/ID): "step 1/2:
  * /web 2/3 new healthy, 1 old left". */

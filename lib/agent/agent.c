@@ -20,6 +20,7 @@
 #include <cjson/cJSON.h>
 
 #include "agent/agent.h"
+#include "agent/agent_int.h"
 #include "isolation/isolation.h"
 #include "state/db.h"
 #include "state/state.h"
@@ -63,6 +64,14 @@ struct agent_task {
     /* The last report handed to the daemon: state and when (mono ms). */
     int reported_state; /* -1: none */
     uint64_t reported_at;
+    /* Health and readiness checks (health.c) while the task runs. */
+    struct agent_health *health;
+    char *row_health; /* the replica's health of the task; NULL: none */
+    bool row_ready;
+    int health_sent; /* the last health report's (verdict, ready) key; -1: none */
+    uint64_t health_sent_at;
+    bool health_killed; /* stopped because a check reached its failure limit */
+    char health_reason[CM_AGENT_REASON_MAX + 1];
 };
 
 struct cm_agent {
@@ -271,6 +280,29 @@ static int wanted_report(const struct agent_task *t)
     }
 }
 
+/* A running task's health, readiness and check results (only what is known). */
+static bool add_health_fields(struct agent_task *t, cJSON *o)
+{
+    const char *verdict = agent__health_verdict(t->health);
+    if (verdict != NULL && cJSON_AddStringToObject(o, "health", verdict) == NULL) {
+        return false;
+    }
+    if (agent__health_ready(t->health) && cJSON_AddTrueToObject(o, "ready") == NULL) {
+        return false;
+    }
+    cJSON *checks = agent__health_checks_json(t->health);
+    if (checks == NULL) {
+        return false;
+    }
+    if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(checks, "health")) +
+            cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(checks, "readiness")) ==
+        0) {
+        cJSON_Delete(checks);
+        return true;
+    }
+    return cJSON_AddItemToObject(o, "checks", checks);
+}
+
 static void send_report(struct agent_task *t, int state)
 {
     struct cm_agent *a = t->a;
@@ -282,6 +314,9 @@ static void send_report(struct agent_task *t, int state)
         cJSON_AddStringToObject(o, "id", t->id) != NULL &&
         cJSON_AddStringToObject(o, "state",
                                 cm_task_state_name((enum cm_task_state)state)) != NULL;
+    if (ok && state == CM_TASK_RUNNING && t->health != NULL) {
+        ok = add_health_fields(t, o);
+    }
     if (ok && state != CM_TASK_RUNNING) {
         if (t->rec.exit_code >= 0) {
             ok = cJSON_AddNumberToObject(o, "exit", t->rec.exit_code) != NULL;
@@ -305,17 +340,44 @@ static void send_report(struct agent_task *t, int state)
     t->reported_at = cm_clock_mono_ms(a->clock);
 }
 
+/* The (verdict, ready) key the replica should show for a running task and does
+ * not, or -1. Only transitions are reported: no verdict yet is no news, and
+ * readiness only ever becomes true. */
+static int wanted_health(const struct agent_task *t)
+{
+    if (t->health == NULL || t->phase != CM_AGENT_PHASE_RUNNING || t->orphan ||
+        t->row_state != CM_TASK_RUNNING) {
+        return -1;
+    }
+    const char *verdict = agent__health_verdict(t->health);
+    bool ready = agent__health_ready(t->health);
+    bool news = (verdict != NULL &&
+                 (t->row_health == NULL || strcmp(verdict, t->row_health) != 0)) ||
+                (ready && !t->row_ready);
+    if (!news) {
+        return -1;
+    }
+    return (verdict == NULL ? 0 : verdict[0] == 'h' ? 1 : 2) * 2 + ready;
+}
+
 /* Report what the replica lacks: at once when it is news, else again after
  * resend_ms (a proposal can be lost with a leader). */
 static void maybe_report(struct agent_task *t)
 {
+    uint64_t now = cm_clock_mono_ms(t->a->clock);
     int want = wanted_report(t);
-    if (want < 0) {
+    if (want >= 0) {
+        if (want != t->reported_state || now - t->reported_at >= t->a->resend_ms) {
+            send_report(t, want);
+        }
         return;
     }
-    uint64_t now = cm_clock_mono_ms(t->a->clock);
-    if (want != t->reported_state || now - t->reported_at >= t->a->resend_ms) {
-        send_report(t, want);
+    int key = wanted_health(t);
+    if (key >= 0 &&
+        (key != t->health_sent || now - t->health_sent_at >= t->a->resend_ms)) {
+        t->health_sent = key;
+        t->health_sent_at = now;
+        send_report(t, CM_TASK_RUNNING);
     }
 }
 
@@ -326,6 +388,8 @@ static void task_free(struct agent_task *t)
     struct cm_agent *a = t->a;
     ev_io_stop(a->loop, &t->pid_w);
     ev_timer_stop(a->loop, &t->kill_w);
+    agent__health_free(t->health);
+    cm_free(&t->row_health);
     if (t->pidfd >= 0) {
         close(t->pidfd);
     }
@@ -343,6 +407,8 @@ static void finish(struct agent_task *t, int code, const char *lost_reason)
     struct cm_agent *a = t->a;
     ev_io_stop(a->loop, &t->pid_w);
     ev_timer_stop(a->loop, &t->kill_w);
+    agent__health_free(t->health);
+    t->health = NULL;
     if (t->pidfd >= 0) {
         close(t->pidfd);
         t->pidfd = -1;
@@ -388,6 +454,12 @@ static void finish(struct agent_task *t, int code, const char *lost_reason)
                  lost_reason ? lost_reason
                              : "the task's init ended without an exit status "
                                "(killed from outside?)");
+    }
+    /* Killed by its own checks: a failure (it counts toward the launch backoff,
+     * compat.md §1.7), with the check's cause. */
+    if (t->health_killed && !oom) {
+        r->final_state = CM_TASK_FAILED;
+        snprintf(r->reason, sizeof(r->reason), "%s", t->health_reason);
     }
     r->phase = CM_AGENT_PHASE_EXITED;
     t->phase = CM_AGENT_PHASE_EXITED;
@@ -484,6 +556,7 @@ static void stop(struct agent_task *t)
     }
     t->stop_requested = true;
     t->phase = CM_AGENT_PHASE_STOPPING;
+    agent__health_stop(t->health);
     if (t->pidfd >= 0) {
         sys_pidfd_signal(t->pidfd, SIGTERM);
     }
@@ -518,8 +591,9 @@ static void cleanup_cgroup(struct agent_task *t)
 /* ------------------------------------------------------------------ launch */
 
 struct row_copy {
-    char *id, *app, *version, *host, *ports;
+    char *id, *app, *version, *host, *ports, *health;
     enum cm_task_state state;
+    bool ready;
 };
 
 struct spec_find {
@@ -570,6 +644,63 @@ static int load_app(struct cm_agent *a, const struct row_copy *row, struct cm_ap
         snprintf(why, cap, "app spec of %s unreadable: %s", row->app, cm_strerror(rv));
     }
     return rv;
+}
+
+/* ------------------------------------------------------------------ health hooks */
+
+static void on_health_changed(void *data)
+{
+    maybe_report(data);
+}
+
+static void on_health_kill(void *data, const char *reason)
+{
+    struct agent_task *t = data;
+    t->health_killed = true;
+    snprintf(t->health_reason, sizeof(t->health_reason), "%s", reason);
+    trace(t->a, "health-kill task=%s reason=%s", t->id, reason);
+    stop(t);
+}
+
+static void on_health_trace(void *data, const char *line)
+{
+    struct agent_task *t = data;
+    trace(t->a, "%s", line);
+}
+
+/* Start the checks of a running task once (after a launch, or a re-adoption). */
+static void health_ensure(struct agent_task *t, const struct row_copy *row)
+{
+    struct cm_agent *a = t->a;
+    if (t->health != NULL || t->phase != CM_AGENT_PHASE_RUNNING || t->orphan) {
+        return;
+    }
+    char why[CM_AGENT_REASON_MAX + 1];
+    struct cm_app *app = NULL;
+    if (load_app(a, row, &app, why, sizeof(why)) != 0) {
+        return; /* the next sync tries again */
+    }
+    struct agent_health_task ht = {
+        .id = t->id,
+        .version = row->version,
+        .host = row->host && row->host[0] ? row->host : a->host,
+        .ports_json = row->ports,
+        .sandbox = t->sandbox,
+        .started_at = t->rec.launched_at,
+        .pidfd = t->pidfd,
+        .pid = (pid_t)t->rec.pid,
+        .cg = t->cg,
+    };
+    struct agent_health_cbs cbs = {
+        .data = t,
+        .changed = on_health_changed,
+        .kill = on_health_kill,
+        .trace = a->trace_fn != NULL ? on_health_trace : NULL,
+    };
+    if (agent__health_new(a->loop, a->clock, app, &ht, &cbs, &t->health) != 0) {
+        t->health = NULL;
+        cm_app_free(app);
+    }
 }
 
 static int open_log(const struct agent_task *t, int s)
@@ -707,6 +838,7 @@ static void launch(struct agent_task *t, const struct row_copy *row)
     t->phase = CM_AGENT_PHASE_RUNNING;
     watch(t);
     trace(a, "launch task=%s pid=%d cgroup=%s", t->id, (int)pid, t->rec.cgroup);
+    health_ensure(t, row);
     maybe_report(t);
     goto out;
 fail:
@@ -805,6 +937,7 @@ static struct agent_task *task_new(struct cm_agent *a, const char *id)
     t->a = a;
     t->pidfd = -1;
     t->reported_state = -1;
+    t->health_sent = -1;
     t->rec.exit_code = -1;
     ev_init(&t->pid_w, on_pid);
     ev_init(&t->kill_w, on_kill_timer);
@@ -843,6 +976,7 @@ static void reconcile(struct agent_task *t, const struct row_copy *row)
                 (st == CM_TASK_KILLING || cm_task_state_terminal(st))) {
                 stop(t);
             }
+            health_ensure(t, row);
             if (t->phase == CM_AGENT_PHASE_EXITED && cm_task_state_terminal(st)) {
                 cleanup_cgroup(t);
             }
@@ -872,6 +1006,7 @@ static void reconcile(struct agent_task *t, const struct row_copy *row)
         if (st == CM_TASK_KILLING || cm_task_state_terminal(st)) {
             stop(t);
         }
+        health_ensure(t, row);
         maybe_report(t);
         break;
     case CM_AGENT_PHASE_EXITED:
@@ -912,6 +1047,7 @@ static void rows_done(struct rows *r)
         cm_free(&r->v[i].version);
         cm_free(&r->v[i].host);
         cm_free(&r->v[i].ports);
+        cm_free(&r->v[i].health);
     }
     cm_free(&r->v);
 }
@@ -936,7 +1072,9 @@ static int collect_row(void *data, const struct cm_task_row *row)
     c->version = dup_or_null(row->version, &r->err);
     c->host = dup_or_null(row->host, &r->err);
     c->ports = dup_or_null(row->ports, &r->err);
+    c->health = dup_or_null(row->health, &r->err);
     c->state = row->state;
+    c->ready = row->ready;
     return r->err;
 }
 
@@ -1033,6 +1171,9 @@ int cm_agent_sync(struct cm_agent *a, struct cm_errbuf *eb)
         t->seen = true;
         t->orphan = false;
         t->row_state = row->state;
+        t->row_ready = row->ready;
+        cm_free(&t->row_health);
+        t->row_health = row->health != NULL ? cm_strdup(row->health) : NULL;
         reconcile(t, row);
     }
     rows_done(&rows);

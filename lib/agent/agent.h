@@ -278,4 +278,77 @@ void cm_agent_cgroup_name(const char *id, char *out, size_t cap);
  * at most 255 bytes, no control characters). */
 bool cm_agent_id_ok(const char *id);
 
+/* ------------------------------------------------------------------ health checks
+ * Health and readiness checks run here, on the node that runs the task, never on
+ * the leader (DESIGN.md §7; health.c). These are their pure parts: Marathon's
+ * rules (shared/specs/compat.md §1.7, §1.8) as functions of their inputs. */
+
+struct cm_app_health_check;
+struct cm_app_readiness_check;
+
+/* What one check execution says. */
+enum cm_hc_result {
+    CM_HC_HEALTHY = 0, /* HTTP 200-399, TCP connected, command exited 0 */
+    CM_HC_UNHEALTHY,   /* anything else, timeouts included */
+    CM_HC_IGNORED,     /* HTTP 1xx with ignoreHttp1xx: discarded, nothing changes */
+};
+
+/* The result of an HTTP(S) check answered with @status: 200-399 healthy; 1xx
+ * ignored when @ignore_1xx, else unhealthy like every other status. */
+enum cm_hc_result cm_agent_hc_http_result(int status, bool ignore_1xx);
+
+/* True when @status is one of @codes (httpStatusCodesForReady). */
+bool cm_agent_rc_ready(int status, const int32_t *codes, size_t n);
+
+/* The port a health check probes on a task whose row holds the host ports
+ * @ports_json (JSON array): `port` when given, else the host port at
+ * `portIndex`, else the host port of the port named `portName` (its index in
+ * portMappings for container networking, else in portDefinitions).
+ * Errors (with @why, @cap bytes, saying which): CM_EINVAL (a COMMAND check, or
+ * nothing selects a port), CM_ENOTFOUND (portName names no port), CM_ERANGE (the
+ * task has no host port at that index), CM_EMALFORMED (@ports_json). */
+int cm_agent_hc_port(const struct cm_app *app, const struct cm_app_health_check *hc,
+                     const char *ports_json, char *why, size_t cap);
+/* The same for a readiness check (always by portName). */
+int cm_agent_rc_port(const struct cm_app *app, const struct cm_app_readiness_check *rc,
+                     const char *ports_json, char *why, size_t cap);
+
+#define CM_HC_CAUSE_MAX 160
+
+/* The running record of one health check of one task (Marathon's Health). */
+struct cm_hc_state {
+    int64_t started_at; /* ms: the task's start; the grace period runs from it */
+    int alive;          /* -1 no verdict yet, 0 unhealthy, 1 healthy */
+    uint32_t consecutive_failures; /* counted after the grace period only */
+    int64_t first_success;         /* ms; 0: never */
+    int64_t last_success;          /* ms; 0: never */
+    int64_t last_failure;          /* ms; 0: never */
+    char last_failure_cause[CM_HC_CAUSE_MAX];
+};
+
+/* What cm_agent_hc_step asks of the caller (bits). */
+#define CM_HC_CHANGED 1u /* `alive` changed: the task's verdict may have */
+#define CM_HC_KILL    2u /* the failure limit is reached: kill the task */
+
+/* Initialise @s for a task that started at @started_at (ms). */
+void cm_agent_hc_init(struct cm_hc_state *s, int64_t started_at);
+
+/* Feed the result @r of one execution of @hc finished at @now (ms); @cause (may be
+ * NULL) says why it failed. Marathon's rules (compat.md §1.7):
+ *  - ignored results change nothing;
+ *  - a failure before the first success and within gracePeriodSeconds of the
+ *    start is ignored;
+ *  - a success resets the consecutive failures; a counted failure adds one;
+ *  - kill when consecutive failures >= maxConsecutiveFailures, where 0 means
+ *    "never" for the checks Marathon runs (HTTP, HTTPS, TCP) and "at the first
+ *    failure" for the ones Mesos runs (MESOS_*, COMMAND: Mesos kills after
+ *    consecutive_failures failures and Marathon passes the value through).
+ * Returns CM_HC_* bits. */
+unsigned cm_agent_hc_step(struct cm_hc_state *s, const struct cm_app_health_check *hc,
+                          enum cm_hc_result r, const char *cause, int64_t now);
+
+/* A task's health over all its checks: 1 when every check is alive, 0 when one
+ * is not, -1 when some have no verdict yet and none failed (or @n is 0). */
+int cm_agent_hc_verdict(const struct cm_hc_state *v, size_t n);
+
 #endif /* CM_AGENT_H */

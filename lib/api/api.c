@@ -514,6 +514,7 @@ static void task_done(struct api_task *t)
     cm_free(&t->ports);
     cm_free(&t->health);
     cm_free(&t->reason);
+    cm_free(&t->checks);
 }
 
 static char *dup_or_null(const char *s, bool *oom)
@@ -551,6 +552,8 @@ static int load_task_row(void *data, const struct cm_task_row *row)
     t->ports = dup_or_null(row->ports, &oom);
     t->health = dup_or_null(row->health, &oom);
     t->reason = dup_or_null(row->reason, &oom);
+    t->checks = dup_or_null(row->checks, &oom);
+    t->ready = row->ready;
     if (oom || t->id == NULL || t->app == NULL) {
         task_done(t);
         return CM_ENOMEM;
@@ -746,17 +749,10 @@ int api__task_json(const struct api_task *t, const struct cm_app *spec,
                 : cm_buf_printf(out, ",\"protocol\":\"%s\"}",
                                 strchr(t->host, ':') != NULL ? "IPv6" : "IPv4");
     }
-    /* Health is reported as a verdict only (DESIGN §7: transitions); the
-     * per-check timestamps of Marathon are not tracked yet. */
+    /* Per-check results as of the task's last health transition (DESIGN §7:
+     * only transitions go through the log). */
     rv = rv ? rv : cm_buf_puts(out, "],\"healthCheckResults\":[");
-    if (rv == 0 && t->health != NULL) {
-        rv = cm_buf_printf(out, "{\"alive\":%s,\"instanceId\":",
-                           strcmp(t->health, "healthy") == 0 ? "true" : "false");
-        rv = rv ? rv : api__json_str(out, t->id);
-        rv = rv ? rv : cm_buf_puts(out, ",\"taskId\":");
-        rv = rv ? rv : api__json_str(out, t->id);
-        rv = rv ? rv : cm_buf_puts(out, "}");
-    }
+    rv = rv ? rv : api__health_results(t, out);
     rv = rv ? rv : cm_buf_puts(out, "]");
     if (rv == 0 && spec != NULL) {
         rv = cm_buf_puts(out, ",\"role\":");
@@ -850,6 +846,11 @@ int api__app_info(struct cm_api *api, const struct api_app *a, const struct api_
     if (rv == 0 && (embed & API_EMBED_DEPLOYMENTS)) {
         rv = cm_buf_puts(out, ",\"deployments\":[]");
     }
+    if (rv == 0 && (embed & API_EMBED_TASKS) && a->spec != NULL &&
+        a->spec->n_readiness_checks > 0) {
+        rv = cm_buf_puts(out, ",\"readinessCheckResults\":");
+        rv = rv ? rv : api__readiness_results(t, begin, end, out);
+    }
     if (rv == 0 && (embed & API_EMBED_TASKS)) {
         rv = cm_buf_puts(out, ",\"tasks\":[");
         bool first = true;
@@ -901,9 +902,16 @@ int cm_api_start(struct cm_http_server *srv, const struct cm_api_ops *ops,
     if (rv == 0) {
         rv = api__routes_deploy(api);
     }
+    if (rv == 0) {
+        rv = api__routes_cluster(api);
+    }
+    if (rv == 0) {
+        rv = api__routes_nodes(api);
+    }
     if (rv != 0) {
         /* Routes cannot be removed from the server: the caller frees it. */
         api__events_close(api);
+        api__gates_free(api);
         cm_free(&api);
         return rv;
     }
@@ -923,5 +931,6 @@ void cm_api_free(struct cm_api *api)
     }
     api__follows_close(api);
     api__events_close(api);
+    api__gates_free(api);
     cm_free(&api);
 }

@@ -69,6 +69,16 @@ struct cm_api_ops {
     const char *version;
     /* The cluster's identity for /v2/info's frameworkId (may be NULL). */
     const char *(*cluster_id)(void *data);
+    /* Linearizable reads (GET ...?consistent=true): a ReadIndex through the
+     * leader, then @done (once, from the loop, never inside this call) with 0
+     * when this replica has applied that index, else a cm_err and a message.
+     * Returns an error when @done will not run. NULL: such reads get 503. */
+    int (*read_barrier)(void *data, cm_api_done_fn done, void *arg);
+    /* The raft members as a JSON array for GET /v1/members (NULL: 503). */
+    int (*members)(void *data, struct cm_buf *out);
+    /* When this node last heard @node's heartbeat (wall-clock ms), or -1 when
+     * it does not know (only the leader hears heartbeats). May be NULL. */
+    int64_t (*node_heard_ms)(void *data, const char *node);
     /* /v2/events: a subscriber whose unread bytes would pass this is dropped
      * (0: 8 MiB; the HTTP server's max_output caps it too); an SSE comment
      * goes to every subscriber this often (0: 15000 ms). The stream needs

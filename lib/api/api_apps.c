@@ -1285,8 +1285,8 @@ int api__routes_apps(struct cm_api *api)
         {"GET", "/v2/queue", API_BODY_LIMIT_NONE, h_queue},
     };
     for (size_t i = 0; i < CM_ARRAY_SIZE(routes); i++) {
-        int rv = cm_http_server_route(api->srv, routes[i].method, routes[i].pattern,
-                                      routes[i].limit, routes[i].fn, api);
+        int rv = api__route(api, routes[i].method, routes[i].pattern, routes[i].limit,
+                            routes[i].fn);
         if (rv != 0) {
             return rv;
         }

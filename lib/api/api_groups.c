@@ -538,8 +538,8 @@ int api__routes_groups(struct cm_api *api)
         {"DELETE", "/v2/groups/{id*}", API_BODY_LIMIT_NONE, h_group_delete},
     };
     for (size_t i = 0; i < CM_ARRAY_SIZE(routes); i++) {
-        int rv = cm_http_server_route(api->srv, routes[i].method, routes[i].pattern,
-                                      routes[i].limit, routes[i].fn, api);
+        int rv = api__route(api, routes[i].method, routes[i].pattern, routes[i].limit,
+                            routes[i].fn);
         if (rv != 0) {
             return rv;
         }

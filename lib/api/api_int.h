@@ -27,6 +27,8 @@
 
 struct api_write;
 struct api_follow;
+struct api_gate;
+struct api_read;
 
 struct cm_api {
     struct cm_api_ops ops;
@@ -34,8 +36,10 @@ struct cm_api {
     struct api_write *writes;   /* in flight, to detach them in cm_api_free */
     struct api_follow *follows; /* log followers */
     unsigned n_follows;
-    struct api_events *events; /* /v2/events (api_events.c) */
     int64_t last_version_ms;   /* versions are strictly increasing from this node */
+    struct api_gate *gates;    /* GET routes behind the consistent-read gate */
+    struct api_read *reads;    /* consistent reads waiting for their barrier */
+    struct api_events *events; /* /v2/events (api_events.c) */
 };
 
 /* ---- JSON output */
@@ -135,6 +139,8 @@ struct api_task {
     char *ports; /* JSON array */
     char *health;
     char *reason;
+    char *checks; /* JSON: per-check results (state/db.h), NULL when none */
+    bool ready;
     enum cm_task_state state;
     int64_t exit_status;
     int64_t staged_at;
@@ -147,6 +153,13 @@ struct api_tasks {
     size_t n;
     size_t cap;
 };
+
+/* api_health.c: the elements of a task's healthCheckResults array (without the
+ * brackets), and an app's readinessCheckResults array for its tasks in
+ * [begin, end). Errors: CM_ENOMEM. */
+int api__health_results(const struct api_task *t, struct cm_buf *out);
+int api__readiness_results(const struct api_tasks *t, size_t begin, size_t end,
+                           struct cm_buf *out);
 
 /* Tasks of @app (NULL: all), sorted by app then id. */
 int api__tasks_load(struct cm_api *api, const char *app, struct api_tasks *out);
@@ -195,9 +208,18 @@ const char *api__task_state(enum cm_task_state st);
 
 /* ---- route registration, one function per file */
 
+/* Register a route like cm_http_server_route with @api as data; GET routes
+ * honour ?consistent=true (a read barrier first, api_cluster.c). */
+int api__route(struct cm_api *api, const char *method, const char *pattern, size_t limit,
+               cm_http_handler_fn fn);
+int api__routes_cluster(struct cm_api *api);
+/* Free the gates and detach waiting reads (cm_api_free). */
+void api__gates_free(struct cm_api *api);
+
 int api__routes_apps(struct cm_api *api);
 int api__routes_groups(struct cm_api *api);
 int api__routes_misc(struct cm_api *api);
+int api__routes_nodes(struct cm_api *api);
 /* Stop and free every log follower (cm_api_free). */
 void api__follows_close(struct cm_api *api);
 /* /v2/events (api_events.c): the route and its state; close ends every

@@ -1,5 +1,5 @@
-/* /ping, /v2/info, /v2/leader, /metrics, and the native /v1
- * routes (nodes, task logs). */
+/* /ping, /v2/info, /v2/leader, /metrics, and the native /v1 task logs (the
+ * node routes are in api_nodes.c, /v2/deployments in api_deploy.c). */
 #include <ev.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,37 +178,6 @@ static void h_metrics(struct cm_http_req *req, void *data)
     cm_buf_done(&b);
     api__apps_done(&apps);
     api__tasks_done(&tasks);
-}
-
-/* ------------------------------------------------------------------ /v1/nodes */
-
-static int node_json(void *data, const struct cm_node_row *row)
-{
-    struct cm_buf *b = data;
-    int rv = b->data[b->len - 1] == '[' ? 0 : cm_buf_puts(b, ",");
-    rv = rv ? rv : cm_buf_puts(b, "{\"id\":");
-    rv = rv ? rv : api__json_str(b, row->id);
-    rv = rv ? rv : cm_buf_puts(b, ",\"address\":");
-    rv = rv ? rv : api__json_str(b, row->address);
-    rv = rv ? rv : cm_buf_puts(b, ",\"state\":");
-    rv = rv ? rv : api__json_str(b, row->state);
-    /* attrs and resources are JSON written by apply from validated commands. */
-    rv = rv ? rv
-            : cm_buf_printf(b, ",\"attributes\":%s,\"resources\":%s,\"updatedAt\":",
-                            row->attrs != NULL ? row->attrs : "{}",
-                            row->resources != NULL ? row->resources : "{}");
-    rv = rv ? rv : api__json_time(b, row->updated_at);
-    return rv ? rv : cm_buf_puts(b, "}");
-}
-
-static void h_nodes(struct cm_http_req *req, void *data)
-{
-    struct cm_api *api = data;
-    struct cm_buf b = {0};
-    int rv = cm_buf_puts(&b, "{\"nodes\":[");
-    rv = rv ? rv : cm_state_nodes(api->ops.state(api->ops.data), node_json, &b);
-    rv = rv ? rv : cm_buf_puts(&b, "]}");
-    api__respond_ok_json(req, rv, &b);
 }
 
 /* ------------------------------------------------------------------ task logs */
@@ -455,12 +424,11 @@ int api__routes_misc(struct cm_api *api)
         {"GET", "/v2/leader", h_leader},
         /* /v2/deployments: api_deploy.c */
         {"GET", "/metrics", h_metrics},
-        {"GET", "/v1/nodes", h_nodes},
         {"GET", "/v1/tasks/{id}/logs", h_task_logs},
     };
     for (size_t i = 0; i < CM_ARRAY_SIZE(routes); i++) {
-        int rv = cm_http_server_route(api->srv, routes[i].method, routes[i].pattern,
-                                      API_BODY_LIMIT_NONE, routes[i].fn, api);
+        int rv = api__route(api, routes[i].method, routes[i].pattern, API_BODY_LIMIT_NONE,
+                            routes[i].fn);
         if (rv != 0) {
             return rv;
         }

@@ -53,6 +53,8 @@ void cm_node_usage(void *out)
             "                       data in a temporary dir unless --data-dir is "
             "given\n"
             "  --log-level LEVEL    debug, info, warn, error (default info)\n"
+            "  --cgroup-parent P    cgroup directory of the tasks (default clusterctl;\n"
+            "                       one each for nodes sharing a host in tests)\n"
             "  -h, --help           this text\n");
 }
 
@@ -282,6 +284,7 @@ enum {
     OPT_DEV,
     OPT_LOG_LEVEL,
     OPT_NAME,
+    OPT_CGROUP_PARENT,
 };
 
 static bool valid_domain(const char *d)
@@ -328,6 +331,7 @@ int cm_node_config_parse(struct cm_node_config *c, int argc, char **argv,
         {"dev", no_argument, NULL, OPT_DEV},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"name", required_argument, NULL, OPT_NAME},
+        {"cgroup-parent", required_argument, NULL, OPT_CGROUP_PARENT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -433,6 +437,17 @@ int cm_node_config_parse(struct cm_node_config *c, int argc, char **argv,
                 break;
             }
             rv = set_str(c->name, sizeof(c->name), optarg, "--name", eb);
+            break;
+        case OPT_CGROUP_PARENT:
+            if (optarg[0] == '/' || strstr(optarg, "..") != NULL) {
+                rv = cm_err_setf(eb, CM_EINVAL,
+                                 "--cgroup-parent: '%s' must be a relative path without "
+                                 "'..'",
+                                 optarg);
+                break;
+            }
+            rv = set_str(c->cgroup_parent, sizeof(c->cgroup_parent), optarg,
+                         "--cgroup-parent", eb);
             break;
         case OPT_LOG_LEVEL:
             if (cm_log_parse_level(optarg, &c->log_level) != 0) {

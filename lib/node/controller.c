@@ -54,6 +54,7 @@ struct cm_controller {
     struct backoff *backoffs;
     size_t n_backoffs;
     uint64_t seed;
+    struct cm_liveness *liveness; /* the failure detector (liveness.c) */
 };
 
 /* ------------------------------------------------------------------ loading */
@@ -70,6 +71,8 @@ struct task_info {
     int64_t updated_at;
     uint16_t ports[16];
     size_t n_ports;
+    bool draining;   /* its node is draining: to be replaced (drain.c) */
+    bool node_alive; /* its node is up or draining */
 };
 
 struct app_info {
@@ -87,6 +90,7 @@ struct node_info {
     char *state;
     cJSON *attrs;
     cJSON *res;
+    int64_t updated_at;
 };
 
 struct snapshot {
@@ -215,6 +219,7 @@ static int load_node(void *data, const struct cm_node_row *row)
     n->state = cm_strdup(row->state);
     n->attrs = cJSON_Parse(row->attrs);
     n->res = cJSON_Parse(row->resources);
+    n->updated_at = row->updated_at;
     s->n_nodes++;
     if (n->id == NULL || n->address == NULL || n->state == NULL || n->attrs == NULL ||
         n->res == NULL) {
@@ -231,6 +236,27 @@ static struct app_info *find_app(struct snapshot *s, const char *id)
         }
     }
     return NULL;
+}
+
+static int cmp_node_id(const void *x, const void *y)
+{
+    return strcmp(((const struct node_info *)x)->id, ((const struct node_info *)y)->id);
+}
+
+/* Flag each task with its node's state (draining, reachable). */
+static int mark_node_states(struct snapshot *s)
+{
+    /* cm_state_nodes returns them in id order already; sort anyway for bsearch. */
+    qsort(s->nodes, s->n_nodes, sizeof(*s->nodes), cmp_node_id);
+    for (size_t i = 0; i < s->n_tasks; i++) {
+        struct task_info *t = &s->tasks[i];
+        struct node_info key = {.id = t->node};
+        const struct node_info *n =
+            bsearch(&key, s->nodes, s->n_nodes, sizeof(*s->nodes), cmp_node_id);
+        t->draining = n != NULL && strcmp(n->state, "draining") == 0;
+        t->node_alive = n != NULL && (t->draining || strcmp(n->state, "up") == 0);
+    }
+    return 0;
 }
 
 static int load_snapshot(struct cm_state *st, struct snapshot *s)
@@ -259,6 +285,9 @@ static int load_snapshot(struct cm_state *st, struct snapshot *s)
             a->cap_tasks = cap;
         }
         a->tasks[a->n_tasks++] = &s->tasks[i];
+    }
+    if (rv == 0) {
+        rv = mark_node_states(s);
     }
     return rv;
 }
@@ -361,6 +390,24 @@ static int cmp_updated_desc(const void *x, const void *y)
     return a->updated_at < b->updated_at ? 1 : a->updated_at > b->updated_at ? -1 : 0;
 }
 
+/* Youngest first, with unreachable tasks before (first) or after (last) the
+ * others: the surplus is taken from the front or from the back. */
+static int cmp_unreachable_first(const void *x, const void *y)
+{
+    const struct task_info *a = *(const struct task_info *const *)x;
+    const struct task_info *b = *(const struct task_info *const *)y;
+    bool ua = a->state == CM_TASK_UNREACHABLE, ub = b->state == CM_TASK_UNREACHABLE;
+    return ua != ub ? (ua ? -1 : 1) : cmp_staged_desc(x, y);
+}
+
+static int cmp_unreachable_last(const void *x, const void *y)
+{
+    const struct task_info *a = *(const struct task_info *const *)x;
+    const struct task_info *b = *(const struct task_info *const *)y;
+    bool ua = a->state == CM_TASK_UNREACHABLE, ub = b->state == CM_TASK_UNREACHABLE;
+    return ua != ub ? (ua ? 1 : -1) : cmp_staged_desc(x, y);
+}
+
 /* What to do for one app; pure given its tasks. */
 struct app_decision {
     uint32_t launch;
@@ -369,6 +416,7 @@ struct app_decision {
     size_t n_kill;
     size_t *expunge;
     size_t n_expunge;
+    int64_t next_at; /* when to decide again without news (INT64_MAX: never) */
 };
 
 static size_t index_of(const struct app_info *a, const struct task_info *t)
@@ -406,10 +454,22 @@ static int decide(const struct app_info *a, int64_t now, enum cm_deploy_gate gat
         return CM_ENOMEM;
     }
     size_t n_cur = 0, n_old = 0, n_dead = 0, running_cur = 0;
+    d->next_at = INT64_MAX;
     for (size_t i = 0; i < n; i++) {
         struct task_info *t = a->tasks[i];
+        if (t->state == CM_TASK_UNREACHABLE) {
+            /* Inactive (unreachableStrategy): no longer live; killed in the
+             * replica so that its node stops it should it come back. */
+            int64_t inactive = cm_unreachable_inactive_at(spec, t->updated_at);
+            if (now >= inactive) {
+                d->kill[d->n_kill++] = i;
+                continue;
+            }
+            d->next_at = CM_MIN(d->next_at, inactive);
+        }
         if (live(t->state)) {
-            if (strcmp(t->version, a->version) == 0) {
+            /* A task on a draining node is replaced like one of an old version. */
+            if (strcmp(t->version, a->version) == 0 && !t->draining) {
                 cur[n_cur++] = t;
                 struct cm_task_row row = {.state = t->state, .health = t->health};
                 running_cur += cm_deploy_task_ready(&row, spec->n_health_checks > 0);
@@ -424,7 +484,12 @@ static int decide(const struct app_info *a, int64_t now, enum cm_deploy_gate gat
 
     /* Surplus of the current version. */
     if (n_cur > instances) {
-        qsort(cur, n_cur, sizeof(*cur), cmp_staged_desc); /* youngest first */
+        /* Youngest first, but unreachable ones go before any other (as in
+         * Marathon): a node that comes back, or a drained node that fell
+         * silent, must not cost the tasks that replaced its own. */
+        qsort(cur, n_cur, sizeof(*cur),
+              spec->kill_selection == CM_APP_KILL_OLDEST_FIRST ? cmp_unreachable_last
+                                                               : cmp_unreachable_first);
         size_t surplus = n_cur - instances;
         size_t from =
             spec->kill_selection == CM_APP_KILL_OLDEST_FIRST ? n_cur - surplus : 0;
@@ -615,10 +680,12 @@ static char *new_task_id(const char *app)
     if (cm_uuid4(uuid) != 0) {
         return NULL;
     }
-    char *id = cm_asprintf("%s.%s", app[0] == '/' ? app + 1 : app, uuid);
-    for (char *p = id; p != NULL && *p != '\0' && *p != '.'; p++) {
-        if (*p == '/') {
-            *p = '_';
+    const char *path = app[0] == '/' ? app + 1 : app;
+    char *id = cm_asprintf("%s.%s", path, uuid);
+    /* Every '/' of the path (which may hold dots itself: "/v1.23/stress-test"). */
+    for (size_t i = 0; id != NULL && i < strlen(path); i++) {
+        if (id[i] == '/') {
+            id[i] = '_';
         }
     }
     return id;
@@ -638,6 +705,8 @@ struct pass {
     size_t n_ids;
     int64_t wait_ms;
     struct cm_deploys *deploys; /* running deployments (deploy.c) */
+    cJSON *node_cmds; /* node.state commands of the failure detector */
+    int64_t next_at;  /* failure detection and replacement: look again then */
 };
 
 static void pass_done(struct pass *p)
@@ -645,6 +714,7 @@ static void pass_done(struct pass *p)
     sched_free(p->sched);
     cJSON_Delete(p->kill);
     cJSON_Delete(p->expunge);
+    cJSON_Delete(p->node_cmds);
     for (size_t i = 0; i < p->n_ids; i++) {
         cm_free(&p->ids[i]);
     }
@@ -697,6 +767,39 @@ static int add_request(struct pass *p, struct app_info *a, uint32_t count,
     return 0;
 }
 
+/* The failure detector over the replica's nodes (liveness.c). */
+static int detect(struct cm_controller *c, struct pass *p, int64_t now)
+{
+    p->node_cmds = cJSON_CreateArray();
+    if (p->node_cmds == NULL) {
+        return CM_ENOMEM;
+    }
+    for (size_t i = 0; i < p->snap.n_nodes; i++) {
+        const struct node_info *n = &p->snap.nodes[i];
+        struct cm_liveness_node ln = {n->id, n->state, n->updated_at};
+        enum cm_liveness_action act;
+        int rv = cm_liveness_check(c->liveness, &ln, c->ops.self, now, &act, &p->next_at);
+        if (rv != 0) {
+            return rv;
+        }
+        if (act == CM_LIVENESS_NONE) {
+            continue;
+        }
+        cJSON *cmd = cJSON_CreateObject();
+        if (cmd == NULL || !cJSON_AddItemToArray(p->node_cmds, cmd) ||
+            cJSON_AddStringToObject(cmd, "type", "node.state") == NULL ||
+            cJSON_AddNumberToObject(cmd, "at", (double)now) == NULL ||
+            cJSON_AddStringToObject(cmd, "id", n->id) == NULL ||
+            cJSON_AddStringToObject(cmd, "state", cm_liveness_state_name(act)) == NULL) {
+            return CM_ENOMEM;
+        }
+        cm_info(
+            "controller", "node %s: %s", n->id,
+            act == CM_LIVENESS_UNREACHABLE ? "silent, now unreachable" : "heard again");
+    }
+    return 0;
+}
+
 static int build_pass(struct cm_controller *c, struct pass *p, int64_t now)
 {
     struct sched_options so = {.policy = SCHED_POLICY_BINPACK, .seed = c->seed++};
@@ -712,6 +815,11 @@ static int build_pass(struct cm_controller *c, struct pass *p, int64_t now)
         return rv;
     }
     struct snapshot *s = &p->snap;
+    p->next_at = INT64_MAX;
+    rv = detect(c, p, now);
+    if (rv != 0 || cJSON_GetArraySize(p->node_cmds) > 0) {
+        return rv; /* with node changes, plan the rest once they are applied */
+    }
     for (size_t i = 0; i < s->n_nodes; i++) {
         rv = add_node(p->sched, &s->nodes[i]);
         if (rv != 0 && rv != CM_EINVAL) {
@@ -730,6 +838,19 @@ static int build_pass(struct cm_controller *c, struct pass *p, int64_t now)
             continue;
         }
         const struct app_info *a = find_app(s, t->app);
+        if (t->state == CM_TASK_KILLING && !t->node_alive) {
+            /* Killed while its node is unreachable (normally: replaced after
+             * inactiveAfterSeconds): forgotten after expungeAfterSeconds. */
+            int64_t at =
+                cm_unreachable_expunge_at(a != NULL ? a->spec : NULL, t->updated_at);
+            if (now >= at) {
+                if (!cJSON_AddItemToArray(p->expunge, cJSON_CreateString(t->id))) {
+                    return CM_ENOMEM;
+                }
+                continue;
+            }
+            p->next_at = CM_MIN(p->next_at, at);
+        }
         struct sched_task st = {
             .id = t->id,
             .app = t->app,
@@ -793,6 +914,7 @@ static int build_pass(struct cm_controller *c, struct pass *p, int64_t now)
             }
         }
         uint32_t launch = d.launch;
+        p->next_at = CM_MIN(p->next_at, d.next_at);
         decision_done(&d);
         if (rv != 0) {
             return rv;
@@ -892,6 +1014,22 @@ static void run_pass(struct cm_controller *c)
     struct pass p;
     memset(&p, 0, sizeof(p));
     int rv = build_pass(c, &p, now);
+    if (rv == 0 && cJSON_GetArraySize(p.node_cmds) > 0) {
+        /* Nodes changed state: plan the rest once that is applied. */
+        const cJSON *ncmd;
+        cJSON_ArrayForEach(ncmd, p.node_cmds)
+        {
+            propose_json(c, (cJSON *)ncmd);
+        }
+        pass_done(&p);
+        c->dirty = true;
+        if (c->in_flight == 0) { /* not proposed: try again later */
+            ev_timer_stop(c->loop, &c->timer);
+            ev_timer_set(&c->timer, 1.0, 0.0);
+            ev_timer_start(c->loop, &c->timer);
+        }
+        return;
+    }
     struct sched_result res;
     memset(&res, 0, sizeof(res));
     if (rv == 0 && p.n_reqs > 0) {
@@ -938,6 +1076,10 @@ static void run_pass(struct cm_controller *c)
         }
     }
     advance_deployments(c, &p, now);
+    if (p.next_at != INT64_MAX) {
+        int64_t w = CM_MAX(p.next_at - now, 1);
+        p.wait_ms = p.wait_ms == 0 ? w : CM_MIN(p.wait_ms, w);
+    }
     if (p.wait_ms > 0 && c->in_flight == 0) {
         ev_timer_stop(c->loop, &c->timer);
         ev_timer_set(&c->timer, (double)p.wait_ms / 1000.0 + DEBOUNCE_S, 0.0);
@@ -1014,12 +1156,36 @@ void cm_controller_kick(struct cm_controller *c)
     }
 }
 
+void cm_controller_heartbeat(struct cm_controller *c, const char *node, int64_t now_ms)
+{
+    if (c == NULL || !c->leader) {
+        return;
+    }
+    if (cm_liveness_heard(c->liveness, node, now_ms)) {
+        cm_controller_kick(c); /* an unreachable node is back */
+    }
+}
+
+int64_t cm_controller_last_heard(const struct cm_controller *c, const char *node)
+{
+    if (c == NULL || !c->leader) {
+        return -1;
+    }
+    if (c->ops.self != NULL && strcmp(node, c->ops.self) == 0) {
+        return c->ops.now_ms(c->ops.data);
+    }
+    return cm_liveness_last(c->liveness, node);
+}
+
 void cm_controller_set_leader(struct cm_controller *c, bool leader)
 {
     if (c->leader == leader) {
         return;
     }
     c->leader = leader;
+    if (leader) {
+        cm_liveness_reset(c->liveness, c->ops.now_ms(c->ops.data));
+    }
     if (!leader) {
         ev_timer_stop(c->loop, &c->timer);
         /* Backoff is leader memory; a new leader starts afresh. */
@@ -1041,6 +1207,11 @@ int cm_controller_new(struct ev_loop *loop, const struct cm_node_ctl_ops *ops,
     }
     c->loop = loop;
     c->ops = *ops;
+    c->liveness = cm_liveness_new();
+    if (c->liveness == NULL) {
+        cm_free(&c);
+        return CM_ENOMEM;
+    }
     cm_random_bytes(&c->seed, sizeof(c->seed));
     ev_timer_init(&c->timer, timer_cb, 0.0, 0.0);
     *ret = c;
@@ -1059,5 +1230,6 @@ void cm_controller_free(struct cm_controller *c)
     cm_free(&c->backoffs);
     waiting_clear(c);
     cm_free(&c->waiting);
+    cm_liveness_free(c->liveness);
     cm_free(&c);
 }

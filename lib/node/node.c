@@ -1,6 +1,9 @@
 /* The agent daemon: identity, data dir, raft + state.db, self-registration. */
 #include <ev.h>
 #include <ftw.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +17,7 @@
 #include "agent/agent.h"
 #include "dns/dns.h"
 #include "net/http.h"
+#include "node/cluster_int.h"
 #include "node/node_int.h"
 #include "raft/raft.h"
 #include "state/db.h"
@@ -29,8 +33,16 @@ struct cm_node {
     uint64_t cluster_id;
     struct cm_state *state;
     struct raft_host *raft;
-    bool registered_term; /* node.up proposed in the current leadership */
+    raft_id registered_leader; /* node.up proposed under this leader (0: none) */
+    bool registering;          /* that proposal is in flight */
     struct cm_controller *controller;
+    struct cm_cluster *cluster;
+    struct cm_tls *tls; /* raft and RPC between nodes (NULL with --dev) */
+    struct cm_join_server *join_server;
+    char tls_dir[1100];
+    char rpc_advertised[96];
+    ev_timer renew_w;   /* certificate rotation check */
+    ev_signal sighup_w; /* SIGHUP: renew the node certificate now */
     struct cm_agent *agent;
     struct dns_server *dns;
     struct dns_state_cache *dns_cache;
@@ -128,6 +140,151 @@ static int load_identity(struct cm_node *n, struct cm_errbuf *eb)
     return 0;
 }
 
+/* A joined node takes the cluster's id (raft refuses peers of other ids). */
+static int save_identity(struct cm_node *n, struct cm_errbuf *eb)
+{
+    char path[1100], text[80];
+    snprintf(path, sizeof(path), "%s/node-id", n->c.data_dir);
+    int len = snprintf(text, sizeof(text), "id=%llx\ncluster=%llx\n",
+                       (unsigned long long)n->raft_id, (unsigned long long)n->cluster_id);
+    return cm_pki_write_file(path, text, (size_t)len, 0644, eb);
+}
+
+/* DESIGN.md §3: --advertise defaults to the first non-loopback IPv4 address
+ * (the bind address when there is none, or when bound to one address). */
+static void detect_advertise(struct cm_node *n)
+{
+    if (strcmp(n->c.bind, "0.0.0.0") != 0 && strcmp(n->c.bind, "::") != 0) {
+        snprintf(n->c.advertise, sizeof(n->c.advertise), "%s", n->c.bind);
+        return;
+    }
+    struct ifaddrs *ifs = NULL;
+    if (getifaddrs(&ifs) == 0) {
+        for (struct ifaddrs *i = ifs; i != NULL; i = i->ifa_next) {
+            if (i->ifa_addr == NULL || i->ifa_addr->sa_family != AF_INET) {
+                continue;
+            }
+            const struct in_addr *a =
+                &((const struct sockaddr_in *)i->ifa_addr)->sin_addr;
+            if ((ntohl(a->s_addr) >> 24) == 127) {
+                continue;
+            }
+            inet_ntop(AF_INET, a, n->c.advertise, sizeof(n->c.advertise));
+            break;
+        }
+        freeifaddrs(ifs);
+    }
+    if (n->c.advertise[0] == '\0') {
+        snprintf(n->c.advertise, sizeof(n->c.advertise), "127.0.0.1");
+    }
+    cm_info("node", "advertising %s (first non-loopback IPv4; --advertise to choose)",
+            n->c.advertise);
+}
+
+/* Between nodes everything is mTLS (DESIGN.md §11): bootstrap the CA on the
+ * first server, join with the token on a new node, or use the stored
+ * certificate on a member; then the TLS context for raft and RPC. */
+static int secure_start(struct cm_node *n, struct cm_errbuf *eb)
+{
+    snprintf(n->tls_dir, sizeof(n->tls_dir), "%s/tls", n->c.data_dir);
+    char node_pem[1200];
+    snprintf(node_pem, sizeof(node_pem), "%s/node.pem", n->tls_dir);
+    struct stat st;
+    int rv;
+    if (stat(node_pem, &st) != 0) {
+        if (n->c.n_join == 0) {
+            rv = cm_join_bootstrap(n->tls_dir, n->cluster_id, n->name, n->rpc_advertised,
+                                   eb);
+        } else {
+            struct cm_join_client jc = {
+                .tls_dir = n->tls_dir,
+                .token = n->c.token,
+                .name = n->name,
+                .raft_id = n->raft_id,
+                .address = n->rpc_advertised,
+                .n_join = n->c.n_join,
+                .join = (const char(*)[128])n->c.join,
+            };
+            struct cm_join_result jr = {0};
+            cm_info("join", "joining through %s", n->c.join[0]);
+            rv = cm_join_run(&jc, &jr, eb);
+            if (rv == 0) {
+                n->cluster_id = jr.cluster_id;
+                rv = save_identity(n, eb);
+            }
+            rv = rv ? rv : cm_join_peers_save(n->c.data_dir, &jr, eb);
+            rv = rv ? rv : cm_join_finish(&jr, eb);
+            cm_free(&jr.cert);
+        }
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    struct cm_join_token tok;
+    struct cm_errbuf teb;
+    if (cm_join_token_load(n->tls_dir, &tok, &teb) == 0) {
+        char text[CM_JOIN_TOKEN_MAX + 1];
+        cm_join_token_format(&tok, text, sizeof(text));
+        cm_info("cluster", "join token: %s", text);
+    }
+    char ca[1200], key[1200];
+    snprintf(ca, sizeof(ca), "%s/ca.pem", n->tls_dir);
+    snprintf(key, sizeof(key), "%s/node.key", n->tls_dir);
+    /* Clients without a certificate are let through the handshake so that a
+     * joining node can send its JOIN; node_authorize() refuses them raft. */
+    struct cm_tls_options to = {
+        .ca_file = ca,
+        .cert_file = node_pem,
+        .key_file = key,
+        .require_peer_cert = false,
+    };
+    rv = cm_tls_new(&to, &n->tls, eb);
+    return rv != 0 ? cm_err_wrapf(eb, "TLS between nodes") : 0;
+}
+
+/* Raft and RPC only from a peer whose certificate our CA signed. */
+static int node_authorize(void *data, const struct cm_stream *s, raft_id id)
+{
+    (void)data;
+    (void)id;
+    return cm_stream_is_tls(s) && cm_tls_stream_peer(s, NULL, 0) ? 0 : CM_EACCES;
+}
+
+static void node_join(void *data, struct cm_stream *s, const void *body, size_t len)
+{
+    struct cm_node *n = data;
+    if (n->join_server == NULL) {
+        cm_stream_close(s);
+        return;
+    }
+    cm_join_server_accept(n->join_server, s, body, len);
+}
+
+static void renew(struct cm_node *n, bool force)
+{
+    struct cm_errbuf eb;
+    cm_errbuf_clear(&eb);
+    if (cm_join_renew(n->tls_dir, n->name, n->rpc_advertised, n->tls, force,
+                      cm_clock_real_ms(n->clock) / 1000, &eb) < 0) {
+        cm_warn("cluster", "%s", eb.msg);
+    }
+}
+
+static void renew_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    renew(cm_container_of(w, struct cm_node, renew_w), false);
+}
+
+static void sighup_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    cm_info("cluster", "SIGHUP: renewing the node certificate");
+    renew(cm_container_of(w, struct cm_node, sighup_w), true);
+}
+
 /* ------------------------------------------------------------------ state machine */
 
 static int fsm_apply(void *data, raft_index index, uint8_t type, const void *buf,
@@ -168,43 +325,13 @@ static raft_index fsm_applied(void *data)
 
 /* ------------------------------------------------------------------ proposing */
 
-struct proposal {
-    cm_api_done_fn done;
-    void *arg;
-};
-
-static void proposal_done(void *data, int status, raft_index index)
-{
-    struct proposal *p = data;
-    p->done(p->arg, status, index, NULL);
-    cm_free(&p);
-}
-
-/* Validate @cmd against the local replica and propose it. Followers will
- * forward to the leader (the multi-node issue); for now they refuse with
- * CM_ENOTLEADER. */
+/* Validate @cmd against the local replica and propose it; a follower forwards
+ * it to the leader (cluster.c). */
 static int node_propose(void *data, const char *cmd, size_t len, cm_api_done_fn done,
                         void *arg, struct cm_errbuf *eb)
 {
     struct cm_node *n = data;
-    int rv = cm_state_validate(n->state, cmd, len, eb);
-    if (rv != 0) {
-        return rv;
-    }
-    struct proposal *p = cm_malloc(sizeof(*p));
-    if (p == NULL) {
-        return cm_err_setf(eb, CM_ENOMEM, "out of memory");
-    }
-    p->done = done;
-    p->arg = arg;
-    rv = raft_host_propose(n->raft, cmd, len, proposal_done, p);
-    if (rv != 0) {
-        cm_free(&p);
-        return cm_err_setf(
-            eb, rv, "%s",
-            rv == CM_ENOTLEADER ? "this node is not the leader" : cm_strerror(rv));
-    }
-    return 0;
+    return cm_cluster_propose(n->cluster, cmd, len, done, arg, eb);
 }
 
 static int64_t node_now_ms(void *data)
@@ -324,11 +451,19 @@ static int start_dns(struct cm_node *n, struct cm_errbuf *eb)
 
 /* Once per loop iteration, after the commands of the iteration were applied:
  * tell whoever depends on the replica (DESIGN.md §1: nothing polls). */
+static void register_self(struct cm_node *n);
+
 static void changes_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     (void)loop;
     (void)revents;
     struct cm_node *n = cm_container_of(w, struct cm_node, changes_w);
+    cm_cluster_applied(n->cluster);
+    /* Register (node.up) under each new leader, on every node. */
+    raft_id leader = raft_leader(raft_host_core(n->raft));
+    if (leader != 0 && leader != n->registered_leader && !n->registering) {
+        register_self(n);
+    }
     unsigned changes = cm_state_take_changes(n->state);
     cm_api_publish_events(n->api); /* /v2/events: what this batch recorded */
     bool leader_moved = raft_leader(raft_host_core(n->raft)) != n->dns_leader;
@@ -351,8 +486,8 @@ static struct cm_state *api_state(void *data)
     return ((struct cm_node *)data)->state;
 }
 
-/* The leader's HTTP address: its raft address's host with our HTTP port (every
- * node of a cluster serves the API on the same port). */
+/* The leader's HTTP address: as its heartbeats report it, else its raft
+ * address's host with our HTTP port (nodes usually share the port). */
 static bool api_leader(void *data, char *buf, size_t cap)
 {
     struct cm_node *n = data;
@@ -363,6 +498,9 @@ static bool api_leader(void *data, char *buf, size_t cap)
     }
     if (id == n->raft_id) {
         snprintf(buf, cap, "%s", n->http_address);
+        return true;
+    }
+    if (cm_cluster_http_of(n->cluster, id, buf, cap)) {
         return true;
     }
     const struct raft_server *sv = raft_config_get(raft_config_current(r), id);
@@ -424,6 +562,11 @@ static bool api_queue_reason(void *data, const char *app, char *buf, size_t cap)
     return cm_controller_waiting(((struct cm_node *)data)->controller, app, buf, cap);
 }
 
+static int64_t api_node_heard_ms(void *data, const char *node)
+{
+    return cm_controller_last_heard(((struct cm_node *)data)->controller, node);
+}
+
 static void api_metrics(void *data, struct cm_buf *out)
 {
     struct cm_node *n = data;
@@ -439,6 +582,17 @@ static void api_metrics(void *data, struct cm_buf *out)
                   raft_role(r) == RAFT_LEADER ? 1 : 0,
                   (unsigned long long)raft_commit_index(r),
                   (unsigned long long)cm_state_applied_index(n->state));
+    cm_cluster_metrics(n->cluster, out);
+}
+
+static int api_read_barrier(void *data, cm_api_done_fn done, void *arg)
+{
+    return cm_cluster_read_barrier(((struct cm_node *)data)->cluster, done, arg);
+}
+
+static int api_members(void *data, struct cm_buf *out)
+{
+    return cm_cluster_members_json(((struct cm_node *)data)->cluster, out);
 }
 
 static int start_api(struct cm_node *n, struct cm_errbuf *eb)
@@ -470,22 +624,28 @@ static int start_api(struct cm_node *n, struct cm_errbuf *eb)
         .task_log = api_task_log,
         .queue_reason = api_queue_reason,
         .metrics = api_metrics,
+        .read_barrier = api_read_barrier,
+        .members = api_members,
+        .node_heard_ms = api_node_heard_ms,
     };
     rv = cm_api_start(n->http, &ops, &n->api);
     if (rv != 0) {
         return cm_err_setf(eb, rv, "API routes: %s", cm_strerror(rv));
     }
+    cm_cluster_set_http(n->cluster, n->http_address);
     cm_info("node", "API on http://%s", n->http_address);
     return 0;
 }
 
 /* ------------------------------------------------------------------ registration */
 
-static void registered(void *data, int status, raft_index index)
+static void registered(void *data, int status, uint64_t index, const char *msg)
 {
+    (void)msg;
     struct cm_node *n = data;
+    n->registering = false;
     if (status != 0) {
-        n->registered_term = false; /* try again at the next leadership */
+        n->registered_leader = 0; /* try again */
         cm_warn("node", "registering node %s: %s", n->name, cm_strerror(status));
         return;
     }
@@ -493,7 +653,8 @@ static void registered(void *data, int status, raft_index index)
             (unsigned long long)index);
 }
 
-/* Propose node.up for this node (the leader stamps the time). */
+/* Propose node.up for this node under the current leader (through it when
+ * this node follows). */
 static void register_self(struct cm_node *n)
 {
     cJSON *cmd = cJSON_CreateObject();
@@ -526,13 +687,16 @@ static void register_self(struct cm_node *n)
         goto out;
     }
     struct cm_errbuf eb;
-    int rv = cm_state_validate(n->state, text, strlen(text), &eb);
+    cm_errbuf_clear(&eb);
+    n->registered_leader = raft_leader(raft_host_core(n->raft));
+    int rv = cm_cluster_propose(n->cluster, text, strlen(text), registered, n, &eb);
     if (rv == 0) {
-        rv = raft_host_propose(n->raft, text, strlen(text), registered, n);
+        n->registering = true;
+    } else if (rv == CM_ENOTLEADER) {
+        n->registered_leader = 0;
     } else {
-        cm_error("node", "own registration is invalid: %s", eb.msg);
+        cm_error("node", "own registration is refused: %s", eb.msg);
     }
-    n->registered_term = rv == 0;
 out:
     cJSON_free(text);
     cJSON_Delete(cmd);
@@ -546,12 +710,13 @@ static void on_raft_change(void *data, enum raft_role role, raft_term term,
                                         "leader"};
     cm_info("raft", "%s term=%llu leader=%llx", names[role], (unsigned long long)term,
             (unsigned long long)leader);
-    if (role == RAFT_LEADER && !n->registered_term) {
-        register_self(n);
-    } else if (role != RAFT_LEADER) {
-        n->registered_term = false;
-    }
+    cm_cluster_on_change(n->cluster, role == RAFT_LEADER);
     cm_controller_set_leader(n->controller, role == RAFT_LEADER);
+}
+
+static void node_rpc(void *data, raft_id from, const void *body, size_t len)
+{
+    cm_cluster_rpc(((struct cm_node *)data)->cluster, from, body, len);
 }
 
 static void on_raft_fatal(void *data, const struct cm_errbuf *eb)
@@ -603,8 +768,7 @@ int cm_node_start(struct ev_loop *loop, const struct cm_node_config *c,
         snprintf(n->name, sizeof(n->name), "localhost");
     }
     if (n->c.advertise[0] == '\0') {
-        /* Multi-node address detection arrives with the cluster issue. */
-        snprintf(n->c.advertise, sizeof(n->c.advertise), "%s", n->c.bind);
+        detect_advertise(n);
     }
     cm_resources_detect(&n->c.resources, n->c.data_dir);
     rv = load_identity(n, eb);
@@ -628,7 +792,19 @@ int cm_node_start(struct ev_loop *loop, const struct cm_node_config *c,
     char rpc[96];
     snprintf(rpc, sizeof(rpc), "%s:%u", n->c.bind, n->c.rpc_port);
     char advertised[96];
-    snprintf(advertised, sizeof(advertised), "%s:%u", n->c.advertise, n->c.rpc_port);
+    snprintf(advertised, sizeof(advertised),
+             strchr(n->c.advertise, ':') != NULL ? "[%s]:%u" : "%s:%u", n->c.advertise,
+             n->c.rpc_port);
+    snprintf(n->rpc_advertised, sizeof(n->rpc_advertised), "%s", advertised);
+    struct raft_server peers[CM_JOIN_MAX_MEMBERS];
+    unsigned n_peers = 0;
+    if (!n->c.dev) {
+        rv = secure_start(n, eb);
+        if (rv != 0) {
+            goto err_after_state;
+        }
+        n_peers = cm_join_peers_load(n->c.data_dir, peers, CM_ARRAY_SIZE(peers));
+    }
     struct raft_config boot = {0};
     if (n->c.n_join == 0) {
         rv = raft_config_add(&boot, n->raft_id, advertised, RAFT_VOTER);
@@ -649,6 +825,15 @@ int cm_node_start(struct ev_loop *loop, const struct cm_node_config *c,
     ho.raft.seed = seed;
     ho.fsm = (struct raft_fsm){n, fsm_apply, fsm_snapshot, fsm_restore, fsm_applied};
     ho.on_change = on_raft_change;
+    ho.rpc = node_rpc;
+    ho.peers = peers;
+    ho.n_peers = n_peers;
+    if (n->tls != NULL) {
+        ho.wrap = cm_tls_wrap;
+        ho.wrap_data = n->tls;
+        ho.authorize = node_authorize;
+        ho.join = node_join;
+    }
     ho.on_fatal = on_raft_fatal;
     ho.data = n;
     struct cm_node_ctl_ops co = {
@@ -656,11 +841,33 @@ int cm_node_start(struct ev_loop *loop, const struct cm_node_config *c,
         .state = n->state,
         .propose = node_propose,
         .now_ms = node_now_ms,
+        .self = n->name,
     };
     rv = cm_controller_new(loop, &co, &n->controller);
     if (rv != 0) {
         raft_config_close(&boot);
         cm_err_setf(eb, rv, "controller: %s", cm_strerror(rv));
+        goto err_after_state;
+    }
+    struct cm_cluster_options clo = {
+        .loop = loop,
+        .state = n->state,
+        .clock = n->clock,
+        .controller = n->controller,
+        .name = n->name,
+        .raft_id = n->raft_id,
+        .voters = n->c.voters,
+    };
+    rv = cm_cluster_new(&clo, &n->cluster);
+    if (rv == 0 && n->tls != NULL) {
+        rv = cm_join_server_new(loop, n->cluster, n->tls_dir, n->cluster_id,
+                                &n->join_server);
+    }
+    if (rv != 0) {
+        raft_config_close(&boot);
+        cm_err_setf(eb, rv, "cluster: %s", cm_strerror(rv));
+        cm_cluster_free(n->cluster);
+        cm_controller_free(n->controller);
         goto err_after_state;
     }
     char tasks_dir[1100];
@@ -677,6 +884,7 @@ int cm_node_start(struct ev_loop *loop, const struct cm_node_config *c,
         .report = agent_report,
         .report_data = n,
         .clock = n->clock,
+        .cgroup_parent = n->c.cgroup_parent[0] != '\0' ? n->c.cgroup_parent : NULL,
     };
     rv = cm_agent_new(loop, &ao, &n->agent, eb);
     if (rv != 0) {
@@ -689,6 +897,7 @@ int cm_node_start(struct ev_loop *loop, const struct cm_node_config *c,
     if (rv != 0) {
         goto err_after_agent;
     }
+    cm_cluster_set_raft(n->cluster, n->raft);
     /* Re-adopt what runs here and report what died while we were down. */
     agent_sync(n);
     ev_prepare_init(&n->changes_w, changes_cb);
@@ -699,6 +908,11 @@ int cm_node_start(struct ev_loop *loop, const struct cm_node_config *c,
     }
     if (rv != 0) {
         goto err_after_raft;
+    }
+    if (n->tls != NULL) {
+        renew(n, false);
+        ev_timer_init(&n->renew_w, renew_cb, 3600., 3600.);
+        ev_timer_start(loop, &n->renew_w);
     }
     cm_info("node", "node %s (raft id %llx) data dir %s, rpc %s", n->name,
             (unsigned long long)n->raft_id, n->c.data_dir, rpc);
@@ -712,11 +926,15 @@ err_after_raft:
     cm_api_free(n->api);
     cm_http_server_free(n->http);
     raft_host_close(n->raft);
+    cm_cluster_set_raft(n->cluster, NULL);
 err_after_agent:
     cm_agent_free(n->agent);
 err_after_controller:
+    cm_cluster_free(n->cluster);
+    cm_join_server_free(n->join_server);
     cm_controller_free(n->controller);
 err_after_state:
+    cm_tls_free(n->tls);
     cm_state_close(n->state);
 err_after_lock:
     close(n->lock_fd);
@@ -740,6 +958,13 @@ void cm_node_free(struct cm_node *n)
     cm_api_free(n->api);
     cm_http_server_free(n->http);
     raft_host_close(n->raft);
+    cm_cluster_set_raft(n->cluster, NULL);
+    cm_cluster_free(n->cluster);
+    cm_join_server_free(n->join_server);
+    if (n->tls != NULL) {
+        ev_timer_stop(n->loop, &n->renew_w);
+    }
+    cm_tls_free(n->tls);
     cm_agent_free(n->agent);
     cm_controller_free(n->controller);
     cm_state_close(n->state);
@@ -790,9 +1015,14 @@ int cm_node_run(const struct cm_node_config *c)
     ev_signal_start(loop, &n->sigterm_w);
     ev_signal_init(&n->sigint_w, stop_cb, SIGINT);
     ev_signal_start(loop, &n->sigint_w);
+    ev_signal_init(&n->sighup_w, sighup_cb, SIGHUP);
+    if (n->tls != NULL) {
+        ev_signal_start(loop, &n->sighup_w);
+    }
     ev_run(loop, 0);
     ev_signal_stop(loop, &n->sigterm_w);
     ev_signal_stop(loop, &n->sigint_w);
+    ev_signal_stop(loop, &n->sighup_w);
     cm_node_free(n);
     cm_info("node", "stopped");
     return 0;

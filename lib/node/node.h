@@ -59,6 +59,7 @@ struct cm_node_config {
     struct cm_resources resources;
     bool dev;
     enum cm_log_level log_level;
+    char cgroup_parent[128]; /* tasks' cgroup parent; empty: "clusterctl" */
 };
 
 /* Fill @c with the defaults of DESIGN.md §3. */

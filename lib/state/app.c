@@ -442,6 +442,7 @@ void cm_app_free(struct cm_app *app)
     cm_free(&app->port_defs);
     for (size_t i = 0; i < app->n_health_checks; i++) {
         cm_free(&app->health_checks[i].path);
+        cm_free(&app->health_checks[i].port_name);
         cm_free(&app->health_checks[i].command);
     }
     cm_free(&app->health_checks);
@@ -1063,8 +1064,8 @@ static void read_health_checks(struct rd *r, const cJSON *obj, struct cm_app *ap
                                         "delaySeconds",
                                         "ignoreHttp1xx",
                                         "ipProtocol",
+                                        "portName",
                                         NULL};
-    static const char *const ignored[] = {"portName", NULL};
     static const char *const protos[] = {
         "HTTP", "HTTPS", "TCP", "COMMAND", "MESOS_HTTP", "MESOS_HTTPS", "MESOS_TCP"};
     static const char *const ipp[] = {"IPv4", "IPv6"};
@@ -1080,7 +1081,7 @@ static void read_health_checks(struct rd *r, const cJSON *obj, struct cm_app *ap
             continue;
         }
         struct cm_app_health_check *hc = &app->health_checks[app->n_health_checks++];
-        rd_unknown(r, e, known, ignored);
+        rd_unknown(r, e, known, NULL);
         int p = get_enum(r, e, "protocol", protos, CM_ARRAY_SIZE(protos));
         hc->proto = p < 0 ? CM_APP_HC_HTTP : (enum cm_app_hc_proto)p;
         hc->port_index = -1;
@@ -1092,6 +1093,7 @@ static void read_health_checks(struct rd *r, const cJSON *obj, struct cm_app *ap
         if (get_i32(r, e, "port", &hc->port) && hc->port < 0) {
             rd_invalid_at(r, "port", "error.min");
         }
+        get_str(r, e, "portName", &hc->port_name);
         hc->grace_period_s = CM_APP_DEFAULT_HC_GRACE_PERIOD;
         hc->interval_s = CM_APP_DEFAULT_HC_INTERVAL;
         hc->timeout_s = CM_APP_DEFAULT_HC_TIMEOUT;
@@ -1573,7 +1575,7 @@ static void norm_defaults(struct rd *r, struct cm_app *app, struct legacy *lg)
     for (size_t i = 0; i < app->n_health_checks; i++) {
         struct cm_app_health_check *hc = &app->health_checks[i];
         if (hc->proto != CM_APP_HC_COMMAND && hc->port < 0 && hc->port_index < 0 &&
-            nports > 0) {
+            hc->port_name == NULL && nports > 0) {
             hc->port_index = 0;
         }
     }

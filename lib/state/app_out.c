@@ -187,6 +187,9 @@ static void w_health_check(struct app_jw *w, const struct cm_app_health_check *h
     if (hc->port >= 0) {
         w_kint(w, "port", hc->port);
     }
+    if (hc->port_name != NULL) {
+        w_kstr(w, "portName", hc->port_name);
+    }
     if (hc_http(hc->proto)) {
         w_kstr(w, "path", hc->path);
         w_kbool(w, "ignoreHttp1xx", hc->ignore_http1xx);

@@ -547,7 +547,18 @@ static void v_health_checks(struct vctx *v, const struct cm_app *app)
                 snprintf(pp, sizeof(pp), "%s/command", p);
                 v_issue(v, pp, "command is only allowed for COMMAND health checks");
             }
-            if (hc->port >= 0 && hc->port_index >= 0) {
+            if (hc->port_name != NULL && (hc->port >= 0 || hc->port_index >= 0)) {
+                v_issue(v, p,
+                        "Health check must specify only one of port, portIndex and "
+                        "portName");
+            } else if (hc->port_name != NULL) {
+                if (!port_name_exists(app, hc->port_name)) {
+                    snprintf(pp, sizeof(pp), "%s/portName", p);
+                    v_issue(v, pp,
+                            "no port named '%s' in portDefinitions or portMappings",
+                            hc->port_name);
+                }
+            } else if (hc->port >= 0 && hc->port_index >= 0) {
                 v_issue(v, p,
                         "Health check must specify either port or portIndex, not both");
             } else if (hc->port_index >= 0 || hc->port < 0) {

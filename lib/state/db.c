@@ -28,7 +28,8 @@ static const char schema_sql[] =
     "  id TEXT PRIMARY KEY, app TEXT NOT NULL, version TEXT NOT NULL,"
     "  node TEXT NOT NULL, host TEXT NOT NULL, ports TEXT NOT NULL,"
     "  state INTEGER NOT NULL, health TEXT, reason TEXT, exit_status INTEGER,"
-    "  staged INTEGER NOT NULL, started INTEGER, updated INTEGER NOT NULL);"
+    "  staged INTEGER NOT NULL, started INTEGER, updated INTEGER NOT NULL,"
+    "  ready INTEGER NOT NULL DEFAULT 0, checks TEXT);"
     "CREATE INDEX IF NOT EXISTS tasks_app ON tasks(app);"
     "CREATE INDEX IF NOT EXISTS tasks_node ON tasks(node);"
     /* Deployments (docs/deployments.md): the plan lives here so that a new
@@ -61,6 +62,7 @@ enum stmt_id {
     ST_NODE_LOST_TASKS,
     ST_NODE_UNREACHABLE_TASKS,
     ST_NODE_RECOVER_TASKS,
+    ST_NODE_EXISTS,
     ST__COUNT,
 };
 
@@ -86,17 +88,28 @@ static const char *const stmt_sql[ST__COUNT] = {
         "INSERT OR IGNORE INTO tasks(id, app, version, node, host, ports, "
         "state, staged, updated) VALUES(?, ?, ?, ?, ?, ?, 0, ?, ?)",
     [ST_TASK_STATE] = "SELECT state FROM tasks WHERE id = ?",
+    /* health, ready and checks change only when the command carries them
+     * (?7, ?8, ?9 non-NULL): a health transition is its own report. */
     [ST_TASK_STATUS] =
-        "UPDATE tasks SET state = ?2, health = ?3, reason = ?4, "
-        "exit_status = ?5, started = CASE WHEN ?2 = 2 AND started IS NULL "
-        "THEN ?6 ELSE started END, updated = ?6 WHERE id = ?1",
+        "UPDATE tasks SET state = ?2, health = CASE WHEN ?7 IS NULL THEN health "
+        "ELSE ?3 END, reason = ?4, exit_status = ?5, ready = COALESCE(?8, ready), "
+        "checks = COALESCE(?9, checks), started = CASE WHEN ?2 = 2 AND started IS "
+        "NULL THEN ?6 ELSE started END, updated = ?6 WHERE id = ?1",
     [ST_TASK_KILL] =
         "UPDATE tasks SET state = 3, updated = ?2 WHERE id = ?1 AND "
         "state IN (0, 1, 2, 8)",
-    [ST_TASK_EXPUNGE] = "DELETE FROM tasks WHERE id = ? AND state IN (4, 5, 6, 7)",
+    /* Terminal tasks, and those killed or unreachable on a node that is gone
+     * (the leader expunges them after expungeAfterSeconds). */
+    [ST_TASK_EXPUNGE] =
+        "DELETE FROM tasks WHERE id = ?1 AND (state IN (4, 5, 6, 7) OR "
+        "(state IN (3, 8) AND node IN (SELECT id FROM nodes WHERE state IN "
+        "('unreachable', 'down'))))",
+    /* Registering again keeps a drain (only undrain ends it). */
     [ST_NODE_UP] =
-        "INSERT OR REPLACE INTO nodes(id, address, attrs, resources, state, "
-        "updated) VALUES(?, ?, ?, ?, 'up', ?)",
+        "INSERT INTO nodes(id, address, attrs, resources, state, updated) "
+        "VALUES(?1, ?2, ?3, ?4, 'up', ?5) ON CONFLICT(id) DO UPDATE SET "
+        "address = ?2, attrs = ?3, resources = ?4, state = CASE WHEN "
+        "nodes.state = 'draining' THEN 'draining' ELSE 'up' END, updated = ?5",
     [ST_NODE_STATE] = "UPDATE nodes SET state = ?2, updated = ?3 WHERE id = ?1",
     [ST_NODE_LOST_TASKS] =
         "UPDATE tasks SET state = 7, updated = ?2 WHERE node = ?1 "
@@ -105,8 +118,9 @@ static const char *const stmt_sql[ST__COUNT] = {
         "UPDATE tasks SET state = 8, updated = ?2 WHERE "
         "node = ?1 AND state IN (0, 1, 2)",
     [ST_NODE_RECOVER_TASKS] =
-        "UPDATE tasks SET state = 2, updated = ?2 WHERE node = ?1 "
-        "AND state = 8",
+        "UPDATE tasks SET state = 2, started = COALESCE(started, ?2), "
+        "updated = ?2 WHERE node = ?1 AND state = 8",
+    [ST_NODE_EXISTS] = "SELECT 1 FROM nodes WHERE id = ?",
 };
 
 struct cm_state {
@@ -188,8 +202,36 @@ static int load_applied(struct cm_state *s, struct cm_errbuf *eb)
     return rv;
 }
 
+/* Columns added after a state.db was first created (health checks: ready,
+ * checks). ALTER TABLE is idempotent here: a column that exists is left alone. */
+static int migrate(struct cm_state *s, struct cm_errbuf *eb)
+{
+    static const char *const cols[][2] = {
+        {"ready", "ALTER TABLE tasks ADD COLUMN ready INTEGER NOT NULL DEFAULT 0"},
+        {"checks", "ALTER TABLE tasks ADD COLUMN checks TEXT"},
+    };
+    for (size_t i = 0; i < CM_ARRAY_SIZE(cols); i++) {
+        char sql[64];
+        snprintf(sql, sizeof(sql), "SELECT %s FROM tasks LIMIT 0", cols[i][0]);
+        sqlite3_stmt *st = NULL;
+        int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+        sqlite3_finalize(st);
+        if (rc != SQLITE_OK) {
+            int rv = exec_sql(s, cols[i][1], eb);
+            if (rv != 0) {
+                return rv;
+            }
+        }
+    }
+    return 0;
+}
+
 static int prepare_all(struct cm_state *s, struct cm_errbuf *eb)
 {
+    int rv = migrate(s, eb);
+    if (rv != 0) {
+        return rv;
+    }
     for (int i = 0; i < ST__COUNT; i++) {
         if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
                                &s->stmt[i], NULL) != SQLITE_OK) {
@@ -357,8 +399,9 @@ static const cJSON *want_kind(struct vctx *v, const cJSON *obj, const char *path
     return f;
 }
 
-#define MAX_ID    512
-#define MAX_BATCH 10000
+#define MAX_ID     512
+#define MAX_BATCH  10000
+#define MAX_CHECKS 16384 /* task.status checks: health and readiness results */
 
 static int64_t task_state_of(struct cm_state *s, const char *id)
 {
@@ -381,6 +424,14 @@ static bool app_exists(struct cm_state *s, const char *id)
     return found;
 }
 
+static bool node_exists(struct cm_state *s, const char *id)
+{
+    sqlite3_stmt *st = s->stmt[ST_NODE_EXISTS];
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    bool found = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_reset(st);
+    return found;
+}
 static int validate_deploy(struct cm_state *s, const cJSON *cmd, const char *type,
                            struct cm_errbuf *eb);
 
@@ -485,6 +536,24 @@ static int validate(struct cm_state *s, const cJSON *cmd, struct cm_errbuf *eb)
             want_int(&v, cmd, "", "exit", false, 0, 65535, &ex);
         }
         want_str(&v, cmd, "", "reason", false, 256);
+        const cJSON *ready = cJSON_GetObjectItemCaseSensitive(cmd, "ready");
+        if (v.err == 0 && ready != NULL && !cJSON_IsBool(ready)) {
+            return cm_err_setf(eb, CM_EVALIDATION,
+                               "task.status: ready: must be a boolean");
+        }
+        const cJSON *checks = want_kind(&v, cmd, "", "checks", false, cJSON_Object);
+        if (v.err == 0 && checks != NULL) {
+            char *text = cJSON_PrintUnformatted(checks);
+            size_t n = text != NULL ? strlen(text) : 0;
+            cJSON_free(text);
+            if (text == NULL) {
+                return cm_err_setf(eb, CM_ENOMEM, "task.status: out of memory");
+            }
+            if (n > MAX_CHECKS) {
+                return cm_err_setf(eb, CM_EVALIDATION,
+                                   "task.status: checks: more than %d bytes", MAX_CHECKS);
+            }
+        }
         if (v.err == 0 && s != NULL && task_state_of(s, tid) < 0) {
             return cm_err_setf(eb, CM_EVALIDATION, "task.status: id: unknown task '%s'",
                                tid);
@@ -519,7 +588,7 @@ static int validate(struct cm_state *s, const cJSON *cmd, struct cm_errbuf *eb)
         }
     } else if (strcmp(type, "node.state") == 0) {
         want_int(&v, cmd, "", "at", true, 0, INT64_MAX / 2, &at);
-        want_str(&v, cmd, "", "id", true, 128);
+        const char *id = want_str(&v, cmd, "", "id", true, 128);
         const char *state = want_str(&v, cmd, "", "state", true, 32);
         if (state != NULL && strcmp(state, "up") != 0 &&
             strcmp(state, "unreachable") != 0 && strcmp(state, "down") != 0 &&
@@ -527,6 +596,10 @@ static int validate(struct cm_state *s, const cJSON *cmd, struct cm_errbuf *eb)
             return cm_err_setf(eb, CM_EVALIDATION,
                                "node.state: state: must be up, unreachable, down or "
                                "draining");
+        }
+        if (id != NULL && s != NULL && !node_exists(s, id)) {
+            return cm_err_setf(eb, CM_EVALIDATION, "node.state: id: unknown node '%s'",
+                               id);
         }
     } else if (strncmp(type, "deploy.", 7) == 0) {
         return validate_deploy(s, cmd, type, eb);
@@ -722,6 +795,19 @@ static int apply_task_status(struct cm_state *s, const cJSON *cmd, int64_t at,
         sqlite3_bind_null(st, 5);
     }
     sqlite3_bind_int64(st, 6, at);
+    if (cJSON_GetObjectItemCaseSensitive(cmd, "health") != NULL) {
+        sqlite3_bind_int(st, 7, 1);
+    }
+    const cJSON *ready = cJSON_GetObjectItemCaseSensitive(cmd, "ready");
+    if (cJSON_IsBool(ready)) {
+        sqlite3_bind_int(st, 8, cJSON_IsTrue(ready));
+    }
+    const cJSON *checks = cJSON_GetObjectItemCaseSensitive(cmd, "checks");
+    if (checks != NULL && bind_json(st, 9, checks) != 0) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        return cm_err_setf(eb, CM_ENOMEM, "task.status: out of memory");
+    }
     s->changes |= CM_STATE_CHANGED_TASKS;
     return step_done(s, st, eb);
 }
@@ -788,8 +874,9 @@ static int apply_node_state(struct cm_state *s, const cJSON *cmd, int64_t at,
     int rv = step_done(s, st, eb);
     enum stmt_id follow = strcmp(state, "down") == 0          ? ST_NODE_LOST_TASKS
                           : strcmp(state, "unreachable") == 0 ? ST_NODE_UNREACHABLE_TASKS
-                          : strcmp(state, "up") == 0          ? ST_NODE_RECOVER_TASKS
-                                                              : ST__COUNT;
+                          : strcmp(state, "up") == 0 || strcmp(state, "draining") == 0
+                              ? ST_NODE_RECOVER_TASKS
+                              : ST__COUNT;
     if (rv == 0 && follow != ST__COUNT) {
         st = s->stmt[follow];
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -1067,13 +1154,15 @@ static int task_row(sqlite3_stmt *st, void *fn, void *data)
         .staged_at = sqlite3_column_int64(st, 10),
         .started_at = sqlite3_column_int64(st, 11),
         .updated_at = sqlite3_column_int64(st, 12),
+        .ready = sqlite3_column_int(st, 13) != 0,
+        .checks = col_text(st, 14),
     };
     return ((cm_task_fn)fn)(data, &r);
 }
 
 #define TASK_COLS                                                                      \
     "SELECT id, app, version, node, host, ports, state, health, reason, exit_status, " \
-    "staged, started, updated FROM tasks "
+    "staged, started, updated, ready, checks FROM tasks "
 
 int cm_state_tasks(struct cm_state *s, const char *app, const char *node, cm_task_fn fn,
                    void *data)

@@ -14,11 +14,22 @@
  *   app.delete   id: "/path"                      (its live tasks become killing)
  *   task.assign  at, tasks: [{id, app, version, node, host, ports: [int]}]
  *   task.status  at, id, state [, health: "healthy"|"unhealthy"|null]
- *                [, exit: int] [, reason: "..."]
+ *                [, exit: int] [, reason: "..."] [, ready: bool]
+ *                [, checks: {health: [...], readiness: [...]}]
+ *                health, ready and checks are left as they are when absent
+ *                (health: null clears it); the executor sends them only when
+ *                a task's health or readiness changes (lib/agent/health.c).
  *   task.kill    at, ids: ["task id", ...]
- *   task.expunge ids: [...]                        (terminal tasks only)
+ *   task.expunge ids: [...]                        (terminal tasks, and killing or
+ *                                                  unreachable ones on a node that
+ *                                                  is unreachable or down)
  *   node.up      at, node: {id, address, attrs: {k: v}, resources: {...}}
- *   node.state   at, id, state: "up"|"unreachable"|"down"|"draining"
+ *                                                  (a draining node stays draining;
+ *                                                  its unreachable tasks run again)
+ *   node.state   at, id (a known node), state: "up"|"unreachable"|"down"|"draining"
+ *                unreachable: its staging/starting/running tasks become unreachable;
+ *                up, draining: its unreachable tasks become running (its agent
+ *                re-reports those that ended); down: its tasks become lost
  *   deploy.start at, id, version, apps: ["/app", ...], plan: {steps: [...]},
  *                changes: [app.put | app.delete | task.kill command, ...]
  *                [, rollbackOf: "deployment id"]
@@ -170,6 +181,17 @@ struct cm_task_row {
     int64_t staged_at;
     int64_t started_at; /* 0: not yet */
     int64_t updated_at;
+    /* A readiness check passed (compat.md §1.8), or the app has none (the
+     * executor then reports it with "running"). Never goes back to false. */
+    bool ready;
+    /* NULL, or the per-check results as of the last health or readiness
+     * transition (JSON object, at most 16 KiB; lib/agent/health.c writes it):
+     *   {"health": [{"alive", "consecutiveFailures", "firstSuccess",
+     *                "lastSuccess", "lastFailure", "lastFailureCause"}],
+     *    "readiness": [{"name", "ready", "lastResponse"?: {"status",
+     *                   "contentType", "body"}}]}
+     * times in ms since the epoch, 0 when never. */
+    const char *checks;
 };
 
 struct cm_node_row {

@@ -306,6 +306,9 @@ struct cm_app_health_check {
     char *path;         /* HTTP(S) kinds only ("/" by default), else NULL */
     int32_t port_index; /* -1 = unset (then port is set, or COMMAND) */
     int32_t port;       /* -1 = unset */
+    char *port_name;    /* portName (clusterctl extension; Marathon ignores it):
+                         * the named port of portDefinitions/portMappings; NULL =
+                         * unset */
     char *command;      /* COMMAND only */
     int32_t grace_period_s;
     int32_t interval_s;

@@ -88,6 +88,8 @@ static void setup(void)
         "\"sleep 1\",\"instances\":2,\"healthChecks\":[{\"protocol\":\"TCP\"}]}}",
         "{\"type\":\"node.up\",\"at\":1,\"node\":{\"id\":\"n1\",\"address\":\"10.0.0.1\","
         "\"attrs\":{},\"resources\":{}}}",
+        "{\"type\":\"node.up\",\"at\":1,\"node\":{\"id\":\"n2\",\"address\":\"10.0.0.2\","
+        "\"attrs\":{},\"resources\":{}}}",
         "{\"type\":\"task.assign\",\"at\":2,\"tasks\":[{\"id\":\"web.1\",\"app\":\"/"
         "web\","
         "\"version\":\"v1\",\"node\":\"n1\",\"host\":\"10.0.0.1\",\"ports\":[31000]},"

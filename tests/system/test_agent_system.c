@@ -26,6 +26,7 @@
 #include "agent/agent.h"
 #include "base/base.h"
 #include "isolation/isolation.h"
+#include "net/net.h"
 #include "state/db.h"
 #include "test.h"
 
@@ -43,6 +44,8 @@ static struct {
     struct cm_agent *agent;
     bool changed; /* the state changed since the last sync */
     int reports;
+    int health_reports; /* reports that carry a health verdict */
+    int check_runs;     /* health check runs the agent traced */
     char last_trace[512];
 } fx;
 
@@ -185,6 +188,7 @@ static int report(void *data, const char *cmd, size_t len)
 {
     (void)data;
     fx.reports++;
+    fx.health_reports += strstr(cmd, "\"health\":\"") != NULL;
     printf("# report %.*s\n", (int)len, cmd);
     return apply_cmd(cmd, len);
 }
@@ -193,6 +197,7 @@ static void on_trace(void *data, const char *line)
 {
     (void)data;
     printf("# agent: %s\n", line);
+    fx.check_runs += strncmp(line, "check task=", 11) == 0;
     snprintf(fx.last_trace, sizeof(fx.last_trace), "%s", line);
 }
 
@@ -230,6 +235,8 @@ static void setup(void)
     cleanup();
     fx.index = 0;
     fx.reports = 0;
+    fx.health_reports = 0;
+    fx.check_runs = 0;
     snprintf(dir, sizeof(dir), "/var/tmp/cm-agent-test-%d", (int)getpid());
     mkdir(dir, 0700);
     snprintf(tasks_dir, sizeof(tasks_dir), "%s/tasks", dir);
@@ -798,5 +805,129 @@ TEST(stray_task_cgroup_is_removed_at_start)
     ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
     ASSERT_TRUE(run_until(cgroup_gone, (void *)"task-stray.1", 5000));
     wait_state("keep.1", CM_TASK_RUNNING, 5000);
+    cleanup();
+}
+
+static bool never(void *arg)
+{
+    (void)arg;
+    return false;
+}
+
+/* Failover (issue 8 item 5): while its node is unreachable, the leader replaces
+ * inactive tasks by killing them in the replica, and later expunges them. When
+ * the node comes back, its replica catches up with all of that at once: the
+ * agent stops the superseded tasks (killing, or gone from the replica) and
+ * leaves the one that is still current running, reporting nothing for it. */
+TEST(node_back_stops_superseded_tasks_and_keeps_current_ones)
+{
+    setup();
+    apply(
+        "{\"type\":\"node.up\",\"at\":500,\"node\":{\"id\":\"n1\",\"address\":"
+        "\"127.0.0.1\",\"attrs\":{},\"resources\":{\"cpus\":1}}}");
+    put_app("{\"id\":\"/svc\",\"cmd\":\"sleep 1000\",\"instances\":3}");
+    assign("svc.keep", "/svc", "[]");
+    assign("svc.replaced", "/svc", "[]");
+    assign("svc.expunged", "/svc", "[]");
+    new_agent(0, 0);
+    wait_state("svc.keep", CM_TASK_RUNNING, 10000);
+    wait_state("svc.replaced", CM_TASK_RUNNING, 10000);
+    wait_state("svc.expunged", CM_TASK_RUNNING, 10000);
+    pid_t keep = pid_of("svc.keep"), replaced = pid_of("svc.replaced"),
+          expunged = pid_of("svc.expunged");
+
+    /* Declared unreachable: the rows say so, the processes run on, and the
+     * agent has nothing to report (its reports could not get through anyway). */
+    apply(
+        "{\"type\":\"node.state\",\"at\":3000,\"id\":\"n1\",\"state\":\"unreachable\"}");
+    int reports = fx.reports;
+    run_until(never, NULL, 300);
+    ASSERT_INT_EQ(row_of("svc.keep").state, CM_TASK_UNREACHABLE);
+    ASSERT_INT_EQ(kill(keep, 0), 0);
+    ASSERT_INT_EQ(kill(replaced, 0), 0);
+    ASSERT_INT_EQ(fx.reports, reports);
+
+    /* What the node's replica applies when it is back, in one batch. */
+    apply(
+        "{\"type\":\"task.kill\",\"at\":13000,\"ids\":[\"svc.replaced\","
+        "\"svc.expunged\"]}");
+    apply("{\"type\":\"task.expunge\",\"ids\":[\"svc.expunged\"]}");
+    apply("{\"type\":\"node.state\",\"at\":20000,\"id\":\"n1\",\"state\":\"up\"}");
+    ASSERT_INT_EQ(row_of("svc.keep").state, CM_TASK_RUNNING);
+    struct cm_agent_task_info info;
+    ASSERT_OK(cm_agent_task(fx.agent, "svc.expunged", &info));
+    wait_state("svc.replaced", CM_TASK_KILLED, 10000);
+    ASSERT_TRUE(run_until(pid_gone, &replaced, 10000));
+    ASSERT_TRUE(run_until(pid_gone, &expunged, 10000));
+    ASSERT_INT_EQ(kill(keep, 0), 0);
+    ASSERT_INT_EQ(pid_of("svc.keep"), keep);
+    ASSERT_INT_EQ(row_of("svc.keep").state, CM_TASK_RUNNING);
+    cleanup();
+}
+
+/* ------------------------------------------------------------------ health checks */
+
+static int health_cb(void *data, const struct cm_task_row *row)
+{
+    snprintf(data, 16, "%s", row->health != NULL ? row->health : "");
+    return 0;
+}
+
+static bool health_is(void *arg)
+{
+    const struct want *w = arg; /* id, and the wanted verdict in .state: 1/0 */
+    char h[16] = "";
+    cm_state_task(fx.state, w->id, health_cb, h);
+    return strcmp(h, w->state ? "healthy" : "unhealthy") == 0;
+}
+
+static bool runs_done(void *arg)
+{
+    return fx.check_runs >= *(int *)arg;
+}
+
+/* python3's http.server serves the sandbox: /ok answers 200 while the file "ok"
+ * exists there and 404 once it is gone. Only the verdict's transitions reach the
+ * state (here: healthy, then unhealthy), whatever the number of checks run, and
+ * the third failure kills the task as failed, naming the check. */
+TEST(health_checks_report_transitions_only_and_kill_at_the_limit)
+{
+    setup();
+    new_agent(0, 0);
+    int fd = -1;
+    struct cm_errbuf eb = {0};
+    ASSERT_OK(cm_tcp_listen("127.0.0.1:0", 1, &fd, &eb));
+    uint16_t port = 0;
+    ASSERT_OK(cm_tcp_local_port(fd, &port));
+    close(fd);
+    put_app(
+        "{\"id\":\"/hc\",\"cmd\":\"exec python3 -m http.server $PORT0 --bind "
+        "127.0.0.1\",\"cpus\":0.2,\"mem\":64,\"portDefinitions\":[{\"port\":0}],"
+        "\"healthChecks\":[{\"protocol\":\"HTTP\",\"path\":\"/ok\","
+        "\"gracePeriodSeconds\":300,\"intervalSeconds\":1,\"timeoutSeconds\":1,"
+        "\"maxConsecutiveFailures\":3}]}");
+    char ports[32];
+    snprintf(ports, sizeof(ports), "[%u]", (unsigned)port);
+    assign("hc.1", "/hc", ports);
+    wait_state("hc.1", CM_TASK_RUNNING, 10000);
+    char ok[PATH_MAX + 16];
+    snprintf(ok, sizeof(ok), "%s/hc.1/ok", tasks_dir);
+    int okfd = open(ok, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    ASSERT_INT_OP(okfd, >=, 0);
+    close(okfd);
+    struct want healthy = {"hc.1", 1};
+    ASSERT_TRUE(run_until(health_is, &healthy, 60000));
+    ASSERT_INT_EQ(fx.health_reports, 1);
+    int more = fx.check_runs + 4;
+    ASSERT_TRUE(run_until(runs_done, &more, 60000));
+    ASSERT_INT_EQ(fx.health_reports, 1); /* four more healthy runs: nothing new */
+
+    ASSERT_INT_EQ(unlink(ok), 0);
+    struct want unhealthy = {"hc.1", 0};
+    ASSERT_TRUE(run_until(health_is, &unhealthy, 60000));
+    ASSERT_INT_EQ(fx.health_reports, 2);
+    wait_state("hc.1", CM_TASK_FAILED, 60000);
+    ASSERT_STR_EQ(row_of("hc.1").reason, "health check failed: HTTP 404 on /ok");
+    ASSERT_INT_EQ(fx.health_reports, 2);
     cleanup();
 }

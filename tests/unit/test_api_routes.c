@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 #include <ev.h>
 #include <ftw.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1098,6 +1099,59 @@ TEST(metrics_and_nodes)
     ASSERT_STR_EQ(gets(get(n, "attributes"), "rack"), "r1");
     ASSERT_STR_EQ(gets(n, "state"), "up");
     cJSON_Delete(j);
+    fx_stop(&f);
+}
+
+TEST(nodes_usage_drain_undrain)
+{
+    struct fx f;
+    fx_start(&f);
+    create_sleepy(&f);
+    fx_apply(&f,
+             "{\"type\":\"node.up\",\"at\":1767225600000,\"node\":{\"id\":\"node-a\","
+             "\"address\":\"127.0.0.1\",\"attrs\":{},\"resources\":{\"cpus\":4,"
+             "\"mem\":1024}}}");
+    char *version = app_version(&f, "/sleepy");
+    seed_task(&f, "sleepy.1", version, "running");
+    seed_task(&f, "sleepy.2", version, "killed"); /* terminal: holds nothing */
+    cm_free(&version);
+    int st;
+    cJSON *j = httpj(&f, "GET", "/v1/nodes", NULL, &st);
+    ASSERT_INT_EQ(st, 200);
+    const cJSON *n = cJSON_GetArrayItem(get(j, "nodes"), 0);
+    ASSERT_INT_EQ((int)getn(n, "tasks"), 1);
+    ASSERT_TRUE(fabs(getn(get(n, "used"), "cpus") - 0.1) < 1e-9);
+    ASSERT_INT_EQ((int)getn(get(n, "used"), "mem"), 16);
+    ASSERT_INT_EQ((int)getn(get(n, "resources"), "cpus"), 4);
+    ASSERT_NULL(get(n, "lastHeartbeatAgeMs")); /* only a leader knows */
+    cJSON_Delete(j);
+
+    j = httpj(&f, "POST", "/v1/nodes/node-a/drain", NULL, &st);
+    ASSERT_INT_EQ(st, 200);
+    ASSERT_STR_EQ(gets(j, "state"), "draining");
+    cJSON_Delete(j);
+    j = httpj(&f, "GET", "/v1/nodes", NULL, &st);
+    ASSERT_STR_EQ(gets(cJSON_GetArrayItem(get(j, "nodes"), 0), "state"), "draining");
+    cJSON_Delete(j);
+    ASSERT_INT_EQ(http(&f, "POST", "/v1/nodes/node-a/drain", NULL, NULL), 200);
+    j = httpj(&f, "POST", "/v1/nodes/node-a/undrain", NULL, &st);
+    ASSERT_INT_EQ(st, 200);
+    ASSERT_STR_EQ(gets(j, "state"), "up");
+    cJSON_Delete(j);
+    ASSERT_INT_EQ(http(&f, "POST", "/v1/nodes/node-a/undrain", NULL, NULL), 200);
+
+    j = httpj(&f, "POST", "/v1/nodes/nope/drain", NULL, &st);
+    ASSERT_INT_EQ(st, 404);
+    ASSERT_STR_EQ(gets(j, "message"), "node 'nope' does not exist");
+    cJSON_Delete(j);
+    fx_apply(&f,
+             "{\"type\":\"node.state\",\"at\":1767225600001,\"id\":\"node-a\","
+             "\"state\":\"unreachable\"}");
+    j = httpj(&f, "POST", "/v1/nodes/node-a/drain", NULL, &st);
+    ASSERT_INT_EQ(st, 409);
+    ASSERT_STR_EQ(gets(j, "message"), "node 'node-a' is unreachable, not up");
+    cJSON_Delete(j);
+    ASSERT_INT_EQ(http(&f, "POST", "/v1/nodes/node-a/undrain", NULL, NULL), 409);
     fx_stop(&f);
 }
 

@@ -438,11 +438,15 @@ TEST(defaults_health_check_fields)
     cm_app_free(a);
 }
 
-TEST(defaults_health_check_portindex_from_portname_example)
+TEST(defaults_health_check_portname_example)
 {
-    /* The health check carries an unknown "portName" and no portIndex: portIndex 0. */
+    /* The health check names its port ("portName", which Marathon ignores and
+     * clusterctl honours) and has no portIndex: the named port is the first one,
+     * the port Marathon's default portIndex 0 picks too. */
     struct cm_app *a = example_app("app-docker-bridge-readiness-portname.json");
-    ASSERT_INT_EQ(a->health_checks[0].port_index, 0);
+    ASSERT_INT_EQ(a->health_checks[0].port_index, -1);
+    ASSERT_STR_EQ(a->health_checks[0].port_name, "http-api");
+    ASSERT_STR_EQ(a->container.port_mappings[0].name, "http-api");
     ASSERT_UINT_EQ(a->n_port_defs, 0); /* legacy ports dropped under bridge */
     ASSERT_UINT_EQ(a->n_readiness_checks, 1);
     ASSERT_STR_EQ(a->readiness_checks[0].port_name, "http-api");

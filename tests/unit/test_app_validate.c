@@ -451,6 +451,21 @@ static const struct rule rules[] = {
      CM_EVALIDATION, "/healthChecks(0)/portIndex", "error.min"},
     {"hc_port_negative", APP("\"healthChecks\":[{\"port\":-1}]"), 0, CM_EVALIDATION,
      "/healthChecks(0)/port", "error.min"},
+    {"hc_port_name_unknown",
+     APP("\"portDefinitions\":[{\"port\":0,\"name\":\"web\"}],"
+         "\"healthChecks\":[{\"portName\":\"admin\"}]"),
+     0, CM_EVALIDATION, "/healthChecks(0)/portName",
+     "no port named 'admin' in portDefinitions or portMappings"},
+    {"hc_port_name_and_index",
+     APP("\"portDefinitions\":[{\"port\":0,\"name\":\"web\"}],"
+         "\"healthChecks\":[{\"portName\":\"web\",\"portIndex\":0}]"),
+     0, CM_EVALIDATION, "/healthChecks(0)",
+     "Health check must specify only one of port, portIndex and portName"},
+    {"hc_port_name_no_ports",
+     APP("\"portDefinitions\":[],\"healthChecks\":[{\"protocol\":\"TCP\","
+         "\"portName\":\"web\"}]"),
+     0, CM_EVALIDATION, "/healthChecks(0)/portName",
+     "no port named 'web' in portDefinitions or portMappings"},
     {"check_port_index_negative", APP("\"check\":{\"http\":{\"portIndex\":-3}}"), 0,
      CM_EVALIDATION, "/check/http/portIndex", "error.min"},
     {"mapping_host_port_negative",

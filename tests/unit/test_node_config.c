@@ -67,8 +67,10 @@ TEST(config_every_flag)
                     "--join", "a:7071,b:7071", "--join", "c:7071", "--token", "tok",
                     "--voters", "5", "--attr", "rack=r1", "--attr", "zone=z",
                     "--resources", "cpus=2,mem=4096,ports=[31000-32000,33000-33010]",
-                    "--log-level", "debug", "--name", "node-3", NULL));
+                    "--log-level", "debug", "--name", "node-3", "--cgroup-parent",
+                    "harness-x/n3", NULL));
     ASSERT_STR_EQ(c.name, "node-3");
+    ASSERT_STR_EQ(c.cgroup_parent, "harness-x/n3");
     ASSERT_UINT_EQ(c.rpc_port, 8001);
     ASSERT_STR_EQ(c.domain, "corp.example");
     ASSERT_UINT_EQ(c.n_join, 3);
@@ -113,6 +115,8 @@ TEST(config_bad_values_name_the_flag)
         {"--bind", "", "--bind"},
         {"--name", "Node_1", "--name"},
         {"--name", "a.b", "--name"},
+        {"--cgroup-parent", "/abs", "--cgroup-parent"},
+        {"--cgroup-parent", "a/../b", "--cgroup-parent"},
     };
     for (size_t i = 0; i < CM_ARRAY_SIZE(cases); i++) {
         struct cm_node_config c;

@@ -90,7 +90,7 @@ static void fx_open(struct fx *f)
     ASSERT_OK(cm_state_open(path, &f->state, &eb));
     f->loop = ev_loop_new(EVFLAG_AUTO);
     f->now = 1795305600000;
-    struct cm_node_ctl_ops ops = {f, f->state, fx_propose, fx_now};
+    struct cm_node_ctl_ops ops = {f, f->state, fx_propose, fx_now, "n1"};
     ASSERT_OK(cm_controller_new(f->loop, &ops, &f->ctl));
     fx_apply(f,
              "{\"type\":\"node.up\",\"at\":1,\"node\":{\"id\":\"n1\",\"address\":"

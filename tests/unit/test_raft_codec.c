@@ -343,7 +343,10 @@ TEST(frame_header_rejections)
     h[4] = 0;
     ASSERT_ERR(raft_frame_header(h, sizeof(h), &ch, &blen), CM_EPROTO);
     h[4] = RAFT_WIRE_VERSION;
-    h[5] = 3; /* unknown channel */
+    h[5] = RAFT_CHANNEL_JOIN;
+    ASSERT_OK(raft_frame_header(h, sizeof(h), &ch, &blen));
+    ASSERT_INT_EQ(ch, RAFT_CHANNEL_JOIN);
+    h[5] = RAFT_CHANNEL_JOIN + 1; /* unknown channel */
     ASSERT_ERR(raft_frame_header(h, sizeof(h), &ch, &blen), CM_EMALFORMED);
     h[5] = RAFT_CHANNEL_RAFT;
     h[3] = 1; /* length too short for version + channel */

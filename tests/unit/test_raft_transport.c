@@ -715,3 +715,117 @@ TEST(close_from_inside_recv_callback)
     raft_transport_close(a.t);
     end_loop(loop);
 }
+
+/* ---- joining connections and HELLO authorization (the node's TLS hooks) */
+
+struct join_node {
+    struct node n;
+    struct cm_stream *joined; /* handed over */
+    char body[64];
+    unsigned n_joins;
+    raft_id refuse; /* authorize refuses this id */
+};
+
+static void on_join(void *data, struct cm_stream *s, const void *body, size_t len)
+{
+    struct join_node *j = (struct join_node *)data;
+    j->n_joins++;
+    size_t k = CM_MIN(len, sizeof(j->body) - 1);
+    memcpy(j->body, body, k);
+    j->body[k] = '\0';
+    /* Answer on the stream we now own, like the node's join server. */
+    ASSERT_INT_EQ(cm_stream_write(s, "ok", 2), 2);
+    cm_stream_close(j->joined);
+    j->joined = s;
+}
+
+static int on_authorize(void *data, const struct cm_stream *s, raft_id id)
+{
+    struct join_node *j = (struct join_node *)data;
+    ASSERT_NOT_NULL(s);
+    return id == j->refuse ? CM_EACCES : 0;
+}
+
+struct join_arg {
+    struct join_node *j;
+    unsigned want;
+};
+
+static bool joins_reached(void *arg)
+{
+    struct join_arg *a = arg;
+    return a->j->n_joins >= a->want;
+}
+
+TEST(join_frames_are_handed_over_and_hello_authorized)
+{
+    struct ev_loop *loop = new_loop();
+    struct join_node j;
+    memset(&j, 0, sizeof(j));
+    struct raft_transport_options o;
+    memset(&o, 0, sizeof(o));
+    o.join = on_join;
+    o.authorize = on_authorize;
+    node_start_opts(loop, &j.n, 1, 0, &o);
+    /* node_start_opts zeroed j.n only; data points at it, which is j's start. */
+    j.refuse = 7;
+    struct node b;
+    node_start(loop, &b, 2, 0);
+    ASSERT_OK(raft_transport_set_peer(b.t, 1, j.n.address));
+
+    /* A JOIN frame first: the stream goes to the callback, which answers. */
+    struct cm_buf buf = {0};
+    ASSERT_OK(raft_frame_encode(RAFT_CHANNEL_JOIN, "{\"v\":1}", 7, &buf));
+    int fd = raw_connect(j.n.port);
+    raw_send(fd, buf.data, buf.len);
+    struct join_arg ja = {&j, 1};
+    WAIT(loop, joins_reached, &ja);
+    ASSERT_STR_EQ(j.body, "{\"v\":1}");
+    char answer[8] = "";
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    ASSERT_INT_EQ(poll(&pfd, 1, 5000), 1);
+    ASSERT_INT_EQ(recv(fd, answer, sizeof(answer), 0), 2);
+    ASSERT_MEM_EQ(answer, "ok", 2);
+    ASSERT_UINT_EQ(stats(&j.n).joins, 1);
+    ASSERT_UINT_EQ(stats(&j.n).refused, 0);
+    close(fd);
+
+    /* A JOIN body over the limit is refused like any stranger. */
+    uint32_t big = RAFT_JOIN_MAX + 1 + 2;
+    uint8_t hdr[RAFT_FRAME_HEADER] = {(uint8_t)(big >> 24), (uint8_t)(big >> 16),
+                                      (uint8_t)(big >> 8),  (uint8_t)big,
+                                      RAFT_WIRE_VERSION,    RAFT_CHANNEL_JOIN};
+    expect_refused(loop, &j.n, &b, hdr, sizeof(hdr));
+
+    /* A JOIN frame after a HELLO is a protocol error. */
+    cm_buf_clear(&buf);
+    hello_frame(3, CLUSTER, &buf);
+    ASSERT_OK(raft_frame_encode(RAFT_CHANNEL_JOIN, "{}", 2, &buf));
+    expect_refused(loop, &j.n, &b, buf.data, buf.len);
+
+    /* authorize refuses id 7's HELLO; id 2 (b) keeps delivering (checked by
+     * expect_refused). */
+    cm_buf_clear(&buf);
+    hello_frame(7, CLUSTER, &buf);
+    expect_refused(loop, &j.n, &b, buf.data, buf.len);
+
+    /* Without a join callback, a JOIN frame is refused. */
+    struct node c;
+    node_start(loop, &c, 3, 0);
+    cm_buf_clear(&buf);
+    ASSERT_OK(raft_frame_encode(RAFT_CHANNEL_JOIN, "{}", 2, &buf));
+    uint64_t refused = stats(&c).refused;
+    fd = raw_connect(c.port);
+    raw_send(fd, buf.data, buf.len);
+    struct raw_arg ra = {fd};
+    WAIT(loop, raw_closed_cond, &ra);
+    close(fd);
+    ASSERT_UINT_EQ(stats(&c).refused, refused + 1);
+
+    cm_buf_done(&buf);
+    cm_stream_close(j.joined);
+    raft_transport_close(j.n.t);
+    raft_transport_close(b.t);
+    raft_transport_close(c.t);
+    end_loop(loop);
+}

@@ -182,6 +182,12 @@ TEST(state_validate_names_the_field)
         {"{\"type\":\"task.status\",\"at\":1,\"id\":\"web.1\",\"state\":\"running\","
          "\"health\":\"meh\"}",
          "health"},
+        {"{\"type\":\"task.status\",\"at\":1,\"id\":\"web.1\",\"state\":\"running\","
+         "\"ready\":1}",
+         "task.status: ready: must be a boolean"},
+        {"{\"type\":\"task.status\",\"at\":1,\"id\":\"web.1\",\"state\":\"running\","
+         "\"checks\":[]}",
+         "task.status: checks: must be an object"},
         {"{\"type\":\"task.kill\",\"at\":1,\"ids\":[1]}", "ids[0]"},
         {"{\"type\":\"node.up\",\"at\":1,\"node\":{\"id\":\"n\",\"address\":\"a\","
          "\"attrs\":[],\"resources\":{}}}",
@@ -206,6 +212,62 @@ TEST(state_validate_names_the_field)
     ASSERT_OK(cm_state_apply(f.s, 3, "garbage", 7, &eb));
     ASSERT_UINT_EQ(cm_state_applied_index(f.s), 3);
     ASSERT_INT_EQ(tasks_of(&f, NULL, NULL), 2);
+    fx_close(&f);
+}
+
+static int copy_row(void *data, const struct cm_task_row *row)
+{
+    struct cm_task_row *r = data;
+    *r = *row;
+    /* Strings are borrowed: keep copies of the two under test. */
+    static char health[32], checks[256];
+    snprintf(health, sizeof(health), "%s", row->health ? row->health : "(null)");
+    snprintf(checks, sizeof(checks), "%s", row->checks ? row->checks : "(null)");
+    r->health = health;
+    r->checks = checks;
+    return 0;
+}
+
+TEST(state_health_ready_and_checks_change_only_when_given)
+{
+    struct fixture f;
+    fx_open(&f);
+    ASSERT_OK(apply(&f, 1, app_put));
+    ASSERT_OK(apply(&f, 2, assign));
+    struct cm_task_row r;
+    ASSERT_OK(cm_state_task(f.s, "web.1", copy_row, &r));
+    ASSERT_FALSE(r.ready);
+    ASSERT_STR_EQ(r.health, "(null)");
+    ASSERT_STR_EQ(r.checks, "(null)");
+    ASSERT_OK(apply(&f, 3,
+                    "{\"type\":\"task.status\",\"at\":1500,\"id\":\"web.1\","
+                    "\"state\":\"running\",\"ready\":true}"));
+    ASSERT_OK(cm_state_task(f.s, "web.1", copy_row, &r));
+    ASSERT_TRUE(r.ready);
+    ASSERT_STR_EQ(r.health, "(null)");
+    /* A health transition carries the check results. */
+    ASSERT_OK(apply(&f, 4,
+                    "{\"type\":\"task.status\",\"at\":1600,\"id\":\"web.1\","
+                    "\"state\":\"running\",\"health\":\"unhealthy\","
+                    "\"checks\":{\"health\":[{\"alive\":false}]}}"));
+    ASSERT_OK(cm_state_task(f.s, "web.1", copy_row, &r));
+    ASSERT_STR_EQ(r.health, "unhealthy");
+    ASSERT_STR_EQ(r.checks, "{\"health\":[{\"alive\":false}]}");
+    ASSERT_TRUE(r.ready);
+    /* A report without them (the executor's "running" again) keeps them. */
+    ASSERT_OK(apply(&f, 5,
+                    "{\"type\":\"task.status\",\"at\":1700,\"id\":\"web.1\","
+                    "\"state\":\"running\"}"));
+    ASSERT_OK(cm_state_task(f.s, "web.1", copy_row, &r));
+    ASSERT_STR_EQ(r.health, "unhealthy");
+    ASSERT_STR_EQ(r.checks, "{\"health\":[{\"alive\":false}]}");
+    ASSERT_TRUE(r.ready);
+    /* An explicit null clears the verdict. */
+    ASSERT_OK(apply(&f, 6,
+                    "{\"type\":\"task.status\",\"at\":1800,\"id\":\"web.1\","
+                    "\"state\":\"running\",\"health\":null}"));
+    ASSERT_OK(cm_state_task(f.s, "web.1", copy_row, &r));
+    ASSERT_STR_EQ(r.health, "(null)");
     fx_close(&f);
 }
 

@@ -169,7 +169,11 @@ static const struct step lifecycle[] = {
       "{\"instanceId\":\"web.1\",\"condition\":\"Killed\",\"runSpecId\":\"/web\","
       "\"agentId\":\"n1\",\"host\":\"10.0.0.1\",\"runSpecVersion\":\"" V1
       "\"," T("07.000") ",\"eventType\":\"instance_changed_event\"}"}},
-    /* Node n2 stops heartbeating, comes back, then is declared down. */
+    /* Node n2 registers (nothing of it changes), stops heartbeating, comes back,
+     * then is declared down. */
+    {"{\"type\":\"node.up\",\"at\":1795356007500,\"node\":{\"id\":\"n2\","
+     "\"address\":\"10.0.0.2\",\"attrs\":{},\"resources\":{}}}",
+     {NULL}},
     {"{\"type\":\"node.state\",\"at\":1795356008000,\"id\":\"n2\","
      "\"state\":\"unreachable\"}",
      {"{\"slaveId\":\"n2\",\"taskId\":\"web.2\",\"taskStatus\":\"TASK_UNREACHABLE\","
