@@ -65,6 +65,19 @@ def api(addr, method, path, body=None):
         return e.code, json.loads(e.read() or b"null")
 
 
+def api_dep(addr, method, path, body=None):
+    """A write: its status, body and the Marathon-Deployment-Id it started."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request("http://%s%s" % (addr, path), data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return (r.status, json.loads(r.read() or b"null"),
+                    r.headers.get("Marathon-Deployment-Id"))
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null"), None
+
+
 def metric(addr, name):
     with urllib.request.urlopen("http://%s/metrics" % addr, timeout=10) as r:
         for line in r.read().decode().splitlines():
@@ -199,11 +212,10 @@ def test_events_show_an_apps_whole_life(agent):
         assert metric(agent, "clusterctl_events_subscribers") == 1
 
         # Run it.
-        st, res = api(agent, "POST", "/v2/apps",
-                      {"id": "/evt", "cmd": "sleep 1000", "instances": 1, "cpus": 0.05,
-                       "mem": 32})
-        assert st == 201, res
-        dep1 = res["deployments"][0]["id"]
+        st, res, dep1 = api_dep(agent, "POST", "/v2/apps",
+                                {"id": "/evt", "cmd": "sleep 1000", "instances": 1,
+                                 "cpus": 0.05, "mem": 32})
+        assert st == 201 and dep1, res
         evs = s.wait_for(lambda e: index_of(e, is_dep_end(dep1)) >= 0, "first deployment end")
         post = index_of(evs, lambda e: e[0] == "api_post_event")
         assert post > 0
@@ -340,6 +352,9 @@ def test_cli_events_prints_the_stream(agent, clusterctl_bin):
         st, res = api(agent, "POST", "/v2/apps",
                       {"id": "/cli-evt", "cmd": "sleep 1000", "cpus": 0.05, "mem": 32})
         assert st == 201, res
+        # Its deployment ends before the delete (which would replace it).
+        wait_until(lambda: api(agent, "GET", "/v2/deployments")[1] == [], 60,
+                   "the deployment's end")
         st, res = api(agent, "DELETE", "/v2/apps/cli-evt")
         assert st == 200, res
         out, err = raw.communicate(timeout=60)
@@ -361,3 +376,117 @@ def test_cli_events_prints_the_stream(agent, clusterctl_bin):
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def wait_until(fn, timeout, what):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(0.1)
+    pytest.fail("timed out waiting for %s (last: %r)" % (what, last))
+
+
+def test_follower_stream_shows_the_whole_deployment(procs, tmp_path, clusterctl_bin):
+    """Two nodes: the follower's stream shows the whole deployment, and the same
+    events in the same order as the leader's (both come from the log)."""
+    nodes = []
+    for i in (1, 2):
+        n = {"name": "events-n%d" % i, "http": free_port(), "rpc": free_port(),
+             "dns": free_port(), "data": str(tmp_path / ("data-%d" % i))}
+        n["addr"] = "127.0.0.1:%d" % n["http"]
+        lo = 34000 + 200 * i
+        n["argv"] = [clusterctl_bin, "agent", "--name", n["name"], "--data-dir", n["data"],
+                     "--bind", "127.0.0.1", "--advertise", "127.0.0.1",
+                     "--http-port", str(n["http"]), "--rpc-port", str(n["rpc"]),
+                     "--dns-addr", "127.0.0.1:%d" % n["dns"],
+                     "--resources", "ports=[%d-%d]" % (lo, lo + 99)]
+        nodes.append(n)
+    n1, n2 = nodes
+    streams = []
+    try:
+        n1["proc"] = procs.start(n1["argv"], name="n1")
+        token_file = os.path.join(n1["data"], "tls", "join-token")
+        wait_until(lambda: os.path.exists(token_file), 20, "the join token")
+        token = open(token_file).read().strip()
+        wait_for_port("127.0.0.1", n1["http"], timeout=20, proc=n1["proc"].p)
+        n2["proc"] = procs.start(n2["argv"] + ["--join", "127.0.0.1:%d" % n1["rpc"],
+                                              "--token", token], name="n2")
+        wait_for_port("127.0.0.1", n2["http"], timeout=30, proc=n2["proc"].p)
+
+        def leader():
+            for n in nodes:
+                try:
+                    st, j = api(n["addr"], "GET", "/v2/leader")
+                except (urllib.error.URLError, OSError):
+                    continue
+                if st == 200:
+                    return next((m for m in nodes if m["addr"] == j["leader"]), None)
+            return None
+
+        lead = wait_until(leader, 60, "a leader")
+        follower = n2 if lead is n1 else n1
+        # The follower has the replica of both nodes' registration.
+        wait_until(lambda: len((api(follower["addr"], "GET", "/v1/nodes")[1] or
+                                {"nodes": []})["nodes"]) == 2, 60, "both nodes registered")
+
+        on_follower = Stream(follower["addr"])
+        on_leader = Stream(lead["addr"])
+        streams += [on_follower, on_leader]
+        for s in streams:
+            assert s.status == 200
+            s.wait_for(lambda e: e, "attach")
+
+        # The write goes through the follower (forwarded to the leader).
+        st, res, dep = api_dep(follower["addr"], "POST", "/v2/apps",
+                               {"id": "/everywhere", "cmd": "sleep 1000", "instances": 2,
+                                "cpus": 0.05, "mem": 32})
+        assert st == 201 and dep, res
+        evs = on_follower.wait_for(lambda e: index_of(e, is_dep_end(dep)) >= 0,
+                                   "the deployment's end on the follower", timeout=120)
+        assert evs[index_of(evs, is_dep_end(dep))][0] == "deployment_success"
+        post = index_of(evs, lambda e: e[0] == "api_post_event")
+        info = index_of(evs, lambda e: e[0] == "deployment_info" and e[1]["plan"]["id"] == dep)
+        assert 0 < post < info
+        running = {d["taskId"] for t, d in evs if t == "status_update_event"
+                   and d["taskStatus"] == "TASK_RUNNING"}
+        assert len(running) == 2
+        staged = [d for t, d in evs if t == "status_update_event"
+                  and d["taskStatus"] == "TASK_STAGING"]
+        assert {d["taskId"] for d in staged} == running
+        check_shapes(evs)
+
+        # Stop it, then compare what both nodes streamed.
+        st, res = api(follower["addr"], "DELETE", "/v2/apps/everywhere")
+        assert st == 200, res
+        dep2 = res["deploymentId"]
+        for s in streams:
+            s.wait_for(lambda e: index_of(e, is_dep_end(dep2)) >= 0 and
+                       index_of(e, lambda x: x[0] == "app_terminated_event") >= 0,
+                       "the app's end", timeout=120)
+
+        def from_log(s):
+            return [(t, d) for t, d in s.snapshot() if not t.startswith("event_stream_")]
+        a, b = from_log(on_follower), from_log(on_leader)
+        assert a == b  # the same events, byte for byte, in the same order
+        assert len(a) > len(evs)
+    finally:
+        for s in streams:
+            s.close()
+        for n in nodes:
+            if n.get("proc") is not None and n["proc"].alive():
+                try:
+                    api(n["addr"], "DELETE", "/v2/apps/everywhere?force=true")
+                except (urllib.error.URLError, OSError):
+                    pass
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                _, t = api(n1["addr"], "GET", "/v2/tasks")
+            except (urllib.error.URLError, OSError):
+                break
+            if not (t or {}).get("tasks"):
+                break
+            time.sleep(0.2)
