@@ -118,7 +118,8 @@ unsigned cm_state_take_changes(struct cm_state *s);
  * removes), app.delete app_terminated_event, and every change of a task's state
  * or health, whatever command caused it, status_update_event followed by
  * instance_changed_event (state) or health_status_changed_event followed by
- * instance_health_changed_event (health); a task ended by its health checks
+ * instance_health_changed_event (health; a task turning unhealthy first gives
+ * failed_health_check_event for each failing check); a task ended by its health checks
  * (reason "health check failed...") first gives unhealthy_instance_kill_event.
  * deploy.* commands give deployment_info, deployment_step_success / _failure
  * and deployment_success / _failed (a replaced or rolled-back deployment

@@ -561,6 +561,7 @@ static cJSON *add_health_check_event(const char *app, const cJSON *check,
 
 struct task_ctx {
     struct state_events *ev;
+    struct cm_state *s;
     const struct note_task *note;
     const char *ts;
     uint64_t index;
@@ -586,6 +587,71 @@ static cJSON *unhealthy_instance_kill_event(const struct cm_task_row *r, const c
     return finish(o, ok);
 }
 
+static cJSON *app_definition(const char *spec, const char *version);
+
+struct version_ctx {
+    const char *version;
+    char *spec; /* the app's spec at that version */
+};
+
+static int find_version(void *data, const struct cm_app_row *row)
+{
+    struct version_ctx *v = data;
+    if (v->spec == NULL && strcmp(row->version, v->version) == 0) {
+        v->spec = cm_strdup(row->spec);
+        return v->spec == NULL ? CM_ENOMEM : 0;
+    }
+    return 0;
+}
+
+/* The task turned unhealthy: one failed_health_check_event per check that is
+ * failing in its results (lib/agent/health.c writes them with the transition),
+ * with the check's definition from the app at the task's version. Marathon sends
+ * one per failed probe; only the transitions reach the log here. */
+static void failed_check_events(struct task_ctx *t, const struct cm_task_row *r)
+{
+    struct state_events *ev = t->ev;
+    cJSON *results = r->checks != NULL ? cJSON_Parse(r->checks) : NULL;
+    const cJSON *health = cJSON_GetObjectItemCaseSensitive(results, "health");
+    if (!cJSON_IsArray(health)) {
+        cJSON_Delete(results);
+        return; /* no per-check results: nothing to name */
+    }
+    struct version_ctx v = {r->version, NULL};
+    int rv = cm_state_app_versions(t->s, r->app, find_version, &v);
+    cJSON *def = rv == 0 && v.spec != NULL ? app_definition(v.spec, r->version) : NULL;
+    cm_free(&v.spec);
+    const cJSON *defs = cJSON_GetObjectItemCaseSensitive(def, "healthChecks");
+    int i = 0;
+    const cJSON *res;
+    cJSON_ArrayForEach(res, health)
+    {
+        const cJSON *check = cJSON_GetArrayItem(defs, i++);
+        if (!cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(res, "alive"))) {
+            continue;
+        }
+        if (check == NULL) {
+            ev->dropped++; /* the definition is gone (or out of memory) */
+            continue;
+        }
+        cJSON *o = cJSON_CreateObject();
+        cJSON *c = cJSON_Duplicate(check, true);
+        bool ok = o != NULL && c != NULL;
+        ok = ok && cJSON_AddStringToObject(o, "appId", r->app) != NULL;
+        ok = ok && cJSON_AddStringToObject(o, "eventType", "failed_health_check_event");
+        ok = ok && cJSON_AddItemToObject(o, "healthCheck", c);
+        if (!ok) {
+            cJSON_Delete(c);
+        }
+        ok = ok && cJSON_AddStringToObject(o, "taskId", r->id) != NULL;
+        ok = ok && cJSON_AddStringToObject(o, "instanceId", r->id) != NULL;
+        ok = ok && cJSON_AddStringToObject(o, "timestamp", t->ts) != NULL;
+        push(ev, t->index, "failed_health_check_event", finish(o, ok));
+    }
+    cJSON_Delete(def);
+    cJSON_Delete(results);
+}
+
 static int task_changed(void *data, const struct cm_task_row *r)
 {
     struct task_ctx *t = data;
@@ -601,6 +667,9 @@ static int task_changed(void *data, const struct cm_task_row *r)
         push(ev, t->index, "instance_changed_event", instance_changed_event(r, t->ts));
     }
     enum health h = health_of(r->health);
+    if (h == HEALTH_UNHEALTHY && h != t->note->health) {
+        failed_check_events(t, r);
+    }
     if (h != HEALTH_NONE && h != t->note->health) {
         bool alive = h == HEALTH_HEALTHY;
         push(ev, t->index, "health_status_changed_event",
@@ -614,7 +683,7 @@ static int task_changed(void *data, const struct cm_task_row *r)
 static void task_events(struct state_events *ev, struct cm_state *s,
                         const struct note_task *note, const char *ts, uint64_t index)
 {
-    struct task_ctx t = {ev, note, ts, index};
+    struct task_ctx t = {ev, s, note, ts, index};
     int rv = cm_state_task(s, note->id, task_changed, &t);
     if (rv != 0 && rv != CM_ENOTFOUND) {
         ev->dropped++;

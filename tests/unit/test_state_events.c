@@ -772,3 +772,56 @@ TEST(events_unhealthy_kill)
     taken_done(&t);
     fx_close(&f);
 }
+
+/* A task turning unhealthy: failed_health_check_event for each failing check
+ * (its definition from the app at the task's version), then the health events. */
+TEST(events_failed_health_checks_named)
+{
+    struct fixture f;
+    fx_open(&f, true);
+    ASSERT_OK(
+        apply_put(&f, 1, 1795356000000, V1,
+                  "{\"id\":\"/web\",\"cmd\":\"sleep 1\",\"healthChecks\":["
+                  "{\"protocol\":\"TCP\"},{\"protocol\":\"HTTP\",\"path\":\"/h\"}]}"));
+    ASSERT_OK(apply(&f, 2, lifecycle[0].cmd));
+    struct taken t;
+    take(&f, &t);
+    taken_done(&t);
+    ASSERT_OK(
+        apply(&f, 3,
+              "{\"type\":\"task.status\",\"at\":1795356003000,\"id\":\"web.1\","
+              "\"state\":\"running\",\"health\":\"healthy\",\"checks\":{\"health\":["
+              "{\"alive\":true},{\"alive\":true}]}}"));
+    take(&f, &t);
+    ASSERT_INT_EQ(t.n, 4); /* running, healthy: no failed check */
+    taken_done(&t);
+    ASSERT_OK(
+        apply(&f, 4,
+              "{\"type\":\"task.status\",\"at\":1795356004000,\"id\":\"web.1\","
+              "\"state\":\"running\",\"health\":\"unhealthy\",\"checks\":{\"health\":["
+              "{\"alive\":true},{\"alive\":false,\"lastFailureCause\":\"HTTP 500\"}]}}"));
+    take(&f, &t);
+    ASSERT_INT_EQ(t.n, 3);
+    cJSON *j = event_json(&t, 0, "failed_health_check_event");
+    ASSERT_STR_EQ(cJSON_GetObjectItem(j, "appId")->valuestring, "/web");
+    ASSERT_STR_EQ(cJSON_GetObjectItem(j, "taskId")->valuestring, "web.1");
+    ASSERT_STR_EQ(cJSON_GetObjectItem(j, "timestamp")->valuestring,
+                  "2026-11-22T14:00:04.000Z");
+    cJSON *hc = cJSON_GetObjectItem(j, "healthCheck");
+    ASSERT_STR_EQ(cJSON_GetObjectItem(hc, "protocol")->valuestring, "HTTP");
+    ASSERT_STR_EQ(cJSON_GetObjectItem(hc, "path")->valuestring, "/h");
+    cJSON_Delete(j);
+    ASSERT_STR_EQ(t.type[1], "health_status_changed_event");
+    ASSERT_STR_EQ(t.type[2], "instance_health_changed_event");
+    taken_done(&t);
+    /* Unhealthy without per-check results: only the health events. */
+    ASSERT_OK(apply(&f, 5,
+                    "{\"type\":\"task.status\",\"at\":1795356005000,\"id\":\"web.2\","
+                    "\"state\":\"running\",\"health\":\"unhealthy\"}"));
+    take(&f, &t);
+    ASSERT_INT_EQ(t.n, 4);
+    ASSERT_STR_EQ(t.type[2], "health_status_changed_event");
+    taken_done(&t);
+    ASSERT_UINT_EQ(cm_state_events_dropped(f.s), 0);
+    fx_close(&f);
+}
