@@ -705,8 +705,8 @@ struct pass {
     size_t n_ids;
     int64_t wait_ms;
     struct cm_deploys *deploys; /* running deployments (deploy.c) */
-    cJSON *node_cmds; /* node.state commands of the failure detector */
-    int64_t next_at;  /* failure detection and replacement: look again then */
+    cJSON *node_cmds;           /* node.state commands of the failure detector */
+    int64_t next_at;            /* failure detection and replacement: look again then */
 };
 
 static void pass_done(struct pass *p)
