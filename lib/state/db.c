@@ -130,6 +130,7 @@ struct cm_state {
     uint64_t applied;
     unsigned changes;
     struct state_events *events; /* events.c; NULL until recording starts */
+    sqlite3_stmt *task_st;       /* cm_state_task's query, kept prepared */
 };
 
 static const char *const task_state_names[CM__TASK_STATE_COUNT] = {
@@ -247,6 +248,8 @@ static void finalize_all(struct cm_state *s)
         sqlite3_finalize(s->stmt[i]);
         s->stmt[i] = NULL;
     }
+    sqlite3_finalize(s->task_st);
+    s->task_st = NULL;
 }
 
 int cm_state_open(const char *path, struct cm_state **ret, struct cm_errbuf *eb)
@@ -1079,14 +1082,12 @@ static const char *col_text(sqlite3_stmt *st, int i)
     return (const char *)sqlite3_column_text(st, i);
 }
 
-static int run_query(struct cm_state *s, const char *sql, const char *a, const char *b,
-                     int (*row)(sqlite3_stmt *, void *fn, void *data), void *fn,
-                     void *data, bool want_one)
+/* Run the prepared @st with @a, @b bound, one @row call per row; @st is left
+ * reset. */
+static int run_stmt(sqlite3_stmt *st, const char *a, const char *b,
+                    int (*row)(sqlite3_stmt *, void *fn, void *data), void *fn,
+                    void *data, bool want_one)
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
-        return CM_EIO;
-    }
     if (a != NULL) {
         sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
     }
@@ -1104,10 +1105,24 @@ static int run_query(struct cm_state *s, const char *sql, const char *a, const c
     if (rv == 0 && rc != SQLITE_DONE) {
         rv = (rc & 0xff) == SQLITE_NOMEM ? CM_ENOMEM : CM_EIO;
     }
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
     if (rv == 0 && want_one && rows == 0) {
         rv = CM_ENOTFOUND;
     }
+    return rv;
+}
+
+static int run_query(struct cm_state *s, const char *sql, const char *a, const char *b,
+                     int (*row)(sqlite3_stmt *, void *fn, void *data), void *fn,
+                     void *data, bool want_one)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        return CM_EIO;
+    }
+    int rv = run_stmt(st, a, b, row, fn, data, want_one);
+    sqlite3_finalize(st);
     return rv;
 }
 
@@ -1185,8 +1200,19 @@ int cm_state_tasks(struct cm_state *s, const char *app, const char *node, cm_tas
 
 int cm_state_task(struct cm_state *s, const char *id, cm_task_fn fn, void *data)
 {
-    return run_query(s, TASK_COLS "WHERE id = ?", id, NULL, task_row, (void *)fn, data,
-                     true);
+    /* Hot: the event bus reads every task a command touches, before and after.
+     * The statement stays prepared; a call from inside a callback of another
+     * (the statement is busy) prepares its own. */
+    if (s->task_st == NULL &&
+        sqlite3_prepare_v3(s->db, TASK_COLS "WHERE id = ?", -1, SQLITE_PREPARE_PERSISTENT,
+                           &s->task_st, NULL) != SQLITE_OK) {
+        s->task_st = NULL;
+    }
+    if (s->task_st == NULL || sqlite3_stmt_busy(s->task_st)) {
+        return run_query(s, TASK_COLS "WHERE id = ?", id, NULL, task_row, (void *)fn,
+                         data, true);
+    }
+    return run_stmt(s->task_st, id, NULL, task_row, (void *)fn, data, true);
 }
 
 static int node_row(sqlite3_stmt *st, void *fn, void *data)
