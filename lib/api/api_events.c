@@ -72,11 +72,18 @@ static bool sub_wants(const struct api_sub *s, const char *type)
     return false;
 }
 
+/* Append one frame to @b, whole or (out of memory) not at all. */
 static int frame(struct cm_buf *b, const char *type, const char *json, size_t len)
 {
+    size_t mark = b->len;
     int rv = cm_buf_printf(b, "event: %s\ndata: ", type);
     rv = rv ? rv : cm_buf_append(b, json, len);
-    return rv ? rv : cm_buf_puts(b, "\n\n");
+    rv = rv ? rv : cm_buf_puts(b, "\n\n");
+    if (rv != 0 && b->data != NULL) {
+        b->len = mark;
+        b->data[mark] = '\0';
+    }
+    return rv;
 }
 
 static void sub_gone(struct api_sub *s)
@@ -273,6 +280,9 @@ void cm_api_publish_events(struct cm_api *api)
         } else {
             sub_send(s, s->out.data, s->out.len);
             cm_buf_clear(&s->out);
+            if (s->out.cap > (1u << 20)) {
+                cm_buf_done(&s->out);
+            }
         }
     }
     cm_buf_clear(&e->all);
