@@ -1,5 +1,6 @@
 /* clusterctl scale APP N: set an app's instances (PUT /v2/apps/APP). */
 #include <stdio.h>
+#include <string.h>
 
 #include <cjson/cJSON.h>
 
@@ -10,12 +11,16 @@
 int cmd_scale(int argc, char **argv)
 {
     struct cmd_client c = {
-        .usage = "scale APP N [--addr HOST:PORT] [--json]",
+        .usage = "scale APP N [--force] [--addr HOST:PORT] [--json]",
         .about =
             "Ask for N instances of APP (0 suspends it). Running tasks are kept;\n"
             "the leader starts or stops the difference.",
     };
-    int rv = cmd_client_parse(&c, argc, argv, NULL, 0, 2, 2);
+    bool force = false;
+    const struct cmd_opt opts[] = {
+        {"--force", 'f', NULL, "replace a deployment of APP in progress", &force, NULL},
+    };
+    int rv = cmd_client_parse(&c, argc, argv, opts, CM_ARRAY_SIZE(opts), 2, 2);
     if (rv >= 0) {
         return rv;
     }
@@ -27,7 +32,8 @@ int cmd_scale(int argc, char **argv)
         return CMD_EXIT_USAGE;
     }
     char path[512];
-    if (cmd_client_app_path("/v2/apps", c.pos[0], NULL, path, sizeof(path)) != 0) {
+    if (cmd_client_app_path("/v2/apps", c.pos[0], force ? "?force=true" : NULL, path,
+                            sizeof(path)) != 0) {
         fprintf(stderr, "clusterctl scale: '%s' is not an app id\n", c.pos[0]);
         return CMD_EXIT_USAGE;
     }
@@ -43,7 +49,8 @@ int cmd_scale(int argc, char **argv)
     if (c.json) {
         printf("%s\n", text);
     } else {
-        printf("%s: scaled to %lld (deployment %s)\n", path + 8, (long long)n,
+        printf("%.*s: scaled to %lld (deployment %s)\n", (int)strcspn(path + 8, "?"),
+               path + 8, (long long)n,
                cmd_json_str(j, "deploymentId") ? cmd_json_str(j, "deploymentId") : "?");
     }
     cm_free(&text);

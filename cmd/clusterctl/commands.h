@@ -37,14 +37,14 @@ int cmd_restart(int argc, char **argv);
 int cmd_stop(int argc, char **argv);
 int cmd_logs(int argc, char **argv);
 int cmd_leader(int argc, char **argv);
-int cmd_deployments(int argc, char **argv);
-int cmd_promote(int argc, char **argv);
-int cmd_rollback(int argc, char **argv);
 int cmd_events(int argc, char **argv);
 int cmd_members(int argc, char **argv);
 int cmd_nodes(int argc, char **argv);
 int cmd_drain(int argc, char **argv);
 int cmd_undrain(int argc, char **argv);
+int cmd_deployments(int argc, char **argv);
+int cmd_promote(int argc, char **argv);
+int cmd_rollback(int argc, char **argv);
 
 /* ---- shared by the API verbs (cmd_client.c) */
 

@@ -21,15 +21,15 @@ static const struct cmd commands[] = {
     {"stop", "remove an app and stop its tasks", cmd_stop, 0},
     {"logs", "print (or follow) the output of a task or an app", cmd_logs, 0},
     {"leader", "print the leader's API address", cmd_leader, 0},
+    {"members", "list the raft members: voters, learners, the leader", cmd_members, 0},
+    {"nodes", "list the nodes: state, resources, attributes", cmd_nodes, 0},
+    {"drain", "move a node's tasks away and place nothing new there", cmd_drain, 0},
+    {"undrain", "make a drained node schedulable again", cmd_undrain, 0},
     {"deployments", "list the deployments in progress", cmd_deployments, 0},
     {"promote", "promote the canaries of an app's deployment", cmd_promote, 0},
     {"rollback", "roll an app back (its deployment, or to a version)", cmd_rollback, 0},
     {"events", "print the event stream (Marathon's /v2/events) as it comes", cmd_events,
      0},
-    {"members", "list the raft members: voters, learners, the leader", cmd_members, 0},
-    {"nodes", "list the nodes: state, resources, attributes", cmd_nodes, 0},
-    {"drain", "move a node's tasks away and place nothing new there", cmd_drain, 0},
-    {"undrain", "make a drained node schedulable again", cmd_undrain, 0},
 };
 
 static const struct cmd *find_command(const char *name)

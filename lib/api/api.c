@@ -205,6 +205,7 @@ struct api_write {
      * deploy.start at commit. */
     cJSON *changes;
     bool force;
+    bool rollback;
     char dep_id[40];
     char dep_version[32];
 };
@@ -351,6 +352,11 @@ void api__write_deploy(struct api_write *w, const char *id, const char *version,
     snprintf(w->dep_version, sizeof(w->dep_version), "%s", version);
 }
 
+void api__write_rollback(struct api_write *w)
+{
+    w->rollback = true;
+}
+
 void api__write_propose(struct api_write *w, const char *cmd, size_t len)
 {
     if (w->err != 0) {
@@ -395,8 +401,9 @@ void api__write_commit(struct api_write *w)
         cJSON *changes = w->changes;
         w->changes = NULL;
         struct cm_buf cmd = {0}, conflict = {0};
-        int rv = api__deploy_cmd(w->api, changes, w->dep_id, w->dep_version, w->force,
-                                 &cmd, &conflict, w->errmsg, sizeof(w->errmsg));
+        int rv =
+            api__deploy_cmd(w->api, changes, w->dep_id, w->dep_version, w->force,
+                            w->rollback, &cmd, &conflict, w->errmsg, sizeof(w->errmsg));
         cJSON_Delete(changes);
         if (rv == CM_ECONFLICT) {
             api__respond_json(w->req, 409, &conflict);
@@ -841,10 +848,9 @@ int api__app_info(struct cm_api *api, const struct api_app *a, const struct api_
                            (long long)c.staged, (long long)c.running,
                            (long long)c.healthy, (long long)c.unhealthy);
     }
-    /* Deployments are not modelled yet (the controller converges each app
-     * without a plan): no app is ever part of one. */
     if (rv == 0 && (embed & API_EMBED_DEPLOYMENTS)) {
-        rv = cm_buf_puts(out, ",\"deployments\":[]");
+        rv = cm_buf_puts(out, ",\"deployments\":");
+        rv = rv ? rv : api__app_deployments(api, a->id, out);
     }
     if (rv == 0 && (embed & API_EMBED_TASKS) && a->spec != NULL &&
         a->spec->n_readiness_checks > 0) {

@@ -183,7 +183,7 @@ static int action_for(struct cm_api *api, const cJSON *ch, cJSON **ret,
 }
 
 int api__deploy_cmd(struct cm_api *api, const cJSON *changes, const char *id,
-                    const char *version, bool force, struct cm_buf *out,
+                    const char *version, bool force, bool rollback, struct cm_buf *out,
                     struct cm_buf *conflict, char *msg, size_t msg_cap)
 {
     int n = cJSON_GetArraySize(changes);
@@ -285,6 +285,9 @@ int api__deploy_cmd(struct cm_api *api, const cJSON *changes, const char *id,
         cJSON_AddNumberToObject(cmd, "at", (double)api->ops.now_ms(api->ops.data));
         cJSON_AddStringToObject(cmd, "id", id);
         cJSON_AddStringToObject(cmd, "version", version);
+        if (rollback) {
+            cJSON_AddBoolToObject(cmd, "rollback", true);
+        }
         cJSON *cc = cJSON_Duplicate(changes, true);
         if (cc == NULL || !cJSON_AddItemToObject(cmd, "changes", cc)) {
             cJSON_Delete(cc);
@@ -318,18 +321,22 @@ struct dep_list {
     int n;
 };
 
-/* Progress of one action: instances wanted, new tasks ready and live, old left. */
-static int action_progress(struct cm_api *api, const cJSON *act, struct cm_buf *b)
+/* A current action's readinessCheckResults (its app's tasks, api_health.c) and,
+ * with @progress, its progress: instances wanted, new tasks ready and live, old
+ * tasks left. */
+static int action_progress(struct cm_api *api, const cJSON *act, bool progress,
+                           struct cm_buf *b)
 {
     const char *app = jstr(act, "app");
     const char *version = jstr(act, "version");
     struct api_apps apps;
     int64_t instances = 0;
-    bool hc = false;
+    bool hc = false, rc = false;
     int rv = api__apps_load(api, app, &apps);
     if (rv == 0) {
         instances = apps.v[0].instances;
         hc = apps.v[0].spec != NULL && apps.v[0].spec->n_health_checks > 0;
+        rc = apps.v[0].spec != NULL && apps.v[0].spec->n_readiness_checks > 0;
         api__apps_done(&apps);
     } else if (rv != CM_ENOTFOUND) {
         return rv;
@@ -337,6 +344,12 @@ static int action_progress(struct cm_api *api, const cJSON *act, struct cm_buf *
     struct api_tasks t;
     rv = api__tasks_load(api, app, &t);
     if (rv != 0) {
+        return rv;
+    }
+    rv = cm_buf_puts(b, ",\"readinessCheckResults\":");
+    rv = rv ? rv : api__readiness_results(&t, 0, t.n, b);
+    if (rv != 0 || !progress) {
+        api__tasks_done(&t);
         return rv;
     }
     int64_t ready = 0, live = 0, old = 0;
@@ -352,7 +365,7 @@ static int action_progress(struct cm_api *api, const cJSON *act, struct cm_buf *
             continue;
         }
         live++;
-        ready += k->state == CM_TASK_RUNNING &&
+        ready += k->state == CM_TASK_RUNNING && (!rc || k->ready) &&
                  (hc ? k->health != NULL && strcmp(k->health, "healthy") == 0
                      : k->health == NULL || strcmp(k->health, "unhealthy") != 0);
     }
@@ -376,10 +389,7 @@ static int put_actions(struct dep_list *l, const cJSON *acts, bool current)
         rv = rv ? rv : cm_buf_puts(l->b, ",\"app\":");
         rv = rv ? rv : api__json_str(l->b, jstr(a, "app"));
         if (current) {
-            rv = rv ? rv : cm_buf_puts(l->b, ",\"readinessCheckResults\":[]");
-            if (l->progress) {
-                rv = rv ? rv : action_progress(l->api, a, l->b);
-            }
+            rv = rv ? rv : action_progress(l->api, a, l->progress, l->b);
         }
         rv = rv ? rv : cm_buf_puts(l->b, "}");
     }
@@ -387,7 +397,7 @@ static int put_actions(struct dep_list *l, const cJSON *acts, bool current)
 }
 
 /* One deployment in Marathon's shape (compat.md §2.2) plus ours: status,
- * promoted, reason, rollbackOf. */
+ * promoted, reason, rollback, rollbackOf. */
 static int dep_json(void *data, const struct cm_deploy_row *row)
 {
     struct dep_list *l = data;
@@ -431,7 +441,10 @@ static int dep_json(void *data, const struct cm_deploy_row *row)
             : cm_buf_printf(
                   b, ",\"promoted\":%s,\"reason\":", row->promoted ? "true" : "false");
     rv = rv ? rv : api__json_str(b, row->reason);
-    rv = rv ? rv : cm_buf_puts(b, ",\"rollbackOf\":");
+    rv =
+        rv ? rv
+           : cm_buf_printf(
+                 b, ",\"rollback\":%s,\"rollbackOf\":", row->rollback ? "true" : "false");
     rv = rv ? rv : api__json_str(b, row->rollback_of);
     rv = rv ? rv : cm_buf_puts(b, ",\"startedAt\":");
     rv = rv ? rv : api__json_time(b, row->started_at);
@@ -609,6 +622,36 @@ static bool route_app_dep(struct cm_http_req *req, struct cm_api *api, char *app
     return true;
 }
 
+struct app_deps_out {
+    const char *app;
+    struct cm_buf *out;
+    int n;
+};
+
+static int app_dep_json(void *data, const struct cm_deploy_row *row)
+{
+    struct app_deps_out *o = data;
+    cJSON *apps = cJSON_Parse(row->apps);
+    bool hit = json_has_str(apps, o->app);
+    cJSON_Delete(apps);
+    if (!hit) {
+        return 0;
+    }
+    int rv = cm_buf_puts(o->out, o->n++ ? ",{\"id\":" : "{\"id\":");
+    rv = rv ? rv : api__json_str(o->out, row->id);
+    return rv ? rv : cm_buf_puts(o->out, "}");
+}
+
+int api__app_deployments(struct cm_api *api, const char *app, struct cm_buf *out)
+{
+    struct app_deps_out o = {app, out, 0};
+    int rv = cm_buf_puts(out, "[");
+    rv = rv ? rv
+            : cm_state_deployments(api->ops.state(api->ops.data), NULL, true,
+                                   app_dep_json, &o);
+    return rv ? rv : cm_buf_puts(out, "]");
+}
+
 /* POST /v1/apps/{id}/promote: the app's canaries are good, go on. */
 static void h_app_promote(struct cm_http_req *req, void *data)
 {
@@ -715,6 +758,7 @@ static void h_app_rollback(struct cm_http_req *req, void *data)
         if (w != NULL) {
             rv = cm_uuid4(dep);
             api__write_deploy(w, dep, want, true);
+            api__write_rollback(w);
             rv = rv ? rv
                     : cm_buf_printf(api__write_body(w),
                                     "{\"version\":\"%s\",\"deploymentId\":\"%s\"}", want,
@@ -751,8 +795,8 @@ int api__routes_deploy(struct cm_api *api)
         {"POST", "/v1/apps/{id*}/rollback", h_app_rollback},
     };
     for (size_t i = 0; i < CM_ARRAY_SIZE(routes); i++) {
-        int rv = cm_http_server_route(api->srv, routes[i].method, routes[i].pattern,
-                                      API_BODY_LIMIT_NONE, routes[i].fn, api);
+        int rv = api__route(api, routes[i].method, routes[i].pattern, API_BODY_LIMIT_NONE,
+                            routes[i].fn);
         if (rv != 0) {
             return rv;
         }

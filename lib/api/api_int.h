@@ -98,6 +98,8 @@ void api__write_fail(struct api_write *w, int code, const char *msg);
  * Call before the first proposal. */
 void api__write_deploy(struct api_write *w, const char *id, const char *version,
                        bool dflt_force);
+/* The deployment is a rollback (no canary phase, never rolled back itself). */
+void api__write_rollback(struct api_write *w);
 
 /* ---- deployments (api_deploy.c) */
 
@@ -106,9 +108,12 @@ void api__write_deploy(struct api_write *w, const char *id, const char *version,
  * body: the deployments in the way), CM_EVALIDATION (a dependency cycle; @msg
  * names it), CM_ENOMEM, storage errors. */
 int api__deploy_cmd(struct cm_api *api, const cJSON *changes, const char *id,
-                    const char *version, bool force, struct cm_buf *out,
+                    const char *version, bool force, bool rollback, struct cm_buf *out,
                     struct cm_buf *conflict, char *msg, size_t msg_cap);
 int api__routes_deploy(struct cm_api *api);
+/* Append the running deployments of @app as Marathon's AppInfo.deployments:
+ * [{"id": ...}]. Errors: CM_ENOMEM, storage errors. */
+int api__app_deployments(struct cm_api *api, const char *app, struct cm_buf *out);
 
 /* ---- the replica */
 

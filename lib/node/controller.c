@@ -66,6 +66,7 @@ struct task_info {
     char *node;
     enum cm_task_state state;
     const char *health; /* "healthy", "unhealthy" or NULL (static strings) */
+    bool ready;         /* its readiness check passed (or it has none) */
     int64_t staged_at;
     int64_t started_at;
     int64_t updated_at;
@@ -188,6 +189,7 @@ static int load_task(void *data, const struct cm_task_row *row)
     t->health = row->health == NULL                   ? NULL
                 : strcmp(row->health, "healthy") == 0 ? "healthy"
                                                       : "unhealthy";
+    t->ready = row->ready;
     t->staged_at = row->staged_at;
     t->started_at = row->started_at;
     t->updated_at = row->updated_at;
@@ -471,8 +473,10 @@ static int decide(const struct app_info *a, int64_t now, enum cm_deploy_gate gat
             /* A task on a draining node is replaced like one of an old version. */
             if (strcmp(t->version, a->version) == 0 && !t->draining) {
                 cur[n_cur++] = t;
-                struct cm_task_row row = {.state = t->state, .health = t->health};
-                running_cur += cm_deploy_task_ready(&row, spec->n_health_checks > 0);
+                struct cm_task_row row = {
+                    .state = t->state, .health = t->health, .ready = t->ready};
+                running_cur += cm_deploy_task_ready(&row, spec->n_health_checks > 0,
+                                                    spec->n_readiness_checks > 0);
             } else {
                 old[n_old++] = t;
             }

@@ -34,6 +34,8 @@ struct dep {
 struct cm_deploys {
     struct dep *v;
     size_t n;
+    char **gone_nodes; /* unreachable or down: kills there wait for the node */
+    size_t n_gone;
 };
 
 static const char *jstr(const cJSON *o, const char *k)
@@ -66,6 +68,10 @@ void cm_deploys_free(struct cm_deploys *ds)
         dep_done(&ds->v[i]);
     }
     cm_free(&ds->v);
+    for (size_t i = 0; i < ds->n_gone; i++) {
+        cm_free(&ds->gone_nodes[i]);
+    }
+    cm_free(&ds->gone_nodes);
     cm_free(&ds);
 }
 
@@ -82,7 +88,7 @@ static int load_dep(void *data, const struct cm_deploy_row *row)
     d->id = cm_strdup(row->id);
     d->step = row->step;
     d->promoted = row->promoted;
-    d->is_rollback = row->rollback_of != NULL;
+    d->is_rollback = row->rollback;
     d->started_at = row->started_at;
     d->step_started_at = row->step_started_at;
     cJSON *plan = cJSON_Parse(row->plan);
@@ -122,6 +128,25 @@ static int load_dep(void *data, const struct cm_deploy_row *row)
     return rv;
 }
 
+static int load_gone(void *data, const struct cm_node_row *row)
+{
+    struct cm_deploys *ds = data;
+    if (strcmp(row->state, "unreachable") != 0 && strcmp(row->state, "down") != 0) {
+        return 0;
+    }
+    char **v = cm_reallocarray(ds->gone_nodes, ds->n_gone + 1, sizeof(*v));
+    if (v == NULL) {
+        return CM_ENOMEM;
+    }
+    ds->gone_nodes = v;
+    ds->gone_nodes[ds->n_gone] = cm_strdup(row->id);
+    if (ds->gone_nodes[ds->n_gone] == NULL) {
+        return CM_ENOMEM;
+    }
+    ds->n_gone++;
+    return 0;
+}
+
 int cm_deploys_load(struct cm_state *st, struct cm_deploys **ret)
 {
     struct cm_deploys *ds = cm_calloc(1, sizeof(*ds));
@@ -129,6 +154,9 @@ int cm_deploys_load(struct cm_state *st, struct cm_deploys **ret)
         return CM_ENOMEM;
     }
     int rv = cm_state_deployments(st, NULL, true, load_dep, ds);
+    if (rv == 0 && ds->n > 0) {
+        rv = cm_state_nodes(st, load_gone, ds);
+    }
     if (rv != 0) {
         cm_deploys_free(ds);
         return rv;
@@ -172,8 +200,10 @@ enum cm_deploy_gate cm_deploys_gate(const struct cm_deploys *ds, const char *app
 /* ------------------------------------------------------------------ advancing */
 
 struct app_now {
+    const struct cm_deploys *ds;
     const char *version; /* the action's target */
     bool hc;             /* the app has health checks: ready needs "healthy" */
+    bool rc;             /* the app has a readiness check: ready needs `ready` */
     uint32_t new_live, new_ready, old_alive, killing;
     int64_t ready_since; /* the latest update of a ready new task */
 };
@@ -183,6 +213,14 @@ static int count_task(void *data, const struct cm_task_row *row)
     struct app_now *n = data;
     if (cm_task_state_terminal(row->state)) {
         return 0;
+    }
+    /* A kill on a node that is gone completes only when the node is back (or
+     * its tasks are expunged): the task no longer runs anywhere we can reach,
+     * and its replacement is already counted, so it does not hold the step. */
+    for (size_t i = 0; row->state == CM_TASK_KILLING && i < n->ds->n_gone; i++) {
+        if (strcmp(row->node, n->ds->gone_nodes[i]) == 0) {
+            return 0;
+        }
     }
     bool is_new = n->version != NULL && strcmp(row->version, n->version) == 0;
     if (!is_new) {
@@ -194,7 +232,7 @@ static int count_task(void *data, const struct cm_task_row *row)
         return 0;
     }
     n->new_live++;
-    if (cm_deploy_task_ready(row, n->hc)) {
+    if (cm_deploy_task_ready(row, n->hc, n->rc)) {
         n->new_ready++;
         n->ready_since = CM_MAX(n->ready_since, row->updated_at);
     }
@@ -217,9 +255,10 @@ static int cur_row(void *data, const struct cm_app_row *row)
                : 0;
 }
 
-bool cm_deploy_task_ready(const struct cm_task_row *row, bool has_health_checks)
+bool cm_deploy_task_ready(const struct cm_task_row *row, bool has_health_checks,
+                          bool has_readiness_checks)
 {
-    if (row->state != CM_TASK_RUNNING) {
+    if (row->state != CM_TASK_RUNNING || (has_readiness_checks && !row->ready)) {
         return false;
     }
     if (has_health_checks) {
@@ -235,10 +274,10 @@ enum action_state {
     ACT_CANARY_OK, /* canaries ready, waiting for `promote` */
 };
 
-static int action_state(struct cm_state *st, const struct dep *d,
-                        const struct dep_action *a, int64_t now, enum action_state *ret,
-                        bool *ret_auto_rollback, int64_t *ret_deadline_ms,
-                        int64_t *ret_recheck_ms)
+static int action_state(const struct cm_deploys *ds, struct cm_state *st,
+                        const struct dep *d, const struct dep_action *a, int64_t now,
+                        enum action_state *ret, bool *ret_auto_rollback,
+                        int64_t *ret_deadline_ms, int64_t *ret_recheck_ms)
 {
     *ret = ACT_WAIT;
     struct app_cur cur = {0};
@@ -246,8 +285,10 @@ static int action_state(struct cm_state *st, const struct dep *d,
     if (rv != 0 && rv != CM_ENOTFOUND) {
         return rv;
     }
-    struct app_now n = {.version = is_stop(a) ? NULL : a->version,
-                        .hc = cur.spec != NULL && cur.spec->n_health_checks > 0};
+    struct app_now n = {.ds = ds,
+                        .version = is_stop(a) ? NULL : a->version,
+                        .hc = cur.spec != NULL && cur.spec->n_health_checks > 0,
+                        .rc = cur.spec != NULL && cur.spec->n_readiness_checks > 0};
     rv = cm_state_tasks(st, a->app, NULL, count_task, &n);
     if (rv != 0) {
         cm_app_free(cur.spec);
@@ -304,8 +345,8 @@ static int add_cmd(cJSON *out, const char *type, const char *id, int64_t at)
     return 0;
 }
 
-static int advance_one(struct cm_state *st, const struct dep *d, int64_t now, cJSON *out,
-                       int64_t *recheck_ms)
+static int advance_one(const struct cm_deploys *ds, struct cm_state *st,
+                       const struct dep *d, int64_t now, cJSON *out, int64_t *recheck_ms)
 {
     if (d->step >= (int64_t)d->n_steps) {
         return add_cmd(out, "deploy.done", d->id, now);
@@ -315,8 +356,8 @@ static int advance_one(struct cm_state *st, const struct dep *d, int64_t now, cJ
     size_t s = (size_t)d->step;
     for (size_t k = 0; k < d->n_acts[s]; k++) {
         enum action_state as;
-        int rv = action_state(st, d, &d->steps[s][k], now, &as, &auto_rb, &deadline_ms,
-                              recheck_ms);
+        int rv = action_state(ds, st, d, &d->steps[s][k], now, &as, &auto_rb,
+                              &deadline_ms, recheck_ms);
         if (rv != 0) {
             return rv;
         }
@@ -381,7 +422,7 @@ int cm_deploys_advance(const struct cm_deploys *ds, struct cm_state *st, int64_t
 {
     int64_t recheck = INT64_MAX;
     for (size_t i = 0; ds != NULL && i < ds->n; i++) {
-        int rv = advance_one(st, &ds->v[i], now, out, &recheck);
+        int rv = advance_one(ds, st, &ds->v[i], now, out, &recheck);
         if (rv != 0) {
             return rv;
         }

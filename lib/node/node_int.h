@@ -127,8 +127,10 @@ enum cm_deploy_gate cm_deploys_gate(const struct cm_deploys *ds, const char *app
  * progress deadline). */
 int cm_deploys_advance(const struct cm_deploys *ds, struct cm_state *st, int64_t now,
                        cJSON *out, int64_t *ret_recheck_ms);
-/* A task counts for a deployment: running, and healthy when the app has health
- * checks (else not reported unhealthy). */
-bool cm_deploy_task_ready(const struct cm_task_row *row, bool has_health_checks);
+/* A task counts for a deployment: running, healthy when the app has health
+ * checks (else not reported unhealthy), and ready when it has a readiness check
+ * (the task row's `ready`; compat.md §1.8). */
+bool cm_deploy_task_ready(const struct cm_task_row *row, bool has_health_checks,
+                          bool has_readiness_checks);
 
 #endif

@@ -38,6 +38,7 @@ static const char schema_sql[] =
     "  id TEXT PRIMARY KEY, version TEXT NOT NULL, apps TEXT NOT NULL,"
     "  plan TEXT NOT NULL, step INTEGER NOT NULL, status TEXT NOT NULL,"
     "  promoted INTEGER NOT NULL DEFAULT 0, reason TEXT, rollback_of TEXT,"
+    "  rollback INTEGER NOT NULL DEFAULT 0,"
     "  started INTEGER NOT NULL, step_started INTEGER NOT NULL,"
     "  updated INTEGER NOT NULL);";
 
@@ -1245,6 +1246,11 @@ static int validate_deploy(struct cm_state *s, const cJSON *cmd, const char *typ
     if (strcmp(type, "deploy.start") == 0) {
         want_str(&v, cmd, "", "version", true, 64);
         want_str(&v, cmd, "", "rollbackOf", false, MAX_DEPLOY_ID);
+        const cJSON *rbf = cJSON_GetObjectItemCaseSensitive(cmd, "rollback");
+        if (rbf != NULL && !cJSON_IsBool(rbf)) {
+            return cm_err_setf(eb, CM_EVALIDATION,
+                               "deploy.start: rollback: must be a bool");
+        }
         const cJSON *plan = want_kind(&v, cmd, "", "plan", true, cJSON_Object);
         const cJSON *steps =
             plan != NULL ? want_kind(&v, plan, "plan.", "steps", true, cJSON_Array)
@@ -1397,12 +1403,13 @@ static int apply_deploy_start(struct cm_state *s, const cJSON *cmd, int64_t at,
                          "updated < ?4",
                          NULL, NULL, NULL, at - DEPLOY_KEEP_MS, 0, eb);
     sqlite3_stmt *st = NULL;
-    if (rv == 0 &&
-        sqlite3_prepare_v2(s->db,
-                           "INSERT OR REPLACE INTO deployments(id, version, apps, plan, "
-                           "step, status, rollback_of, started, step_started, updated) "
-                           "VALUES(?1, ?2, ?3, ?4, 0, 'running', ?5, ?6, ?6, ?6)",
-                           -1, &st, NULL) != SQLITE_OK) {
+    if (rv == 0 && sqlite3_prepare_v2(
+                       s->db,
+                       "INSERT OR REPLACE INTO deployments(id, version, apps, plan, "
+                       "step, status, rollback_of, rollback, started, step_started, "
+                       "updated) VALUES(?1, ?2, ?3, ?4, 0, 'running', ?5, ?7, ?6, ?6, "
+                       "?6)",
+                       -1, &st, NULL) != SQLITE_OK) {
         rv = db_err(s, eb, "prepare deployment statement for");
     }
     if (rv == 0) {
@@ -1415,6 +1422,10 @@ static int apply_deploy_start(struct cm_state *s, const cJSON *cmd, int64_t at,
             sqlite3_bind_text(st, 5, rb, -1, SQLITE_STATIC);
         }
         sqlite3_bind_int64(st, 6, at);
+        /* A rollback (of a deployment, or to a version): no canary phase. */
+        sqlite3_bind_int(st, 7,
+                         rb != NULL || cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+                                           cmd, "rollback")));
         int rc = sqlite3_step(st);
         if (rc != SQLITE_DONE) {
             rv = db_err(s, eb, "write deployment to");
@@ -1476,6 +1487,7 @@ static int deploy_row(sqlite3_stmt *st, void *fn, void *data)
         .promoted = sqlite3_column_int(st, 6) != 0,
         .reason = col_text(st, 7),
         .rollback_of = col_text(st, 8),
+        .rollback = sqlite3_column_int(st, 12) != 0,
         .started_at = sqlite3_column_int64(st, 9),
         .step_started_at = sqlite3_column_int64(st, 10),
         .updated_at = sqlite3_column_int64(st, 11),
@@ -1485,7 +1497,7 @@ static int deploy_row(sqlite3_stmt *st, void *fn, void *data)
 
 #define DEPLOY_COLS                                                                 \
     "SELECT id, version, apps, plan, step, status, promoted, reason, rollback_of, " \
-    "started, step_started, updated FROM deployments "
+    "started, step_started, updated, rollback FROM deployments "
 
 int cm_state_deployments(struct cm_state *s, const char *id, bool running_only,
                          cm_deploy_fn fn, void *data)

@@ -32,7 +32,7 @@
  *                re-reports those that ended); down: its tasks become lost
  *   deploy.start at, id, version, apps: ["/app", ...], plan: {steps: [...]},
  *                changes: [app.put | app.delete | task.kill command, ...]
- *                [, rollbackOf: "deployment id"]
+ *                [, rollbackOf: "deployment id"] [, rollback: true]
  *                (applies the changes, cancels the running deployments that
  *                touch the same apps, records the new one; docs/deployments.md)
  *   deploy.step  at, id, step: int              (the next step is current)
@@ -231,6 +231,7 @@ struct cm_deploy_row {
     bool promoted;
     const char *reason;      /* NULL or why it failed */
     const char *rollback_of; /* NULL or the deployment this one rolls back */
+    bool rollback;           /* a rollback (of a deployment or to a version) */
     int64_t started_at;
     int64_t step_started_at;
     int64_t updated_at;

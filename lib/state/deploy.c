@@ -170,6 +170,13 @@ static const char *jstr(const cJSON *o, const char *k)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+static int app_exists_cb(void *data, const struct cm_app_row *row)
+{
+    (void)data;
+    (void)row;
+    return 0;
+}
+
 /* The inverse of one action into @changes and @actions. */
 static int undo_action(struct cm_state *s, const cJSON *act, int64_t at, cJSON *changes,
                        cJSON *actions, cJSON *apps)
@@ -190,7 +197,13 @@ static int undo_action(struct cm_state *s, const cJSON *act, int64_t at, cJSON *
         return CM_ENOMEM;
     }
     cJSON_AddStringToObject(a, "app", app);
-    if (from == NULL) { /* it started the app: stop it */
+    if (from == NULL) { /* it started the app: stop it (if it is still there) */
+        if (cm_state_apps(s, app, app_exists_cb, NULL) == CM_ENOTFOUND) {
+            cJSON_DetachItemViaPointer(changes, ch);
+            cJSON_Delete(ch);
+            cJSON_AddStringToObject(a, "action", "StopApplication");
+            return 0;
+        }
         cJSON_AddStringToObject(ch, "type", "app.delete");
         cJSON_AddNumberToObject(ch, "at", (double)at);
         cJSON_AddStringToObject(ch, "id", app);
@@ -224,6 +237,19 @@ static int undo_action(struct cm_state *s, const cJSON *act, int64_t at, cJSON *
     cJSON_AddStringToObject(ch, "type", "app.put");
     cJSON_AddStringToObject(ch, "version", from);
     cJSON_AddItemToObject(ch, "app", f.spec);
+    /* The plan is data from the log: a change that would not validate (it
+     * cannot come from the API) is left out, so the rollback always applies. */
+    char *text = cJSON_PrintUnformatted(ch);
+    struct cm_errbuf eb;
+    rv = text != NULL ? cm_state_validate(s, text, strlen(text), &eb) : CM_ENOMEM;
+    cJSON_free(text);
+    if (rv != 0) {
+        cJSON_DetachItemViaPointer(changes, ch);
+        cJSON_Delete(ch);
+        cJSON_DetachItemViaPointer(actions, a);
+        cJSON_Delete(a);
+        return rv == CM_ENOMEM ? rv : 0;
+    }
     bool started = strcmp(kind, "StopApplication") == 0;
     bool scale = strcmp(kind, "ScaleApplication") == 0;
     cJSON_AddStringToObject(a, "action",
@@ -277,6 +303,7 @@ int cm_deploy_rollback_cmd(struct cm_state *s, const char *dep_id, const char *n
         cJSON_AddStringToObject(cmd, "id", new_id);
         cJSON_AddStringToObject(cmd, "version", version);
         cJSON_AddStringToObject(cmd, "rollbackOf", dep_id);
+        cJSON_AddBoolToObject(cmd, "rollback", true);
         cJSON_AddItemToObject(cmd, "apps", apps);
         apps = NULL;
         cJSON_AddItemToObject(plan, "steps", steps);

@@ -15,21 +15,28 @@ import pytest
 from conftest import free_port, wait_for_port
 
 
-@pytest.fixture
-def agent(procs, tmp_path, clusterctl_bin):
-    http, rpc, dns = free_port(), free_port(), free_port()
-    # Task ports of our own, below the ephemeral range: other agents on this
-    # machine hand out the default 31000-32000, and a task that cannot bind
-    # would be replaced under the test's eyes.
-    base = random.randrange(20000, 29000, 200)
-    p = procs.start([clusterctl_bin, "agent", "--dev", "--data-dir", str(tmp_path / "data"),
-                     "--http-port", str(http), "--rpc-port", str(rpc),
-                     "--dns-addr", "127.0.0.1:%d" % dns,
-                     "--resources", "ports=[%d-%d]" % (base, base + 199)], name="agent")
+def start_agent(procs, data_dir, clusterctl_bin, argv=None):
+    """Start an agent (again, with @argv); returns (proc, addr, argv)."""
+    if argv is None:
+        http, rpc, dns = free_port(), free_port(), free_port()
+        # Task ports of our own, below the ephemeral range: other agents on this
+        # machine hand out the default 31000-32000, and a task that cannot bind
+        # would be replaced under the test's eyes.
+        base = random.randrange(20000, 29000, 200)
+        # A cgroup parent of our own: an agent removes the task cgroups under its
+        # parent that its replica does not know, so a shared one would let other
+        # agents on this machine kill our tasks (and ours theirs).
+        argv = [clusterctl_bin, "agent", "--dev", "--data-dir", data_dir,
+                "--http-port", str(http), "--rpc-port", str(rpc),
+                "--dns-addr", "127.0.0.1:%d" % dns,
+                "--resources", "ports=[%d-%d]" % (base, base + 199),
+                "--cgroup-parent", "deploy-test-%d-%d" % (os.getpid(), http)]
+    http = int(argv[argv.index("--http-port") + 1])
+    p = procs.start(argv, name="agent")
     wait_for_port("127.0.0.1", http, timeout=15, proc=p.p)
     addr = "127.0.0.1:%d" % http
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline:  # the API answers once raft elected itself
         try:
             with urllib.request.urlopen("http://%s/v2/leader" % addr, timeout=2) as r:
                 if r.status == 200:
@@ -37,7 +44,45 @@ def agent(procs, tmp_path, clusterctl_bin):
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.1)
-    return addr
+    return p, addr, argv
+
+
+def cleanup_agent(addr, argv):
+    """Tasks outlive their agent (by design): stop every app while the agent runs,
+    then kill what is left in our cgroups (processes our agent started) and
+    remove them."""
+    try:
+        api(addr, "DELETE", "/v2/groups?force=true")
+        wait_for("the tasks to stop", lambda: api(addr, "GET", "/v2/tasks")[1]["tasks"] == [],
+                 timeout=20)
+    except (AssertionError, OSError, urllib.error.URLError):
+        pass
+    parent = argv[argv.index("--cgroup-parent") + 1]
+    for root in ("/sys/fs/cgroup",) + tuple("/sys/fs/cgroup/" + d for d in
+                                             os.listdir("/sys/fs/cgroup")):
+        top = os.path.join(root, parent)
+        if not os.path.isdir(top):
+            continue
+        for dirpath, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
+            try:
+                with open(os.path.join(dirpath, "cgroup.procs")) as f:
+                    for pid in f.read().split():
+                        os.kill(int(pid), 9)
+            except OSError:
+                pass
+            for _ in range(50):
+                try:
+                    os.rmdir(dirpath)
+                    break
+                except OSError:
+                    time.sleep(0.02)
+
+
+@pytest.fixture
+def agent(procs, tmp_path, clusterctl_bin):
+    p, addr, argv = start_agent(procs, str(tmp_path / "data"), clusterctl_bin)
+    yield addr
+    cleanup_agent(addr, argv)
 
 
 def cli(bin_, addr, *args, timeout=120):
@@ -190,6 +235,15 @@ def test_canary_409_force_promote(agent, clusterctl_bin, tmp_path):
     r = cli(clusterctl_bin, agent, "promote", "web")
     assert r.returncode == 1  # nothing in progress
 
+    # The CLI's verbs meet the lock too, and --force replaces the deployment.
+    st, j = api(agent, "PUT", "/v2/apps/web", {"env": {"V": "4"}})
+    assert st == 200
+    r = cli(clusterctl_bin, agent, "scale", "web", "4")
+    assert r.returncode == 1 and "locked" in r.stderr, r.stderr
+    r = cli(clusterctl_bin, agent, "scale", "web", "4", "--force")
+    assert r.returncode == 0, r.stderr
+    assert deployment(agent, j["deploymentId"])["status"] == "cancelled"
+
 
 def test_rollback_by_hand_fails_the_run(agent, clusterctl_bin, tmp_path):
     r = cli(clusterctl_bin, agent, "run", write(tmp_path, "web.json", web_app(canaries=1)))
@@ -219,7 +273,13 @@ def test_rollback_by_hand_fails_the_run(agent, clusterctl_bin, tmp_path):
     assert r.returncode == 0, r.stderr
     r = cli(clusterctl_bin, agent, "rollback", "web", v1)
     assert r.returncode == 0, r.stderr
-    wait_for("v1 by version", lambda: settled(agent, "/web", v1, 3))
+    try:
+        wait_for("v1 by version", lambda: settled(agent, "/web", v1, 3), timeout=15)
+    except AssertionError:
+        print(json.dumps(tasks(agent, "/web"), indent=1))
+        print(api(agent, "GET", "/v2/deployments"))
+        print(api(agent, "GET", "/v2/apps/web")[1]["app"]["version"], v1)
+        raise
     r = cli(clusterctl_bin, agent, "rollback", "web", "2000-01-01T00:00:00.000Z")
     assert r.returncode == 1
 
@@ -265,3 +325,112 @@ def test_group_starts_in_dependency_order(agent, clusterctl_bin, tmp_path):
     assert "cycle: /loop/a -> /loop/b -> /loop/a" in r.stderr, r.stderr
     st, _ = api(agent, "GET", "/v2/apps/loop/a")
     assert st == 404
+
+
+def test_a_restarted_leader_resumes_the_deployment(procs, tmp_path, clusterctl_bin):
+    p, addr, argv = start_agent(procs, str(tmp_path / "data"), clusterctl_bin)
+    r = cli(clusterctl_bin, addr, "run", write(tmp_path, "web.json", web_app(canaries=1)))
+    assert r.returncode == 0, r.stderr
+    st, res = api(addr, "PUT", "/v2/apps/web", {"env": {"V": "2"}})
+    assert st == 200
+    dep, v2 = res["deploymentId"], res["version"]
+    wait_for("the canary", lambda: len([t for t in tasks(addr, "/web")
+                                        if t["version"] == v2
+                                        and t["state"] == "TASK_RUNNING"]) == 1)
+    # The agent (the only node: the leader) goes away and comes back: the plan,
+    # its step and the canary rule come from the replica.
+    p.stop()
+    p, addr, _ = start_agent(procs, str(tmp_path / "data"), clusterctl_bin, argv)
+    assert deployment(addr, dep)["status"] == "running"
+    # The canary rule holds after the restart: never more than one new task.
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        new = [t for t in tasks(addr, "/web")
+               if t["version"] == v2 and t["state"] != "TASK_KILLING"]
+        assert len(new) <= 1, new
+        time.sleep(0.05)
+    assert not deployment(addr, dep)["promoted"]
+    r = cli(clusterctl_bin, addr, "promote", "web")
+    assert r.returncode == 0, r.stderr
+    wait_for("the rollout", lambda: settled(addr, "/web", v2, 3))
+    wait_for("success", lambda: deployment(addr, dep)["status"] == "success")
+    cleanup_agent(addr, argv)
+
+
+def test_a_new_leader_resumes_the_deployment(procs, tmp_path, clusterctl_bin):
+    """Three agents; a deployment waits for its canary to be promoted; the leader
+    is killed (-9): the new leader has the deployment, keeps the canary rule, and
+    finishes it once promoted through a survivor."""
+    from test_cluster_join import Node, leader_of, members, wait_until
+    nodes = [Node(i, tmp_path) for i in (1, 2, 3)]
+    cg = lambda n: ["--cgroup-parent", "deploy-test-%d-%s" % (os.getpid(), n.name)]
+    n1 = nodes[0]
+    argvs = {}
+    try:
+        argvs[n1.name] = n1.argv(clusterctl_bin, cg(n1))
+        n1.proc = procs.start(argvs[n1.name], name="n1")
+        token_file = os.path.join(n1.data, "tls", "join-token")
+        wait_until(lambda: os.path.exists(token_file), 20, "the join token file")
+        token = open(token_file).read().strip()
+        for n in nodes[1:]:
+            argvs[n.name] = n.argv(clusterctl_bin, ["--join", "127.0.0.1:%d" % n1.rpc,
+                                                    "--token", token] + cg(n))
+            n.proc = procs.start(argvs[n.name], name=n.name)
+        wait_until(lambda: (lambda ms: ms and len(ms) == 3 and all(
+            m["role"] == "voter" for m in ms))(members(clusterctl_bin, n1.addr)),
+            90, "3 voters")
+        leader = wait_until(lambda: leader_of(nodes), 30, "a leader")
+        app = {"id": "/web", "cmd": "sleep 300", "cpus": 0.01, "mem": 16, "instances": 3,
+               "upgradeStrategy": {"minimumHealthCapacity": 0.5,
+                                   "maximumOverCapacity": 0, "canaries": 1}}
+        r = cli(clusterctl_bin, leader.addr, "run", write(tmp_path, "web.json", app))
+        assert r.returncode == 0, r.stdout + r.stderr
+        st, res = api(leader.addr, "PUT", "/v2/apps/web", {"env": {"V": "2"}})
+        assert st == 200, res
+        dep, v2 = res["deploymentId"], res["version"]
+        wait_for("the canary", lambda: len([t for t in tasks(leader.addr, "/web")
+                                            if t["version"] == v2
+                                            and t["state"] == "TASK_RUNNING"]) == 1)
+
+        leader.proc.kill9()
+        rest = [n for n in nodes if n is not leader]
+        new = wait_until(lambda: (lambda l: l if l is not None and l is not leader
+                                  else None)(leader_of(rest)), 30, "a new leader")
+        assert deployment(new.addr, dep)["status"] == "running"
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            live = [t for t in tasks(new.addr, "/web") if t["version"] == v2
+                    and t["state"] not in ("TASK_KILLING", "TASK_UNREACHABLE")]
+            assert len(live) <= 1, live
+            time.sleep(0.1)
+        other = next(n for n in rest if n is not new)
+        r = cli(clusterctl_bin, other.addr, "promote", "web")
+        assert r.returncode == 0, r.stderr
+        # The dead node's tasks are replaced too (unreachable, then inactive).
+        try:
+            wait_for("success", lambda: deployment(new.addr, dep)["status"] == "success",
+                     timeout=120)
+        except AssertionError:
+            print(json.dumps(deployment(new.addr, dep), indent=1))
+            print(json.dumps([(t["id"][-6:], t["version"], t["state"], t["host"])
+                              for t in tasks(new.addr, "/web")], indent=1))
+            print(api(new.addr, "GET", "/v1/nodes"))
+            raise
+        ts = [t for t in tasks(new.addr, "/web") if t["state"] == "TASK_RUNNING"]
+        assert len(ts) == 3 and all(t["version"] == v2 for t in ts)
+    finally:
+        for n in nodes:
+            if n.proc is not None and n.proc.alive():
+                api(n.addr, "DELETE", "/v2/apps/web?force=true")
+                break
+        for n in nodes:
+            if n.proc is not None and n.proc.alive():
+                try:
+                    wait_for("no tasks", lambda: api(n.addr, "GET", "/v2/tasks")[1]
+                             ["tasks"] == [], timeout=20)
+                except AssertionError:
+                    pass
+        for n in nodes:
+            if n.name in argvs:
+                cleanup_agent(n.addr if n.proc and n.proc.alive() else "127.0.0.1:1",
+                              argvs[n.name])

@@ -1241,6 +1241,12 @@ TEST(deployments_lock_force_list_rollback_promote)
     ASSERT_STR_EQ(gets(act, "app"), "/sleepy");
     cJSON_Delete(j);
 
+    /* The app names its deployment (AppInfo.deployments). */
+    j = httpj(&f, "GET", "/v2/apps/sleepy", NULL, &st);
+    ASSERT_STR_EQ(gets(cJSON_GetArrayItem(get(get(j, "app"), "deployments"), 0), "id"),
+                  d1);
+    cJSON_Delete(j);
+
     /* A change while it runs: 409 naming the deployment, nothing proposed. */
     f.now += 1000;
     int before = f.proposals;

@@ -313,3 +313,337 @@ TEST(backoff_delay_follows_marathon)
     ASSERT_INT_EQ(cm_backoff_delay_ms(&a, 2), 1150);
     ASSERT_INT_EQ(cm_backoff_delay_ms(&a, 100), 300000);
 }
+
+/* ------------------------------------------------------------------ deployments */
+
+struct dep_state {
+    char status[16];
+    int64_t step;
+    char reason[160];
+    int running;
+};
+
+static int dep_cb(void *data, const struct cm_deploy_row *row)
+{
+    struct dep_state *d = data;
+    snprintf(d->status, sizeof(d->status), "%s", row->status);
+    snprintf(d->reason, sizeof(d->reason), "%s", row->reason ? row->reason : "");
+    d->step = row->step;
+    d->running += strcmp(row->status, "running") == 0;
+    return 0;
+}
+
+static struct dep_state dep(struct fx *f, const char *id)
+{
+    struct dep_state d;
+    memset(&d, 0, sizeof(d));
+    ASSERT_OK(cm_state_deployments(f->state, id, false, dep_cb, &d));
+    return d;
+}
+
+struct vcount {
+    const char *version;
+    int running, staging, killing, live;
+};
+
+static int vcount_cb(void *data, const struct cm_task_row *row)
+{
+    struct vcount *v = data;
+    if (strcmp(row->version, v->version) != 0) {
+        return 0;
+    }
+    v->running += row->state == CM_TASK_RUNNING;
+    v->staging += row->state == CM_TASK_STAGING;
+    v->killing += row->state == CM_TASK_KILLING;
+    v->live += !cm_task_state_terminal(row->state) && row->state != CM_TASK_KILLING;
+    return 0;
+}
+
+static struct vcount vcount(struct fx *f, const char *app, const char *version)
+{
+    struct vcount v = {.version = version};
+    ASSERT_OK(cm_state_tasks(f->state, app, NULL, vcount_cb, &v));
+    return v;
+}
+
+#define APP_PUT(id, v, n, extra)                                        \
+    "{\"type\":\"app.put\",\"version\":\"" v "\",\"app\":{\"id\":\"" id \
+    "\",\"cmd\":"                                                       \
+    "\"sleep 1000\",\"cpus\":0.1,\"mem\":16,\"instances\":" #n extra "}}"
+
+struct ids {
+    char v[32][128];
+    int n;
+};
+
+static int killing_cb(void *data, const struct cm_task_row *row)
+{
+    struct ids *k = data;
+    if (row->state == CM_TASK_KILLING && k->n < 32) {
+        snprintf(k->v[k->n++], sizeof(k->v[0]), "%s", row->id);
+    }
+    return 0;
+}
+
+/* Bring the deployment on: report every task running and the tasks being
+ * killed killed, until nothing moves. */
+static void drive(struct fx *f, const char *app)
+{
+    for (int i = 0; i < 20; i++) {
+        settle(f);
+        all_running(f, app);
+        struct ids k = {.n = 0};
+        ASSERT_OK(cm_state_tasks(f->state, app, NULL, killing_cb, &k));
+        for (int j = 0; j < k.n; j++) {
+            char cmd[256];
+            snprintf(cmd, sizeof(cmd),
+                     "{\"type\":\"task.status\",\"at\":%lld,\"id\":\"%s\","
+                     "\"state\":\"killed\"}",
+                     (long long)f->now, k.v[j]);
+            struct cm_errbuf eb;
+            ASSERT_OK(cm_state_apply(f->state, ++f->index, cmd, strlen(cmd), &eb));
+        }
+        cm_controller_kick(f->ctl);
+    }
+    settle(f);
+}
+
+/* deploy.start stamped with the fixture's clock. */
+static void start_dep(struct fx *f, const char *rest)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd), "{\"type\":\"deploy.start\",\"at\":%lld,%s",
+             (long long)f->now, rest);
+    fx_apply(f, cmd);
+}
+
+TEST(controller_deploys_in_dependency_order)
+{
+    struct fx f;
+    fx_open(&f);
+    start_dep(&f,
+              "\"id\":\"d1\",\"version\":\"v1\","
+              "\"apps\":[\"/db\",\"/web\"],\"plan\":{\"steps\":[{\"actions\":[{"
+              "\"action\":\"StartApplication\",\"app\":\"/db\",\"version\":\"v1\"}]},{"
+              "\"actions\":[{\"action\":\"StartApplication\",\"app\":\"/web\","
+              "\"version\":\"v1\"}]}]},\"changes\":[" APP_PUT(
+                  "/web", "v1", 2, "") "," APP_PUT("/db", "v1", 1, "") "]}");
+    settle(&f);
+    /* Step 1: only the dependency starts; /web is held. */
+    ASSERT_INT_EQ(count(&f, "/db").total, 1);
+    ASSERT_INT_EQ(count(&f, "/web").total, 0);
+    ASSERT_INT_EQ(dep(&f, "d1").step, 0);
+    all_running(&f, "/db");
+    settle(&f);
+    ASSERT_INT_EQ(dep(&f, "d1").step, 1);
+    ASSERT_INT_EQ(count(&f, "/web").total, 2);
+    ASSERT_STR_EQ(dep(&f, "d1").status, "running");
+    all_running(&f, "/web");
+    settle(&f);
+    ASSERT_STR_EQ(dep(&f, "d1").status, "success");
+    fx_close(&f);
+}
+
+TEST(controller_canaries_wait_for_promotion)
+{
+    struct fx f;
+    fx_open(&f);
+    fx_apply(&f, APP_PUT("/web", "v1", 3, ""));
+    drive(&f, "/web");
+    ASSERT_INT_EQ(vcount(&f, "/web", "v1").running, 3);
+    start_dep(&f,
+              "\"id\":\"d2\",\"version\":\"v2\","
+              "\"apps\":[\"/web\"],\"plan\":{\"steps\":[{\"actions\":[{\"action\":"
+              "\"RestartApplication\",\"app\":\"/web\",\"version\":\"v2\",\"from\":"
+              "\"v1\",\"fromInstances\":3}]}]},\"changes\":[" APP_PUT(
+                  "/web", "v2", 3,
+                  ",\"upgradeStrategy\":{\"minimumHealthCapacity\":0.5,"
+                  "\"maximumOverCapacity\":0,\"canaries\":1}") "]}");
+    drive(&f, "/web");
+    /* One canary, running; the old tasks untouched, whatever the arithmetic says. */
+    ASSERT_INT_EQ(vcount(&f, "/web", "v2").running, 1);
+    ASSERT_INT_EQ(vcount(&f, "/web", "v2").live, 1);
+    ASSERT_INT_EQ(vcount(&f, "/web", "v1").running, 3);
+    ASSERT_STR_EQ(dep(&f, "d2").status, "running");
+    fx_apply(&f, "{\"type\":\"deploy.promote\",\"at\":2,\"id\":\"d2\"}");
+    drive(&f, "/web");
+    ASSERT_INT_EQ(vcount(&f, "/web", "v2").running, 3);
+    ASSERT_INT_EQ(vcount(&f, "/web", "v1").live, 0);
+    ASSERT_STR_EQ(dep(&f, "d2").status, "success");
+    fx_close(&f);
+}
+
+TEST(controller_canaries_promote_themselves)
+{
+    struct fx f;
+    fx_open(&f);
+    fx_apply(&f, APP_PUT("/web", "v1", 2, ""));
+    drive(&f, "/web");
+    start_dep(&f,
+              "\"id\":\"d2\",\"version\":\"v2\","
+              "\"apps\":[\"/web\"],\"plan\":{\"steps\":[{\"actions\":[{\"action\":"
+              "\"RestartApplication\",\"app\":\"/web\",\"version\":\"v2\",\"from\":"
+              "\"v1\",\"fromInstances\":2}]}]},\"changes\":[" APP_PUT(
+                  "/web", "v2", 2,
+                  ",\"upgradeStrategy\":{\"canaries\":1,"
+                  "\"canaryPromoteAfterSeconds\":30}") "]}");
+    drive(&f, "/web");
+    ASSERT_INT_EQ(vcount(&f, "/web", "v2").running, 1);
+    /* Ready since the last report; (only transitions are reported, so settle
+     * here, not drive, which would report "running" again). */
+    f.now += 10000;
+    cm_controller_kick(f.ctl);
+    settle(&f);
+    ASSERT_INT_EQ(vcount(&f, "/web", "v2").live, 1); /* not yet */
+    f.now += 21000;
+    cm_controller_kick(f.ctl);
+    drive(&f, "/web");
+    ASSERT_INT_EQ(vcount(&f, "/web", "v2").running, 2);
+    ASSERT_STR_EQ(dep(&f, "d2").status, "success");
+    fx_close(&f);
+}
+
+TEST(controller_rolls_back_after_the_deadline)
+{
+    struct fx f;
+    fx_open(&f);
+    fx_apply(&f, APP_PUT("/web", "v1", 2, ""));
+    drive(&f, "/web");
+    start_dep(&f,
+              "\"id\":\"d2\",\"version\":\"v2\","
+              "\"apps\":[\"/web\"],\"plan\":{\"steps\":[{\"actions\":[{\"action\":"
+              "\"RestartApplication\",\"app\":\"/web\",\"version\":\"v2\",\"from\":"
+              "\"v1\",\"fromInstances\":2}]}]},\"changes\":[" APP_PUT(
+                  "/web", "v2", 2,
+                  ",\"upgradeStrategy\":{\"autoRollback\":true,"
+                  "\"progressDeadlineSeconds\":60}") "]}");
+    settle(&f); /* the new tasks never run */
+    ASSERT_INT_EQ(vcount(&f, "/web", "v2").staging, 2);
+    ASSERT_STR_EQ(dep(&f, "d2").status, "running");
+    f.now += 61000;
+    cm_controller_kick(f.ctl);
+    drive(&f, "/web");
+    struct dep_state d = dep(&f, "d2");
+    ASSERT_STR_EQ(d.status, "failed");
+    ASSERT_TRUE(strstr(d.reason, "progressDeadlineSeconds (60 s); rolled back by") !=
+                NULL);
+    ASSERT_INT_EQ(vcount(&f, "/web", "v1").running, 2);
+    ASSERT_INT_EQ(vcount(&f, "/web", "v2").live, 0);
+    struct dep_state all;
+    memset(&all, 0, sizeof(all));
+    ASSERT_OK(cm_state_deployments(f.state, NULL, true, dep_cb, &all));
+    ASSERT_INT_EQ(all.running, 0); /* the rollback finished too */
+    fx_close(&f);
+}
+
+TEST(controller_waits_for_health_when_the_app_has_checks)
+{
+    struct fx f;
+    fx_open(&f);
+    const char *hc =
+        ",\"healthChecks\":[{\"protocol\":\"COMMAND\",\"command\":{\"value\":"
+        "\"true\"}}],\"upgradeStrategy\":{\"minimumHealthCapacity\":1,"
+        "\"maximumOverCapacity\":0}";
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "{\"type\":\"app.put\",\"version\":\"v1\",\"app\":{\"id\":\"/web\",\"cmd\":"
+             "\"sleep 1000\",\"cpus\":0.1,\"mem\":16,\"instances\":1%s}}",
+             hc);
+    fx_apply(&f, cmd);
+    drive(&f, "/web");
+    snprintf(cmd, sizeof(cmd),
+             "{\"type\":\"app.put\",\"version\":\"v2\",\"app\":{\"id\":\"/web\",\"cmd\":"
+             "\"sleep 2000\",\"cpus\":0.1,\"mem\":16,\"instances\":1%s}}",
+             hc);
+    fx_apply(&f, cmd);
+    drive(&f, "/web");
+    /* 1 / 1 / 0: one over capacity; the new task runs but has no health yet,
+     * so the old one stays. */
+    ASSERT_INT_EQ(vcount(&f, "/web", "v2").running, 1);
+    ASSERT_INT_EQ(vcount(&f, "/web", "v1").running, 1);
+    struct counts c = count(&f, "/web");
+    for (int i = 0; i < c.n_ids; i++) {
+        snprintf(cmd, sizeof(cmd),
+                 "{\"type\":\"task.status\",\"at\":%lld,\"id\":\"%s\",\"state\":"
+                 "\"running\",\"health\":\"healthy\"}",
+                 (long long)f.now, c.ids[i]);
+        struct cm_errbuf eb;
+        cm_state_apply(f.state, ++f.index, cmd, strlen(cmd), &eb);
+    }
+    cm_controller_kick(f.ctl);
+    settle(&f);
+    ASSERT_INT_EQ(vcount(&f, "/web", "v1").killing, 1);
+    fx_close(&f);
+}
+
+TEST(controller_waits_for_readiness_when_the_app_has_a_check)
+{
+    struct fx f;
+    fx_open(&f);
+    const char *rc =
+        ",\"portDefinitions\":[{\"port\":0,\"name\":\"http\"}],"
+        "\"readinessChecks\":[{\"portName\":\"http\"}],\"upgradeStrategy\":{"
+        "\"minimumHealthCapacity\":1,\"maximumOverCapacity\":0}";
+    char cmd[1024];
+    for (int v = 1; v <= 2; v++) {
+        snprintf(cmd, sizeof(cmd),
+                 "{\"type\":\"app.put\",\"version\":\"v%d\",\"app\":{\"id\":\"/web\","
+                 "\"cmd\":\"sleep %d\",\"cpus\":0.1,\"mem\":16,\"instances\":1%s}}",
+                 v, v, rc);
+        fx_apply(&f, cmd);
+        drive(&f, "/web");
+    }
+    /* Running, not ready: the old task stays. */
+    ASSERT_INT_EQ(vcount(&f, "/web", "v2").running, 1);
+    ASSERT_INT_EQ(vcount(&f, "/web", "v1").running, 1);
+    struct counts c = count(&f, "/web");
+    for (int i = 0; i < c.n_ids; i++) {
+        snprintf(cmd, sizeof(cmd),
+                 "{\"type\":\"task.status\",\"at\":%lld,\"id\":\"%s\",\"state\":"
+                 "\"running\",\"ready\":true}",
+                 (long long)f.now, c.ids[i]);
+        struct cm_errbuf eb;
+        cm_state_apply(f.state, ++f.index, cmd, strlen(cmd), &eb);
+    }
+    cm_controller_kick(f.ctl);
+    settle(&f);
+    ASSERT_INT_EQ(vcount(&f, "/web", "v1").killing, 1);
+    fx_close(&f);
+}
+
+TEST(controller_does_not_wait_for_kills_on_a_node_that_is_gone)
+{
+    struct fx f;
+    fx_open(&f);
+    fx_apply(&f,
+             "{\"type\":\"node.up\",\"at\":1,\"node\":{\"id\":\"n2\",\"address\":"
+             "\"10.0.0.2\",\"attrs\":{},\"resources\":{\"cpus\":4,\"mem\":4096,"
+             "\"disk\":10000,\"ports\":[[31000,31009]]}}}");
+    fx_apply(&f, APP_PUT("/web", "v1", 1,
+                         ",\"constraints\":[[\"hostname\",\"LIKE\",\"n1\"]]"));
+    drive(&f, "/web");
+    start_dep(&f,
+              "\"id\":\"d2\",\"version\":\"v2\",\"apps\":[\"/web\"],\"plan\":{"
+              "\"steps\":[{\"actions\":[{\"action\":\"RestartApplication\",\"app\":"
+              "\"/web\",\"version\":\"v2\",\"from\":\"v1\",\"fromInstances\":1}]}]},"
+              "\"changes\":[" APP_PUT("/web", "v2", 1,
+                                      ",\"constraints\":[[\"hostname\",\"LIKE\","
+                                      "\"n2\"]]") "]}");
+    settle(&f);
+    all_running(&f, "/web");
+    settle(&f);
+    /* The old task on n1 is being killed when n1 goes silent: its kill cannot
+     * complete, and the deployment does not wait for it. */
+    ASSERT_INT_EQ(vcount(&f, "/web", "v1").killing, 1);
+    ASSERT_STR_EQ(dep(&f, "d2").status, "running");
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd),
+             "{\"type\":\"node.state\",\"at\":%lld,\"id\":\"n1\",\"state\":"
+             "\"unreachable\"}",
+             (long long)f.now);
+    fx_apply(&f, cmd);
+    settle(&f);
+    ASSERT_INT_EQ(vcount(&f, "/web", "v1").killing, 1);
+    ASSERT_STR_EQ(dep(&f, "d2").status, "success");
+    fx_close(&f);
+}
