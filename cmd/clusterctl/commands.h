@@ -37,6 +37,7 @@ int cmd_restart(int argc, char **argv);
 int cmd_stop(int argc, char **argv);
 int cmd_logs(int argc, char **argv);
 int cmd_leader(int argc, char **argv);
+int cmd_events(int argc, char **argv);
 int cmd_members(int argc, char **argv);
 int cmd_nodes(int argc, char **argv);
 int cmd_drain(int argc, char **argv);

@@ -28,6 +28,8 @@ static const struct cmd commands[] = {
     {"deployments", "list the deployments in progress", cmd_deployments, 0},
     {"promote", "promote the canaries of an app's deployment", cmd_promote, 0},
     {"rollback", "roll an app back (its deployment, or to a version)", cmd_rollback, 0},
+    {"events", "print the event stream (Marathon's /v2/events) as it comes", cmd_events,
+     0},
 };
 
 static const struct cmd *find_command(const char *name)

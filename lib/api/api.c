@@ -309,6 +309,36 @@ static void write_done(void *arg, int status, uint64_t index, const char *msg)
     }
 }
 
+/* Every command a request proposes says where the request came from, which
+ * the replicas turn into Marathon's api_post_event (lib/state events):
+ * {...} becomes {"origin":{"clientIp":..,"uri":..},...}. A bare app.put (as
+ * api__app_put_cmd writes it, the only command without a stamped time) also
+ * gets "at". Errors: CM_ENOMEM. */
+static int stamp_origin(struct api_write *w, const char *cmd, size_t len,
+                        struct cm_buf *out)
+{
+    static const char app_put[] = "{\"type\":\"app.put\"";
+    if (len < 2 || cmd[0] != '{' || cm_http_req_closed(w->req)) {
+        return 0;
+    }
+    struct cm_api *api = w->api;
+    char peer[64];
+    cm_http_req_peer(w->req, peer, sizeof(peer));
+    int rv = 0;
+    if (len >= sizeof(app_put) - 1 && memcmp(cmd, app_put, sizeof(app_put) - 1) == 0) {
+        rv = cm_buf_printf(out, "{\"at\":%lld,",
+                           (long long)api->ops.now_ms(api->ops.data));
+    } else {
+        rv = cm_buf_puts(out, "{");
+    }
+    rv = rv ? rv : cm_buf_puts(out, "\"origin\":{\"clientIp\":");
+    rv = rv ? rv : api__json_str(out, peer);
+    rv = rv ? rv : cm_buf_puts(out, ",\"uri\":");
+    rv = rv ? rv : api__json_str(out, cm_http_req_request(w->req)->path);
+    rv = rv ? rv : cm_buf_puts(out, cmd[1] == '}' ? "}" : "},");
+    return rv ? rv : cm_buf_append(out, cmd + 1, len - 1);
+}
+
 void api__write_deploy(struct api_write *w, const char *id, const char *version,
                        bool dflt_force)
 {
@@ -343,7 +373,19 @@ void api__write_propose(struct api_write *w, const char *cmd, size_t len)
     struct cm_errbuf eb;
     cm_errbuf_clear(&eb);
     struct cm_api *api = w->api;
+    struct cm_buf stamped = {0};
+    if (stamp_origin(w, cmd, len, &stamped) != 0) {
+        cm_buf_done(&stamped);
+        w->err = CM_ENOMEM;
+        snprintf(w->errmsg, sizeof(w->errmsg), "%s", cm_strerror(CM_ENOMEM));
+        return;
+    }
+    if (stamped.len > 0) {
+        cmd = stamped.data;
+        len = stamped.len;
+    }
     int rv = api->ops.propose(api->ops.data, cmd, len, write_done, w, &eb);
+    cm_buf_done(&stamped);
     if (rv != 0) {
         w->err = rv;
         snprintf(w->errmsg, sizeof(w->errmsg), "%s",
@@ -861,6 +903,9 @@ int cm_api_start(struct cm_http_server *srv, const struct cm_api_ops *ops,
         rv = api__routes_groups(api);
     }
     if (rv == 0) {
+        rv = api__routes_events(api);
+    }
+    if (rv == 0) {
         rv = api__routes_deploy(api);
     }
     if (rv == 0) {
@@ -871,6 +916,7 @@ int cm_api_start(struct cm_http_server *srv, const struct cm_api_ops *ops,
     }
     if (rv != 0) {
         /* Routes cannot be removed from the server: the caller frees it. */
+        api__events_close(api);
         api__gates_free(api);
         cm_free(&api);
         return rv;
@@ -890,6 +936,7 @@ void cm_api_free(struct cm_api *api)
         w->api = NULL;
     }
     api__follows_close(api);
+    api__events_close(api);
     api__gates_free(api);
     cm_free(&api);
 }

@@ -79,6 +79,12 @@ struct cm_api_ops {
     /* When this node last heard @node's heartbeat (wall-clock ms), or -1 when
      * it does not know (only the leader hears heartbeats). May be NULL. */
     int64_t (*node_heard_ms)(void *data, const char *node);
+    /* /v2/events: a subscriber whose unread bytes would pass this is dropped
+     * (0: 8 MiB; the HTTP server's max_output caps it too); an SSE comment
+     * goes to every subscriber this often (0: 15000 ms). The stream needs
+     * @loop (503 without). */
+    size_t events_max_queued;
+    unsigned events_heartbeat_ms;
 };
 
 struct cm_api;
@@ -87,6 +93,11 @@ struct cm_api;
  * (a route conflicts). */
 int cm_api_start(struct cm_http_server *srv, const struct cm_api_ops *ops,
                  struct cm_api **ret);
+/* Hand the events the replica recorded since the last call (db.h, "events") to
+ * the /v2/events subscribers; the daemon calls it after each applied batch.
+ * Accepts NULL. */
+void cm_api_publish_events(struct cm_api *api);
+
 /* Stop: pending proposals complete into closed requests harmlessly, log
  * followers end. The routes stay registered on the server with the api as
  * their data: free (or stop) the HTTP server first, then the api. Accepts

@@ -36,9 +36,10 @@ struct cm_api {
     struct api_write *writes;   /* in flight, to detach them in cm_api_free */
     struct api_follow *follows; /* log followers */
     unsigned n_follows;
-    int64_t last_version_ms; /* versions are strictly increasing from this node */
-    struct api_gate *gates;  /* GET routes behind the consistent-read gate */
-    struct api_read *reads;  /* consistent reads waiting for their barrier */
+    int64_t last_version_ms;   /* versions are strictly increasing from this node */
+    struct api_gate *gates;    /* GET routes behind the consistent-read gate */
+    struct api_read *reads;    /* consistent reads waiting for their barrier */
+    struct api_events *events; /* /v2/events (api_events.c) */
 };
 
 /* ---- JSON output */
@@ -226,10 +227,17 @@ int api__routes_misc(struct cm_api *api);
 int api__routes_nodes(struct cm_api *api);
 /* Stop and free every log follower (cm_api_free). */
 void api__follows_close(struct cm_api *api);
+/* /v2/events (api_events.c): the route and its state; close ends every
+ * subscriber's stream; metrics appends the Prometheus lines. */
+int api__routes_events(struct cm_api *api);
+void api__events_close(struct cm_api *api);
+int api__events_metrics(const struct cm_api *api, struct cm_buf *out);
 
 /* ---- shared by apps and groups: store a parsed app */
 
-/* The app.put command for @app at @version into @out. Errors: CM_ENOMEM. */
+/* The app.put command for @app at @version into @out; it starts with
+ * {"type":"app.put", which api__write_propose looks for to stamp the time into
+ * a bare one. Errors: CM_ENOMEM. */
 int api__app_put_cmd(const struct cm_app *app, const char *version, struct cm_buf *out);
 
 #endif /* CM_API_INT_H */

@@ -1,5 +1,5 @@
-/* /ping, /v2/info, /v2/leader, /metrics, and the native /v1
- * task logs (the node routes are in api_nodes.c). */
+/* /ping, /v2/info, /v2/leader, /metrics, and the native /v1 task logs (the
+ * node routes are in api_nodes.c, /v2/deployments in api_deploy.c). */
 #include <ev.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -165,6 +165,7 @@ static void h_metrics(struct cm_http_req *req, void *data)
                   "clusterctl_nodes{state=\"draining\"} %lld\n",
                   (long long)healthy, (long long)unhealthy, (long long)nodes[0],
                   (long long)nodes[1], (long long)nodes[2], (long long)nodes[3]);
+    rv = rv ? rv : api__events_metrics(api, &b);
     if (rv == 0 && api->ops.metrics != NULL) {
         api->ops.metrics(api->ops.data, &b);
     }

@@ -295,6 +295,12 @@ const char *cm_http_req_param(const struct cm_http_req *req, const char *name);
 bool cm_http_req_closed(const struct cm_http_req *req);
 /* Register @cb to learn when the connection closes before the answer completes. */
 void cm_http_req_set_close_cb(struct cm_http_req *req, cm_http_close_fn cb, void *data);
+/* The client's IP address as text ("127.0.0.1", "::1") into @buf (at least 46
+ * bytes for any IPv6 address); "" when the connection is gone or not IP. */
+void cm_http_req_peer(const struct cm_http_req *req, char *buf, size_t cap);
+/* Answer bytes queued for the client and not yet written (0 once the connection
+ * is gone): how far behind a streamed answer's reader is. */
+size_t cm_http_req_queued(const struct cm_http_req *req);
 
 /* Add a field to the answer (before respond or stream_begin); both copied.
  * Errors: CM_EINVAL (CR/LF in them, or already answering), CM_ENOMEM,

@@ -1460,6 +1460,33 @@ int cm_http_respond_error(struct cm_http_req *req, int status, const char *fmt, 
     return rv;
 }
 
+void cm_http_req_peer(const struct cm_http_req *req, char *buf, size_t cap)
+{
+    if (cap == 0) {
+        return;
+    }
+    buf[0] = '\0';
+    if (req->closed) {
+        return;
+    }
+    const struct conn *c = req_conn(req);
+    const struct sockaddr_storage *sa = &c->peer;
+    const void *addr = NULL;
+    if (sa->ss_family == AF_INET) {
+        addr = &((const struct sockaddr_in *)sa)->sin_addr;
+    } else if (sa->ss_family == AF_INET6) {
+        addr = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    }
+    if (addr == NULL || inet_ntop(sa->ss_family, addr, buf, (socklen_t)cap) == NULL) {
+        buf[0] = '\0';
+    }
+}
+
+size_t cm_http_req_queued(const struct cm_http_req *req)
+{
+    return req->closed ? 0 : output_queued(req_conn(req));
+}
+
 int cm_http_stream_begin(struct cm_http_req *req, int status, const char *content_type)
 {
     if (!req->active || req->answering || status < 200 || status > 999) {

@@ -467,6 +467,7 @@ static void changes_cb(struct ev_loop *loop, ev_prepare *w, int revents)
         register_self(n);
     }
     unsigned changes = cm_state_take_changes(n->state);
+    cm_api_publish_events(n->api); /* /v2/events: what this batch recorded */
     bool leader_moved = raft_leader(raft_host_core(n->raft)) != n->dns_leader;
     if (changes != 0 || leader_moved) {
         dns_publish(n);

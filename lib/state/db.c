@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "state/db.h"
+#include "state/events_int.h"
 #include "state/state.h"
 
 #define CMD_MAX_BYTES  (4u * 1024 * 1024)
@@ -140,6 +141,8 @@ struct cm_state {
     sqlite3_stmt *stmt[ST__COUNT];
     uint64_t applied;
     unsigned changes;
+    struct state_events *events; /* events.c; NULL until recording starts */
+    sqlite3_stmt *task_st;       /* cm_state_task's query, kept prepared */
 };
 
 static const char *const task_state_names[CM__TASK_STATE_COUNT] = {
@@ -257,6 +260,8 @@ static void finalize_all(struct cm_state *s)
         sqlite3_finalize(s->stmt[i]);
         s->stmt[i] = NULL;
     }
+    sqlite3_finalize(s->task_st);
+    s->task_st = NULL;
 }
 
 int cm_state_open(const char *path, struct cm_state **ret, struct cm_errbuf *eb)
@@ -320,6 +325,7 @@ void cm_state_close(struct cm_state *s)
     if (s == NULL) {
         return;
     }
+    events__free(s->events);
     finalize_all(s);
     sqlite3_close(s->db);
     cm_free(&s->path);
@@ -1151,6 +1157,7 @@ static int apply_in_tx(struct cm_state *s, uint64_t index, const cJSON *cmd,
         return rv;
     }
     if (cmd != NULL) {
+        events__before(s->events, s, cmd);
         rv = apply_cmd(s, cmd, eb);
     }
     if (rv == 0) {
@@ -1162,9 +1169,13 @@ static int apply_in_tx(struct cm_state *s, uint64_t index, const cJSON *cmd,
     if (rv != 0) {
         sqlite3_step(s->stmt[ST_ROLLBACK]);
         sqlite3_reset(s->stmt[ST_ROLLBACK]);
+        events__abort(s->events);
         return rv;
     }
     s->applied = index;
+    if (cmd != NULL) {
+        events__after(s->events, s, cmd, index);
+    }
     return 0;
 }
 
@@ -1191,6 +1202,16 @@ int cm_state_apply(struct cm_state *s, uint64_t index, const void *cmd, size_t l
 int cm_state_apply_noop(struct cm_state *s, uint64_t index, struct cm_errbuf *eb)
 {
     return apply_in_tx(s, index, NULL, eb);
+}
+
+struct state_events **state__events(struct cm_state *s)
+{
+    return &s->events;
+}
+
+const struct state_events *state__events_const(const struct cm_state *s)
+{
+    return s->events;
 }
 
 /* ---------------------------------------------------------------- snapshots */
@@ -1285,14 +1306,12 @@ static const char *col_text(sqlite3_stmt *st, int i)
     return (const char *)sqlite3_column_text(st, i);
 }
 
-static int run_query(struct cm_state *s, const char *sql, const char *a, const char *b,
-                     int (*row)(sqlite3_stmt *, void *fn, void *data), void *fn,
-                     void *data, bool want_one)
+/* Run the prepared @st with @a, @b bound, one @row call per row; @st is left
+ * reset. */
+static int run_stmt(sqlite3_stmt *st, const char *a, const char *b,
+                    int (*row)(sqlite3_stmt *, void *fn, void *data), void *fn,
+                    void *data, bool want_one)
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
-        return CM_EIO;
-    }
     if (a != NULL) {
         sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
     }
@@ -1310,10 +1329,24 @@ static int run_query(struct cm_state *s, const char *sql, const char *a, const c
     if (rv == 0 && rc != SQLITE_DONE) {
         rv = (rc & 0xff) == SQLITE_NOMEM ? CM_ENOMEM : CM_EIO;
     }
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
     if (rv == 0 && want_one && rows == 0) {
         rv = CM_ENOTFOUND;
     }
+    return rv;
+}
+
+static int run_query(struct cm_state *s, const char *sql, const char *a, const char *b,
+                     int (*row)(sqlite3_stmt *, void *fn, void *data), void *fn,
+                     void *data, bool want_one)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        return CM_EIO;
+    }
+    int rv = run_stmt(st, a, b, row, fn, data, want_one);
+    sqlite3_finalize(st);
     return rv;
 }
 
@@ -1391,8 +1424,19 @@ int cm_state_tasks(struct cm_state *s, const char *app, const char *node, cm_tas
 
 int cm_state_task(struct cm_state *s, const char *id, cm_task_fn fn, void *data)
 {
-    return run_query(s, TASK_COLS "WHERE id = ?", id, NULL, task_row, (void *)fn, data,
-                     true);
+    /* Hot: the event bus reads every task a command touches, before and after.
+     * The statement stays prepared; a call from inside a callback of another
+     * (the statement is busy) prepares its own. */
+    if (s->task_st == NULL &&
+        sqlite3_prepare_v3(s->db, TASK_COLS "WHERE id = ?", -1, SQLITE_PREPARE_PERSISTENT,
+                           &s->task_st, NULL) != SQLITE_OK) {
+        s->task_st = NULL;
+    }
+    if (s->task_st == NULL || sqlite3_stmt_busy(s->task_st)) {
+        return run_query(s, TASK_COLS "WHERE id = ?", id, NULL, task_row, (void *)fn,
+                         data, true);
+    }
+    return run_stmt(s->task_st, id, NULL, task_row, (void *)fn, data, true);
 }
 
 static int node_row(sqlite3_stmt *st, void *fn, void *data)

@@ -118,6 +118,48 @@ int cm_state_apply_noop(struct cm_state *s, uint64_t index, struct cm_errbuf *eb
 /* What changed since the last call (a mask of enum cm_state_change); clears it. */
 unsigned cm_state_take_changes(struct cm_state *s);
 
+/* ---- events (events.c): Marathon's event bus (compat.md §2.4), from the log.
+ *
+ * While recording is on, applying a command also records the events it implies,
+ * in Marathon's JSON shapes: app.put gives api_post_event (and
+ * add_health_check_event / remove_health_check_event for the checks it adds or
+ * removes), app.delete app_terminated_event, and every change of a task's state
+ * or health, whatever command caused it, status_update_event followed by
+ * instance_changed_event (state) or health_status_changed_event followed by
+ * instance_health_changed_event (health; a task turning unhealthy first gives
+ * failed_health_check_event for each failing check); a task ended by its health checks
+ * (reason "health check failed...") first gives unhealthy_instance_kill_event.
+ * deploy.* commands give deployment_info, deployment_step_success / _failure
+ * and deployment_success / _failed (a replaced or rolled-back deployment
+ * fails); a deploy.start's changes give their own events, its app.puts an
+ * api_post_event only when a request started it ("origin"). Timestamps are the command's
+ * stamped time ("at", or an app.put's version), never the clock, so every node records
+ * the same events from the same log. Events wait in a bounded ring until taken;
+ * past CM_STATE_EVENTS_MAX events or CM_STATE_EVENTS_MAX_BYTES bytes the oldest
+ * are dropped, and counted. */
+
+#define CM_STATE_EVENTS_MAX       16384
+#define CM_STATE_EVENTS_MAX_BYTES (16u << 20)
+
+struct cm_state_event {
+    uint64_t index;   /* raft index of the command that caused it */
+    const char *type; /* eventType: "status_update_event", ... (static) */
+    const char *json; /* one line of JSON with eventType and timestamp */
+    size_t len;       /* of json */
+};
+
+/* Turn recording on or off (off after open; turning it off forgets what waits).
+ * Errors: CM_ENOMEM (recording stays off). */
+int cm_state_events_record(struct cm_state *s, bool on);
+bool cm_state_events_recording(const struct cm_state *s);
+/* Hand each waiting event, oldest first, to @fn (@ev borrowed for the call) and
+ * forget them. Returns how many. */
+typedef void (*cm_state_event_fn)(void *data, const struct cm_state_event *ev);
+size_t cm_state_take_events(struct cm_state *s, cm_state_event_fn fn, void *data);
+/* Events lost since open: dropped from a full ring, or not built for lack of
+ * memory (a lower bound then: a failed note loses events of unknown number). */
+uint64_t cm_state_events_dropped(const struct cm_state *s);
+
 /* Write a consistent copy of the database to the new file @path (SQLite backup
  * API) and fsync it. */
 int cm_state_snapshot(struct cm_state *s, const char *path, struct cm_errbuf *eb);
