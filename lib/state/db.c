@@ -1184,11 +1184,23 @@ int cm_state_apply(struct cm_state *s, uint64_t index, const void *cmd, size_t l
 {
     int rv;
     struct cm_errbuf ignored;
+    cm_state_json_init(); /* cJSON allocates through cm_malloc */
+    /* cJSON answers NULL both for bad JSON and when memory ran out; only the
+     * first may be skipped (identically on every node). Out of memory must stop
+     * this node instead, or its replica would silently diverge. */
+    unsigned long failures = cm_alloc_failures();
     cJSON *j = parse_cmd(cmd, len, &ignored, &rv);
-    if (j != NULL && validate(NULL, j, &ignored) != 0) {
-        /* Cannot happen when proposers validate; every node skips it alike. */
-        cJSON_Delete(j);
-        j = NULL;
+    if (j != NULL) {
+        int vrv = validate(NULL, j, &ignored);
+        if (vrv != 0) {
+            /* Cannot happen when proposers validate; every node skips it alike. */
+            rv = vrv;
+            cJSON_Delete(j);
+            j = NULL;
+        }
+    }
+    if (j == NULL && cm_alloc_failures() != failures) {
+        rv = CM_ENOMEM;
     }
     if (j == NULL && rv == CM_ENOMEM) {
         return cm_err_setf(eb, rv, "apply %llu: out of memory",

@@ -271,6 +271,51 @@ TEST(state_health_ready_and_checks_change_only_when_given)
     fx_close(&f);
 }
 
+static int noop_app_cb(void *data, const struct cm_app_row *row)
+{
+    (void)data;
+    (void)row;
+    return 0;
+}
+
+/* Running out of memory while applying must stop the node (an error), never
+ * skip the command as if it were invalid: that would advance the applied index
+ * without the change and this replica would differ from the others. */
+TEST(state_apply_out_of_memory_is_an_error_not_a_skip)
+{
+    struct fixture f;
+    fx_open(&f);
+    uint64_t index = 1;
+    unsigned ooms = 0;
+    for (int i = 0; i < 5000; i++) {
+        char cmd[256], id[32];
+        snprintf(id, sizeof(id), "/web%d", i);
+        snprintf(cmd, sizeof(cmd),
+                 "{\"type\":\"app.put\",\"version\":\"2026-11-22T14:00:00.000Z\","
+                 "\"app\":{\"id\":\"%s\",\"cmd\":\"sleep 1000\",\"instances\":1}}",
+                 id);
+        struct cm_errbuf eb;
+        cm_alloc_fault_set(i, 1);
+        int rv = cm_state_apply(f.s, index, cmd, strlen(cmd), &eb);
+        bool fired = cm_alloc_fault_fired();
+        cm_alloc_fault_reset();
+        if (rv != 0) {
+            ASSERT_INT_EQ(rv, CM_ENOMEM);
+            ASSERT_UINT_EQ(cm_state_applied_index(f.s), index - 1);
+            ooms++;
+            continue;
+        }
+        ASSERT_UINT_EQ(cm_state_applied_index(f.s), index);
+        ASSERT_OK(cm_state_apps(f.s, id, noop_app_cb, NULL)); /* applied, not skipped */
+        index++;
+        if (!fired) {
+            break;
+        }
+    }
+    ASSERT_TRUE(ooms > 0);
+    fx_close(&f);
+}
+
 TEST(state_applied_index_survives_reopen_and_replay_is_skipped)
 {
     struct fixture f;
