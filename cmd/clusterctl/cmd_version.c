@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lb/lb.h"
 #include "version.h"
 
 const char *cmd_version_string(void)
@@ -25,12 +26,18 @@ int cmd_version(int argc, char **argv)
     (void)argv;
     if (argc > 1) {
         if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-            printf("usage: clusterctl version\n\nPrint the version of this binary.\n");
+            printf(
+                "usage: clusterctl version\n\n"
+                "Print the version of this binary and whether it has VIP mode nat\n"
+                "(libnftables; the static build has none).\n");
             return CMD_EXIT_OK;
         }
         fprintf(stderr, "usage: clusterctl version\n");
         return CMD_EXIT_USAGE;
     }
     printf("clusterctl %s\n", cmd_version_string());
+    /* packaging/build-static and bug reports read this: a binary built without
+     * libnftables proxies every VIP (lb/meson.build). */
+    printf("vip nat: %s\n", lb_nat_built() ? "yes" : "no (built without libnftables)");
     return CMD_EXIT_OK;
 }
