@@ -573,7 +573,7 @@ static void wait_listening(struct lb_endpoint vip)
         }
         usleep(5000);
     }
-    ASSERT_TRUE(!"the pool never listened");
+    ASSERT_TRUE(false); /* the pool never listened */
 }
 
 /* @n clients at once: connect all, send, half-close, then read every reply. */
