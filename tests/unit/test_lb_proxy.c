@@ -28,6 +28,7 @@ struct backend {
     uint16_t port;
     pthread_t th;
     atomic_int conns;
+    atomic_int live; /* connection threads still running (they use *b) */
     atomic_bool stop;
 };
 
@@ -58,6 +59,7 @@ static void *backend_conn(void *arg)
     }
     cm_buf_done(&got);
     close(fd);
+    atomic_fetch_sub(&b->live, 1); /* the last use of b */
     return NULL;
 }
 
@@ -74,6 +76,7 @@ static void *backend_main(void *arg)
             continue;
         }
         atomic_fetch_add(&b->conns, 1);
+        atomic_fetch_add(&b->live, 1);
         void **a = malloc(2 * sizeof(void *));
         a[0] = b;
         a[1] = (void *)(intptr_t)fd;
@@ -109,6 +112,10 @@ static void backend_stop(struct backend *b)
     atomic_store(&b->stop, true);
     pthread_join(b->th, NULL);
     close(b->lfd);
+    /* b is on the test's stack: the next test reuses it (TSan). */
+    while (atomic_load(&b->live) > 0) {
+        usleep(1000);
+    }
 }
 
 /* A port nothing listens on (connect: refused). */
