@@ -424,4 +424,37 @@ uint16_t lb_proxy_port(const struct lb_proxy *p, struct lb_endpoint vip);
  * pending afterwards. Loop thread, outside the proxy's own callbacks. Accepts NULL. */
 void lb_proxy_free(struct lb_proxy *p);
 
+/* ------------------------------------------------------------------ proxy threads */
+
+/* Mode proxy off the daemon's main loop (DESIGN.md §3): one lb_proxy per thread,
+ * each on its own libev loop, sharing the VIP ports through SO_REUSEPORT (with
+ * more than one thread) so that the kernel spreads new connections over them.
+ * Tables reach every thread through its publication slot; per-VIP metrics and
+ * backend loads are summed over the threads (they live in the table state). */
+#define LB_PROXY_THREADS_MAX         64
+#define LB_PROXY_THREADS_DEFAULT_MAX 8 /* the default is the CPU count, capped here */
+
+struct lb_proxy_pool;
+
+/* The CPUs this process may run on, between 1 and LB_PROXY_THREADS_DEFAULT_MAX. */
+unsigned lb_proxy_threads_default(void);
+
+/* Start @nthreads proxy threads (0: lb_proxy_threads_default()) with @opts (may be
+ * NULL; copied; thread i seeds its PRNG from opts->seed and i). No table yet: call
+ * lb_proxy_pool_publish. Errors: CM_EINVAL (over LB_PROXY_THREADS_MAX), CM_ENOMEM,
+ * thread creation errors. */
+int lb_proxy_pool_new(const struct lb_proxy_opts *opts, unsigned nthreads,
+                      struct lb_proxy_pool **ret, struct cm_errbuf *eb);
+
+/* Hand @t (the reference transfers; NULL stops serving) to every thread; each
+ * installs it at its next wake-up (lb_proxy_set_table). Listen errors there are
+ * not reported (the VIP is skipped on that thread). One writer at a time. */
+void lb_proxy_pool_publish(struct lb_proxy_pool *pp, struct lb_table *t);
+
+unsigned lb_proxy_pool_threads(const struct lb_proxy_pool *pp);
+
+/* Stop and join every thread, then close its connections and listeners (as
+ * lb_proxy_free) and free everything. Not from a proxy thread. Accepts NULL. */
+void lb_proxy_pool_free(struct lb_proxy_pool *pp);
+
 #endif /* LB_LB_H */

@@ -449,6 +449,10 @@ static void established(struct lb_conn *c)
     }
     dir_init(&c->up, c->cfd, c->bfd, !p->o.no_splice);
     dir_init(&c->down, c->bfd, c->cfd, !p->o.no_splice);
+    /* The backend has only just accepted: a read now would almost always fail
+     * with EAGAIN (one syscall per connection). Wait for readiness instead; a
+     * server that speaks first is readable already and epoll says so at once. */
+    c->down.drained = true;
     (void)conn_flow(c, true, true);
 }
 

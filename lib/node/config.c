@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lb/lb.h"
 #include "node/node.h"
 
 void cm_node_config_default(struct cm_node_config *c)
@@ -45,6 +46,8 @@ void cm_node_usage(void *out)
             "  --vip-cidr CIDR      virtual IP range (default 198.18.0.0/15)\n"
             "  --vip-mode MODE      auto, nat, proxy or off (default auto: nat when "
             "nftables works)\n"
+            "  --vip-proxy-threads N threads of the VIP proxy (default: CPUs, at most "
+            "8)\n"
             "  --join H:P,...       existing members to join\n"
             "  --token T            join token printed by the first server\n"
             "  --voters N           desired voter count (default 3)\n"
@@ -280,6 +283,7 @@ enum {
     OPT_DNS_UPSTREAM,
     OPT_VIP_CIDR,
     OPT_VIP_MODE,
+    OPT_VIP_PROXY_THREADS,
     OPT_JOIN,
     OPT_TOKEN,
     OPT_VOTERS,
@@ -328,6 +332,7 @@ int cm_node_config_parse(struct cm_node_config *c, int argc, char **argv,
         {"dns-upstream", required_argument, NULL, OPT_DNS_UPSTREAM},
         {"vip-cidr", required_argument, NULL, OPT_VIP_CIDR},
         {"vip-mode", required_argument, NULL, OPT_VIP_MODE},
+        {"vip-proxy-threads", required_argument, NULL, OPT_VIP_PROXY_THREADS},
         {"join", required_argument, NULL, OPT_JOIN},
         {"token", required_argument, NULL, OPT_TOKEN},
         {"voters", required_argument, NULL, OPT_VOTERS},
@@ -408,6 +413,14 @@ int cm_node_config_parse(struct cm_node_config *c, int argc, char **argv,
                 break;
             }
             rv = set_str(c->vip_mode, sizeof(c->vip_mode), optarg, "--vip-mode", eb);
+            break;
+        case OPT_VIP_PROXY_THREADS:
+            if (cm_parse_i64(optarg, 1, LB_PROXY_THREADS_MAX, &v) != 0) {
+                rv = cm_err_setf(eb, CM_EINVAL, "--vip-proxy-threads: 1..%d",
+                                 LB_PROXY_THREADS_MAX);
+                break;
+            }
+            c->vip_proxy_threads = (unsigned)v;
             break;
         case OPT_JOIN:
             rv = add_joins(c, optarg, eb);

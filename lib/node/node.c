@@ -911,7 +911,7 @@ int cm_node_start(struct ev_loop *loop, const struct cm_node_config *c,
         rv = start_dns(n, eb);
     }
     if (rv == 0) {
-        rv = cm_vips_start(loop, n->c.vip_mode, &n->vips, eb);
+        rv = cm_vips_start(loop, n->c.vip_mode, n->c.vip_proxy_threads, &n->vips, eb);
         cm_vips_update(n->vips, n->state);
     }
     if (rv != 0) {

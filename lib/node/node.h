@@ -52,6 +52,7 @@ struct cm_node_config {
     char vip_cidr[48];
     char vip_mode[8]; /* "auto" (nat when nftables works, else proxy), "nat", "proxy",
                          "off" (no VIPs on this node) */
+    unsigned vip_proxy_threads; /* proxy threads; 0: CPUs, capped (lb) */
     unsigned n_join;
     char join[CM_NODE_MAX_JOIN][128];
     char token[256];

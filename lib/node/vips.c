@@ -629,9 +629,9 @@ int cm_vips_build(struct cm_state *s, const struct lb_table *prev, struct lb_tab
 
 struct cm_vips {
     struct ev_loop *loop;
-    struct lb_nat *nat; /* NULL: proxy mode */
-    struct lb_proxy *proxy;
-    struct lb_table *table; /* programmed now */
+    struct lb_nat *nat;          /* NULL: proxy mode */
+    struct lb_proxy_pool *proxy; /* threads of their own (DESIGN.md §3) */
+    struct lb_table *table;      /* programmed now */
 };
 
 static void remove_leftovers(void)
@@ -643,8 +643,8 @@ static void remove_leftovers(void)
     }
 }
 
-int cm_vips_start(struct ev_loop *loop, const char *mode, struct cm_vips **ret,
-                  struct cm_errbuf *eb)
+int cm_vips_start(struct ev_loop *loop, const char *mode, unsigned proxy_threads,
+                  struct cm_vips **ret, struct cm_errbuf *eb)
 {
     *ret = NULL;
     if (strcmp(mode, "off") == 0) {
@@ -696,12 +696,13 @@ int cm_vips_start(struct ev_loop *loop, const char *mode, struct cm_vips **ret,
         .retries = 8,
         .seed = seed,
     };
-    rv = lb_proxy_new(loop, &po, &v->proxy, eb);
+    rv = lb_proxy_pool_new(&po, proxy_threads, &v->proxy, eb);
     if (rv != 0) {
         cm_err_wrapf(eb, "VIP proxy");
         goto err_after_nat;
     }
-    cm_info("vips", "VIPs in %s mode", cm_vips_mode(v));
+    cm_info("vips", "VIPs in %s mode (proxy: %u threads)", cm_vips_mode(v),
+            lb_proxy_pool_threads(v->proxy));
     *ret = v;
     return 0;
 
@@ -767,9 +768,8 @@ void cm_vips_update(struct cm_vips *v, struct cm_state *s)
         cm_warn("vips", "nat rules not replaced: %s", eb.msg);
         cm_errbuf_clear(&eb);
     }
-    if (lb_proxy_set_table(v->proxy, t, &eb) != 0) {
-        cm_warn("vips", "proxy: %s", eb.msg);
-    }
+    /* The proxy threads install it at their next wake-up. */
+    lb_proxy_pool_publish(v->proxy, lb_table_ref(t));
     lb_table_unref(v->table);
     v->table = t;
 }
@@ -779,7 +779,7 @@ void cm_vips_free(struct cm_vips *v)
     if (v == NULL) {
         return;
     }
-    lb_proxy_free(v->proxy);
+    lb_proxy_pool_free(v->proxy);
     if (v->nat != NULL) {
         struct cm_errbuf eb;
         cm_errbuf_clear(&eb);

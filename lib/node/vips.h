@@ -55,13 +55,15 @@ int cm_vips_build(struct cm_state *s, const struct lb_table *prev, struct lb_tab
 
 struct cm_vips;
 
-/* @mode: "auto", "nat", "proxy" or "off" (*ret NULL: nothing runs). Removes what
+/* @mode: "auto", "nat", "proxy" or "off" (*ret NULL: nothing runs). The proxy
+ * runs on @proxy_threads threads of its own (0: lb_proxy_threads_default()), off
+ * @loop (DESIGN.md §3). Removes what
  * a crashed earlier run left (nft table `ip clusterctl`, our addresses on lo).
  * In auto mode a node without nftables or CAP_NET_ADMIN runs the proxy, or no
  * VIPs at all (warned). Errors: nat asked and nftables refused; proxy or nat
  * asked without CAP_NET_ADMIN; CM_ENOMEM. */
-int cm_vips_start(struct ev_loop *loop, const char *mode, struct cm_vips **ret,
-                  struct cm_errbuf *eb);
+int cm_vips_start(struct ev_loop *loop, const char *mode, unsigned proxy_threads,
+                  struct cm_vips **ret, struct cm_errbuf *eb);
 /* Rebuild from the replica and program it (after a batch that changed apps,
  * tasks, nodes or VIPs). Failures are logged; the previous programming stays.
  * Accepts NULL. */

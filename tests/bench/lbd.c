@@ -31,13 +31,6 @@
 
 #define MAX_THREADS 16
 
-struct worker {
-    struct ev_loop *loop;
-    struct lb_proxy *p;
-    ev_async stop;
-    pthread_t th;
-};
-
 static struct {
     const char *config, *iface, *status;
     const char *mode;
@@ -49,7 +42,7 @@ static struct {
 static struct lb_table *cur;
 static struct lb_nat *nat;
 static bool nat_on;
-static struct worker workers[MAX_THREADS];
+static struct lb_proxy_pool *pool;
 
 static int parse_mode(const char *s, enum lb_mode *ret)
 {
@@ -169,9 +162,7 @@ static int install(struct lb_table *t, struct cm_errbuf *eb)
     if (rv != 0) {
         return rv;
     }
-    for (int i = 0; i < opt.threads; i++) {
-        lb_proxy_publish(workers[i].p, lb_table_ref(t));
-    }
+    lb_proxy_pool_publish(pool, lb_table_ref(t));
     lb_table_unref(cur);
     cur = t;
     return 0;
@@ -217,23 +208,6 @@ static void write_status(void)
         fclose(f);
     }
     free(text);
-}
-
-static void worker_stop_cb(struct ev_loop *loop, ev_async *w, int revents)
-{
-    (void)w;
-    (void)revents;
-    ev_break(loop, EVBREAK_ALL);
-}
-
-static void *worker_main(void *arg)
-{
-    struct worker *w = arg;
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals go to the main thread */
-    ev_run(w->loop, 0);
-    return NULL;
 }
 
 static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
@@ -354,18 +328,10 @@ int main(int argc, char **argv)
         }
     }
     opt.popts.serve_auto = !nat_on;
-    opt.popts.reuseport = opt.threads > 1;
-    for (int i = 0; i < opt.threads; i++) {
-        struct worker *w = &workers[i];
-        w->loop = ev_loop_new(EVFLAG_AUTO);
-        opt.popts.seed = (uint64_t)getpid() * 1000003u + (uint64_t)i;
-        if (w->loop == NULL || lb_proxy_new(w->loop, &opt.popts, &w->p, &eb) != 0) {
-            cm_error("lbd", "proxy: %s", eb.msg);
-            return 1;
-        }
-        ev_async_init(&w->stop, worker_stop_cb);
-        ev_async_start(w->loop, &w->stop);
-        pthread_create(&w->th, NULL, worker_main, w);
+    opt.popts.seed = (uint64_t)getpid() * 1000003u;
+    if (lb_proxy_pool_new(&opt.popts, (unsigned)opt.threads, &pool, &eb) != 0) {
+        cm_error("lbd", "proxy: %s", eb.msg);
+        return 1;
     }
 
     struct lb_table *t;
@@ -401,13 +367,7 @@ int main(int argc, char **argv)
         cm_error("lbd", "addresses: %s", eb.msg);
         rc = 1;
     }
-    for (int i = 0; i < opt.threads; i++) {
-        ev_async_send(workers[i].loop, &workers[i].stop);
-        pthread_join(workers[i].th, NULL);
-        ev_async_stop(workers[i].loop, &workers[i].stop);
-        lb_proxy_free(workers[i].p);
-        ev_loop_destroy(workers[i].loop);
-    }
+    lb_proxy_pool_free(pool);
     lb_nat_free(nat);
     lb_table_unref(cur);
     printf("lbd: stopped\n");

@@ -28,6 +28,7 @@ struct backend {
     uint16_t port;
     pthread_t th;
     atomic_int conns;
+    atomic_int live; /* connection threads still running (they use *b) */
     atomic_bool stop;
 };
 
@@ -58,6 +59,7 @@ static void *backend_conn(void *arg)
     }
     cm_buf_done(&got);
     close(fd);
+    atomic_fetch_sub(&b->live, 1); /* the last use of b */
     return NULL;
 }
 
@@ -74,6 +76,7 @@ static void *backend_main(void *arg)
             continue;
         }
         atomic_fetch_add(&b->conns, 1);
+        atomic_fetch_add(&b->live, 1);
         void **a = malloc(2 * sizeof(void *));
         a[0] = b;
         a[1] = (void *)(intptr_t)fd;
@@ -109,6 +112,10 @@ static void backend_stop(struct backend *b)
     atomic_store(&b->stop, true);
     pthread_join(b->th, NULL);
     close(b->lfd);
+    /* b is on the test's stack: the next test reuses it (TSan). */
+    while (atomic_load(&b->live) > 0) {
+        usleep(1000);
+    }
 }
 
 /* A port nothing listens on (connect: refused). */
@@ -555,4 +562,161 @@ TEST(table_swap_listeners)
     lbt_stop(&l);
     lb_table_unref(t);
     backend_stop(&b);
+}
+
+/* ------------------------------------------------------------------ threads */
+
+/* Connect until the pool's threads have installed a table with @vip. */
+static void wait_listening(struct lb_endpoint vip)
+{
+    for (int i = 0; i < 400; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in sa = {
+            .sin_family = AF_INET, .sin_addr = vip.addr, .sin_port = htons(vip.port)};
+        int rv = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+        close(fd);
+        if (rv == 0) {
+            return;
+        }
+        usleep(5000);
+    }
+    ASSERT_TRUE(false); /* the pool never listened */
+}
+
+/* @n clients at once: connect all, send, half-close, then read every reply. */
+static void burst(struct lb_endpoint vip, int n, int *seen1, int *seen2)
+{
+    int *fds = calloc((size_t)n, sizeof(int));
+    char msg[32];
+    for (int i = 0; i < n; i++) {
+        fds[i] = client_connect(vip);
+        int len = snprintf(msg, sizeof(msg), "burst %d", i);
+        ASSERT_INT_EQ(send(fds[i], msg, (size_t)len, MSG_NOSIGNAL), len);
+        ASSERT_INT_EQ(shutdown(fds[i], SHUT_WR), 0);
+    }
+    for (int i = 0; i < n; i++) {
+        struct cm_buf got = {0};
+        ASSERT_OK(read_all(fds[i], &got));
+        close(fds[i]);
+        int len = snprintf(msg, sizeof(msg), "burst %d", i);
+        ASSERT_UINT_EQ(got.len, (size_t)len + 3);
+        ASSERT_MEM_EQ(got.data + 3, msg, (size_t)len);
+        *seen1 += got.data[1] == '1';
+        *seen2 += got.data[1] == '2';
+        cm_buf_done(&got);
+    }
+    free(fds);
+}
+
+/* Two proxy threads on one VIP (SO_REUSEPORT): bursts of concurrent connections,
+ * a table update between bursts while the last connections of the previous one
+ * may still flow, metrics summed over both threads and both tables. */
+TEST(pool_threads_table_update)
+{
+    struct backend b1, b2;
+    backend_start(&b1, "b1");
+    backend_start(&b2, "b2");
+    struct lb_backend_spec bs[] = {bspec(b1.port, 1), bspec(b2.port, 1)};
+    struct lb_table *t = table1(vip_ep(), bs, 2, false, NULL);
+    struct lb_endpoint vip = lb_table_at(t, 0)->vip;
+    struct lb_proxy_opts o = {.seed = 11};
+    struct lb_proxy_pool *pp;
+    struct cm_errbuf eb = {0};
+    ASSERT_OK(lb_proxy_pool_new(&o, 2, &pp, &eb));
+    ASSERT_UINT_EQ(lb_proxy_pool_threads(pp), 2);
+    lb_proxy_pool_publish(pp, lb_table_ref(t));
+    wait_listening(vip); /* one connection with no byte: counted, not failed */
+
+    int seen1 = 0, seen2 = 0;
+    burst(vip, 100, &seen1, &seen2);
+    ASSERT_INT_EQ(seen1 + seen2, 100);
+    ASSERT_INT_OP(seen1, >=, 20);
+    ASSERT_INT_OP(seen2, >=, 20);
+
+    /* b1 drains: new connections only go to b2; metrics carry over. */
+    struct lb_backend_spec bs2[] = {bspec(b1.port, 1), bspec(b2.port, 1)};
+    bs2[0].draining = true;
+    struct lb_table *t2 = table1(vip, bs2, 2, false, t);
+    lb_proxy_pool_publish(pp, lb_table_ref(t2));
+    for (int round = 0; round < 3; round++) {
+        seen1 = seen2 = 0;
+        burst(vip, 50, &seen1, &seen2);
+        ASSERT_INT_EQ(seen1 + seen2, 50);
+        if (seen1 == 0) {
+            break; /* both threads installed t2 */
+        }
+        usleep(20000);
+    }
+    ASSERT_INT_EQ(seen1, 0);
+
+    wait_idle(t2, NULL);
+    struct lb_vip_metrics m;
+    lb_vip_metrics_get(lb_table_at(t2, 0), &m);
+    ASSERT_INT_OP(m.total, >=, 1 + 100 + 50);
+    ASSERT_UINT_EQ(m.failed, 0);
+    ASSERT_UINT_EQ(m.active, 0);
+    ASSERT_UINT_EQ(lb_backend_active(&lb_table_at(t2, 0)->backends[0]), 0);
+    ASSERT_UINT_EQ(lb_backend_active(&lb_table_at(t2, 0)->backends[1]), 0);
+    lb_proxy_pool_free(pp);
+    lb_table_unref(t2);
+    lb_table_unref(t);
+    backend_stop(&b1);
+    backend_stop(&b2);
+}
+
+/* Freeing the pool with connections open closes them (the clients see the end)
+ * and frees everything (ASan: no leak). */
+TEST(pool_shutdown_with_open_conns)
+{
+    struct backend b;
+    backend_start(&b, "b1");
+    struct lb_backend_spec bs[] = {bspec(b.port, 1)};
+    struct lb_table *t = table1(vip_ep(), bs, 1, false, NULL);
+    struct lb_endpoint vip = lb_table_at(t, 0)->vip;
+    struct lb_proxy_pool *pp;
+    ASSERT_OK(lb_proxy_pool_new(&(struct lb_proxy_opts){.seed = 12}, 2, &pp, NULL));
+    lb_proxy_pool_publish(pp, lb_table_ref(t));
+    wait_listening(vip);
+    wait_idle(t, NULL);
+
+    enum { N = 20 };
+    int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = client_connect(vip);
+        ASSERT_INT_EQ(send(fds[i], "x", 1, MSG_NOSIGNAL), 1); /* no FIN: stays open */
+    }
+    struct lb_vip_metrics m;
+    for (int i = 0; i < 200; i++) {
+        lb_vip_metrics_get(lb_table_at(t, 0), &m);
+        if (m.active == N && lb_backend_active(&lb_table_at(t, 0)->backends[0]) == N) {
+            break;
+        }
+        usleep(10000);
+    }
+    ASSERT_UINT_EQ(m.active, N);
+    lb_proxy_pool_free(pp);
+    lb_vip_metrics_get(lb_table_at(t, 0), &m);
+    ASSERT_UINT_EQ(m.active, 0);
+    ASSERT_UINT_EQ(lb_backend_active(&lb_table_at(t, 0)->backends[0]), 0);
+    for (int i = 0; i < N; i++) {
+        char c;
+        ASSERT_INT_OP(recv(fds[i], &c, 1, 0), <=, 0); /* EOF: the proxy is gone */
+        close(fds[i]);
+    }
+    lb_table_unref(t);
+    backend_stop(&b);
+}
+
+TEST(pool_default_threads)
+{
+    unsigned n = lb_proxy_threads_default();
+    ASSERT_INT_OP(n, >=, 1);
+    ASSERT_INT_OP(n, <=, LB_PROXY_THREADS_DEFAULT_MAX);
+    struct lb_proxy_pool *pp;
+    struct cm_errbuf eb = {0};
+    ASSERT_ERR(lb_proxy_pool_new(NULL, LB_PROXY_THREADS_MAX + 1, &pp, &eb), CM_EINVAL);
+    ASSERT_OK(lb_proxy_pool_new(NULL, 0, &pp, &eb));
+    ASSERT_UINT_EQ(lb_proxy_pool_threads(pp), n);
+    lb_proxy_pool_publish(pp, NULL);
+    lb_proxy_pool_free(pp);
 }

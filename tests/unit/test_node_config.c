@@ -149,6 +149,19 @@ TEST(config_vip_mode)
     ASSERT_TRUE(strstr(eb.msg, "auto, nat, proxy or off") != NULL);
 }
 
+TEST(config_vip_proxy_threads)
+{
+    struct cm_node_config c;
+    struct cm_errbuf eb;
+    ASSERT_OK(parse(&c, &eb, NULL));
+    ASSERT_UINT_EQ(c.vip_proxy_threads, 0); /* lb picks: the CPUs, capped */
+    ASSERT_OK(parse(&c, &eb, "--vip-proxy-threads", "3", NULL));
+    ASSERT_UINT_EQ(c.vip_proxy_threads, 3);
+    ASSERT_ERR(parse(&c, &eb, "--vip-proxy-threads", "0", NULL), CM_EINVAL);
+    ASSERT_ERR(parse(&c, &eb, "--vip-proxy-threads", "65", NULL), CM_EINVAL);
+    ASSERT_TRUE(strstr(eb.msg, "--vip-proxy-threads") != NULL);
+}
+
 TEST(config_usage_errors)
 {
     struct cm_node_config c;
