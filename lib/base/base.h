@@ -194,6 +194,13 @@ bool cm_alloc_fault_fired(void);
  * both as NULL. */
 unsigned long cm_alloc_failures(void);
 
+/* ------------------------------------------------------------------ files */
+
+/* mkdir -p @dir: missing parents 0755, the last component 0700 (data and key
+ * directories). Errors: CM_EINVAL (empty or too long), CM_ENOTDIR, the OS error
+ * naming the path. */
+int cm_mkdir_p(const char *dir, struct cm_errbuf *eb);
+
 /* ------------------------------------------------------------------ read cursor */
 
 /* A bounds-checked reader over untrusted bytes. Once a read fails (not enough bytes,

@@ -65,37 +65,7 @@ static int join_path(char *out, const char *dir, const char *name, struct cm_err
     return 0;
 }
 
-/* mkdir -p, the last component 0700 (it will hold private keys). */
-static int make_dir(const char *dir, struct cm_errbuf *eb)
-{
-    char path[PKI_PATH_MAX];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof(path)) {
-        return cm_err_setf(eb, CM_EINVAL, "bad directory path '%s'", dir);
-    }
-    memcpy(path, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (path[i] != '/' && path[i] != '\0') {
-            continue;
-        }
-        char saved = path[i];
-        path[i] = '\0';
-        if (mkdir(path, saved == '\0' ? 0700 : 0755) != 0 && errno != EEXIST) {
-            return cm_err_sys(eb, cm_errno(), "create directory `%s`", path);
-        }
-        path[i] = saved;
-    }
-    struct stat st;
-    if (stat(dir, &st) != 0) {
-        return cm_err_sys(eb, cm_errno(), "directory `%s`", dir);
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        return cm_err_setf(eb, CM_ENOTDIR, "`%s` is not a directory", dir);
-    }
-    return 0;
-}
-
-/* make_dir() for the directory part of @path (a joining node's tls dir). */
+/* cm_mkdir_p() for the directory part of @path (a joining node's tls dir). */
 static int make_parent_dir(const char *path, struct cm_errbuf *eb)
 {
     char dir[PKI_PATH_MAX];
@@ -109,7 +79,7 @@ static int make_parent_dir(const char *path, struct cm_errbuf *eb)
     }
     memcpy(dir, path, n);
     dir[n] = '\0';
-    return make_dir(dir, eb);
+    return cm_mkdir_p(dir, eb);
 }
 
 /* Read all of @path (at most @max bytes) into @out, NUL-terminated. */
@@ -548,7 +518,7 @@ int cm_pki_ca_create(const char *dir, uint64_t cluster_id, unsigned days,
         rv = join_path(key_path, dir, "ca.key", eb);
     }
     if (rv == 0) {
-        rv = make_dir(dir, eb);
+        rv = cm_mkdir_p(dir, eb);
     }
     if (rv != 0) {
         return rv;
@@ -770,7 +740,7 @@ int cm_pki_issue_node_validity(const char *ca_dir, const char *dir, const char *
     }
     struct cm_buf pem = {0};
     EVP_PKEY *key = NULL;
-    rv = make_dir(dir, eb);
+    rv = cm_mkdir_p(dir, eb);
     if (rv == 0) {
         key = new_key(eb);
         rv = key == NULL ? CM_EIO : 0;

@@ -8,39 +8,9 @@
 
 #include "node/node.h"
 
-/* mkdir -p with mode 0700 for the last component. */
-static int mkdir_p(const char *dir, struct cm_errbuf *eb)
-{
-    char path[1024];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof(path)) {
-        return cm_err_setf(eb, CM_EINVAL, "data dir: bad path '%s'", dir);
-    }
-    memcpy(path, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (path[i] != '/' && path[i] != '\0') {
-            continue;
-        }
-        char saved = path[i];
-        path[i] = '\0';
-        if (mkdir(path, saved == '\0' ? 0700 : 0755) != 0 && errno != EEXIST) {
-            return cm_err_sys(eb, cm_errno(), "create data dir `%s`", path);
-        }
-        path[i] = saved;
-    }
-    struct stat st;
-    if (stat(dir, &st) != 0) {
-        return cm_err_sys(eb, cm_errno(), "data dir `%s`", dir);
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        return cm_err_setf(eb, CM_ENOTDIR, "data dir `%s` is not a directory", dir);
-    }
-    return 0;
-}
-
 int cm_node_lock_data_dir(const char *dir, int *ret_fd, struct cm_errbuf *eb)
 {
-    int rv = mkdir_p(dir, eb);
+    int rv = cm_mkdir_p(dir, eb);
     if (rv != 0) {
         return rv;
     }

@@ -96,6 +96,17 @@ void cm_resources_detect(struct cm_resources *r, const char *data_dir)
 
 /* ------------------------------------------------------------------ identity */
 
+/* Write the identity atomically (a joined node also stores the cluster's id:
+ * raft refuses peers of other ids). */
+static int save_identity(struct cm_node *n, struct cm_errbuf *eb)
+{
+    char path[1100], text[80];
+    snprintf(path, sizeof(path), "%s/node-id", n->c.data_dir);
+    int len = snprintf(text, sizeof(text), "id=%llx\ncluster=%llx\n",
+                       (unsigned long long)n->raft_id, (unsigned long long)n->cluster_id);
+    return cm_pki_write_file(path, text, (size_t)len, 0644, eb);
+}
+
 /* Read "<key>=<hex>" lines of @path into the ids; create the file with new random
  * ids when it does not exist. */
 static int load_identity(struct cm_node *n, struct cm_errbuf *eb)
@@ -124,32 +135,9 @@ static int load_identity(struct cm_node *n, struct cm_errbuf *eb)
         }
         ids[0] &= 0x7fffffffffffffffu; /* stays positive in SQLite and JSON */
     } while (ids[0] == 0);
-    char tmp[1120];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    f = fopen(tmp, "w");
-    if (f == NULL) {
-        return cm_err_sys(eb, cm_errno(), "create `%s`", tmp);
-    }
-    fprintf(f, "id=%llx\ncluster=%llx\n", (unsigned long long)ids[0],
-            (unsigned long long)ids[1]);
-    int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
-    fclose(f);
-    if (bad || rename(tmp, path) != 0) {
-        return cm_err_sys(eb, cm_errno(), "write `%s`", path);
-    }
     n->raft_id = ids[0];
     n->cluster_id = ids[1];
-    return 0;
-}
-
-/* A joined node takes the cluster's id (raft refuses peers of other ids). */
-static int save_identity(struct cm_node *n, struct cm_errbuf *eb)
-{
-    char path[1100], text[80];
-    snprintf(path, sizeof(path), "%s/node-id", n->c.data_dir);
-    int len = snprintf(text, sizeof(text), "id=%llx\ncluster=%llx\n",
-                       (unsigned long long)n->raft_id, (unsigned long long)n->cluster_id);
-    return cm_pki_write_file(path, text, (size_t)len, 0644, eb);
+    return save_identity(n, eb);
 }
 
 /* DESIGN.md §3: --advertise defaults to the first non-loopback IPv4 address

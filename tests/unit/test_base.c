@@ -1,5 +1,6 @@
 /* lib/base: errors, allocation faults, cursors, buffers, clocks, randomness. */
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include "base/base.h"
 #include "test.h"
@@ -128,6 +129,30 @@ TEST(alloc_failures_count_every_null)
     ASSERT_NULL(cm_reallocarray(NULL, SIZE_MAX, 2)); /* overflow counts too */
     ASSERT_UINT_EQ(cm_alloc_failures(), before + 3);
     cm_free(&a);
+}
+
+TEST(mkdir_p_creates_parents_and_refuses_files)
+{
+    char top[] = "/tmp/cm-mkdir-XXXXXX";
+    ASSERT_NOT_NULL(mkdtemp(top));
+    char deep[128], file[128];
+    snprintf(deep, sizeof(deep), "%s/a/b/c", top);
+    struct cm_errbuf eb;
+    ASSERT_OK(cm_mkdir_p(deep, &eb));
+    ASSERT_OK(cm_mkdir_p(deep, &eb)); /* exists: fine */
+    struct stat st;
+    ASSERT_INT_EQ(stat(deep, &st), 0);
+    ASSERT_INT_EQ((int)(st.st_mode & 0777), 0700);
+    snprintf(file, sizeof(file), "%s/f", top);
+    FILE *f = fopen(file, "w");
+    ASSERT_NOT_NULL(f);
+    fclose(f);
+    ASSERT_ERR(cm_mkdir_p(file, &eb), CM_ENOTDIR);
+    ASSERT_TRUE(strstr(eb.msg, file) != NULL);
+    ASSERT_ERR(cm_mkdir_p("", &eb), CM_EINVAL);
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", top);
+    ASSERT_INT_EQ(system(cmd), 0);
 }
 
 TEST(alloc_fault_repeat_forever)
