@@ -261,6 +261,8 @@ struct lb_vip_metrics {
     uint64_t failed;    /* accepted but no backend could be reached */
     uint64_t bytes_in;  /* client -> backend, bytes written to backends */
     uint64_t bytes_out; /* backend -> client */
+    int listen_error;   /* proxy mode: errno of the last failed bind/listen of VIP:port
+                         * on this node (any thread); 0 when it listens */
 };
 void lb_vip_metrics_get(const struct lb_vip *v, struct lb_vip_metrics *ret);
 

@@ -22,6 +22,7 @@ struct lb_vip_state {
     atomic_uint_least64_t failed;
     atomic_uint_least64_t bytes_in;
     atomic_uint_least64_t bytes_out;
+    atomic_int listen_error; /* errno of the last failed bind/listen, 0 once it works */
 };
 
 struct lb_table {

@@ -362,6 +362,7 @@ void lb_vip_metrics_get(const struct lb_vip *v, struct lb_vip_metrics *ret)
     ret->failed = atomic_load(&v->state->failed);
     ret->bytes_in = atomic_load(&v->state->bytes_in);
     ret->bytes_out = atomic_load(&v->state->bytes_out);
+    ret->listen_error = atomic_load(&v->state->listen_error);
 }
 
 /* ------------------------------------------------------------------ slot */
