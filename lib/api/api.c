@@ -914,6 +914,9 @@ int cm_api_start(struct cm_http_server *srv, const struct cm_api_ops *ops,
     if (rv == 0) {
         rv = api__routes_nodes(api);
     }
+    if (rv == 0) {
+        rv = api__routes_vips(api);
+    }
     if (rv != 0) {
         /* Routes cannot be removed from the server: the caller frees it. */
         api__events_close(api);

@@ -76,6 +76,10 @@ struct cm_api_ops {
     int (*read_barrier)(void *data, cm_api_done_fn done, void *arg);
     /* The raft members as a JSON array for GET /v1/members (NULL: 503). */
     int (*members)(void *data, struct cm_buf *out);
+    /* This node's VIPs for GET /v1/vips (docs/vips.md): the JSON object
+     * {"node", "mode", "vips": [...]} as this node programs them, appended to
+     * @out (NULL: 503). */
+    int (*vips)(void *data, struct cm_buf *out);
     /* When this node last heard @node's heartbeat (wall-clock ms), or -1 when
      * it does not know (only the leader hears heartbeats). May be NULL. */
     int64_t (*node_heard_ms)(void *data, const char *node);

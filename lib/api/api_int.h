@@ -225,6 +225,7 @@ int api__routes_apps(struct cm_api *api);
 int api__routes_groups(struct cm_api *api);
 int api__routes_misc(struct cm_api *api);
 int api__routes_nodes(struct cm_api *api);
+int api__routes_vips(struct cm_api *api);
 /* Stop and free every log follower (cm_api_free). */
 void api__follows_close(struct cm_api *api);
 /* /v2/events (api_events.c): the route and its state; close ends every

@@ -574,6 +574,13 @@ static void api_metrics(void *data, struct cm_buf *out)
                   (unsigned long long)raft_commit_index(r),
                   (unsigned long long)cm_state_applied_index(n->state));
     cm_cluster_metrics(n->cluster, out);
+    cm_vips_metrics(n->vips, out);
+}
+
+static int api_vips(void *data, struct cm_buf *out)
+{
+    struct cm_node *n = data;
+    return cm_vips_json(n->vips, n->state, n->name, out);
 }
 
 static int api_read_barrier(void *data, cm_api_done_fn done, void *arg)
@@ -617,6 +624,7 @@ static int start_api(struct cm_node *n, struct cm_errbuf *eb)
         .metrics = api_metrics,
         .read_barrier = api_read_barrier,
         .members = api_members,
+        .vips = api_vips,
         .node_heard_ms = api_node_heard_ms,
     };
     rv = cm_api_start(n->http, &ops, &n->api);

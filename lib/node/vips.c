@@ -408,11 +408,24 @@ cJSON *cm_vips_plan_cmds(struct cm_state *s, const char *cidr)
 
 /* ------------------------------------------------------------------ table build */
 
+/* A task of a declaring app, as the operator's view shows it (cm_vips_view_json). */
+struct view_task {
+    char *id;
+    char *app;
+    struct lb_endpoint ep; /* address INADDR_ANY: unknown */
+    const char *why;       /* static; NULL: a backend */
+};
+
 struct vip_acc {
     struct lb_vip_spec spec;
     struct lb_backend_spec *backends;
     size_t cap;
     char *name;
+    /* the view only (build.view) */
+    char **apps; /* the declaring apps */
+    size_t n_apps;
+    struct view_task *tasks;
+    size_t n_tasks;
 };
 
 struct build {
@@ -425,6 +438,8 @@ struct build {
     size_t n_decls;
     const struct in_addr *vip_addrs; /* per decl; INADDR_ANY: not allocated */
     bool has_health_checks;
+    const char *app_id; /* borrowed */
+    bool view;          /* also record apps and every live task (vip_acc's view) */
     int err;
 };
 
@@ -503,20 +518,73 @@ static int load_node(void *data, const struct cm_node_row *row)
     return 0;
 }
 
-/* A task of the app being added: a backend of each of its VIPs when it runs and is
- * healthy (or its app has no health checks). */
-static int add_task(void *data, const struct cm_task_row *row)
+static int acc_add_app(struct vip_acc *v, const char *app)
 {
-    struct build *b = data;
+    for (size_t i = 0; i < v->n_apps; i++) {
+        if (strcmp(v->apps[i], app) == 0) {
+            return 0;
+        }
+    }
+    char **n = cm_reallocarray(v->apps, v->n_apps + 1, sizeof(*n));
+    if (n == NULL) {
+        return CM_ENOMEM;
+    }
+    v->apps = n;
+    if ((v->apps[v->n_apps] = cm_strdup(app)) == NULL) {
+        return CM_ENOMEM;
+    }
+    v->n_apps++;
+    return 0;
+}
+
+static int acc_add_task(struct vip_acc *v, const char *id, const char *app,
+                        struct lb_endpoint ep, const char *why)
+{
+    struct view_task *n = cm_reallocarray(v->tasks, v->n_tasks + 1, sizeof(*n));
+    if (n == NULL) {
+        return CM_ENOMEM;
+    }
+    v->tasks = n;
+    struct view_task *t = &v->tasks[v->n_tasks];
+    *t = (struct view_task){cm_strdup(id), cm_strdup(app), ep, why};
+    if (t->id == NULL || t->app == NULL) {
+        cm_free(&t->id);
+        cm_free(&t->app);
+        return CM_ENOMEM;
+    }
+    v->n_tasks++;
+    return 0;
+}
+
+/* Why a live task of a declaring app is not a backend; NULL when it is one
+ * (running and healthy, or its app has no health checks). */
+static const char *why_not(const struct build *b, const struct cm_task_row *row)
+{
+    if (row->state == CM_TASK_KILLING) {
+        return "draining"; /* to be stopped: out of the VIP for its drain time */
+    }
     if (row->state != CM_TASK_RUNNING) {
-        return 0;
+        return "not running";
     }
     bool healthy =
         row->health != NULL ? strcmp(row->health, "healthy") == 0 : !b->has_health_checks;
-    if (!healthy) {
+    return healthy ? NULL : "unhealthy";
+}
+
+/* A task of the app being added: a backend of each of its VIPs when it runs and is
+ * healthy (or its app has no health checks). The view also records the others
+ * that are not over yet, with why they are not backends. */
+static int add_task(void *data, const struct cm_task_row *row)
+{
+    struct build *b = data;
+    if (cm_task_state_terminal(row->state)) {
         return 0;
     }
-    struct in_addr host;
+    const char *why = why_not(b, row);
+    if (why != NULL && !b->view) {
+        return 0;
+    }
+    struct in_addr host = {INADDR_ANY};
     bool have = row->host != NULL && inet_pton(AF_INET, row->host, &host) == 1;
     for (size_t i = 0; !have && i < b->n_nodes; i++) {
         if (strcmp(b->nodes[i].name, row->node) == 0) {
@@ -525,7 +593,10 @@ static int add_task(void *data, const struct cm_task_row *row)
         }
     }
     if (!have) {
-        return 0;
+        if (!b->view) {
+            return 0;
+        }
+        why = why != NULL ? why : "no address";
     }
     cJSON *ports = cJSON_Parse(row->ports);
     int rv = 0;
@@ -538,29 +609,61 @@ static int add_task(void *data, const struct cm_task_row *row)
             continue;
         }
         struct lb_endpoint vip = {b->vip_addrs[k], b->decls[k].d.port};
+        struct lb_endpoint be = {host, (uint16_t)p->valuedouble};
         struct vip_acc *v =
             acc_get(b, vip, b->decls[k].d.proto,
                     b->decls[k].d.kind == LB_DECL_NAMED ? b->decls[k].d.name : NULL,
                     b->decls[k].proxy_protocol);
-        rv = v != NULL ? acc_add_backend(
-                             v, (struct lb_endpoint){host, (uint16_t)p->valuedouble})
-                       : CM_ENOMEM;
+        if (v == NULL) {
+            rv = CM_ENOMEM;
+            break;
+        }
+        if (why == NULL) {
+            rv = acc_add_backend(v, be);
+        }
+        if (rv == 0 && b->view) {
+            rv = acc_add_task(v, row->id, b->app_id, be, why);
+        }
     }
     cJSON_Delete(ports);
     return rv;
 }
 
-int cm_vips_build(struct cm_state *s, const struct lb_table *prev, struct lb_table **ret,
-                  struct cm_errbuf *eb)
+static void build_done(struct build *b)
 {
+    for (size_t i = 0; i < b->n; i++) {
+        struct vip_acc *v = &b->v[i];
+        cm_free(&v->backends);
+        cm_free(&v->name);
+        for (size_t k = 0; k < v->n_apps; k++) {
+            cm_free(&v->apps[k]);
+        }
+        cm_free(&v->apps);
+        for (size_t k = 0; k < v->n_tasks; k++) {
+            cm_free(&v->tasks[k].id);
+            cm_free(&v->tasks[k].app);
+        }
+        cm_free(&v->tasks);
+    }
+    cm_free(&b->v);
+    for (size_t i = 0; i < b->n_nodes; i++) {
+        cm_free(&b->nodes[i].name);
+    }
+    cm_free(&b->nodes);
+}
+
+/* Every VIP the apps of the replica declare, with its backends (and, with
+ * @view, its apps and live tasks) into @b; build_done releases it either way. */
+static int build_run(struct cm_state *s, bool view, struct build *b, struct cm_errbuf *eb)
+{
+    memset(b, 0, sizeof(*b));
+    b->view = view;
     struct scan sc;
     int rv = scan_load(s, &sc);
     if (rv != 0) {
         return cm_err_setf(eb, rv, "vips: reading the replica: %s", cm_strerror(rv));
     }
-    struct build b;
-    memset(&b, 0, sizeof(b));
-    rv = cm_state_nodes(s, load_node, &b);
+    rv = cm_state_nodes(s, load_node, b);
     for (size_t i = 0; rv == 0 && i < sc.n_apps; i++) {
         struct app_decls d;
         rv = app_decls_of(sc.apps[i].spec, &d);
@@ -573,34 +676,50 @@ int cm_vips_build(struct cm_state *s, const struct lb_table *prev, struct lb_tab
             rv = CM_ENOMEM;
             break;
         }
-        for (size_t k = 0; k < d.n; k++) {
+        for (size_t k = 0; rv == 0 && k < d.n; k++) {
             const struct vip_name *nm =
                 d.v[k].d.kind == LB_DECL_NAMED ? find_name(&sc, d.v[k].d.name) : NULL;
             addrs[k] = d.v[k].d.kind == LB_DECL_ADDR ? d.v[k].d.addr
                        : nm != NULL                  ? nm->addr
                                                      : (struct in_addr){INADDR_ANY};
+            if (addrs[k].s_addr == INADDR_ANY) {
+                continue;
+            }
             /* Listed even without a running task, so that clients are refused
              * rather than sent elsewhere. */
-            if (addrs[k].s_addr != INADDR_ANY &&
-                acc_get(&b, (struct lb_endpoint){addrs[k], d.v[k].d.port}, d.v[k].d.proto,
+            struct vip_acc *v =
+                acc_get(b, (struct lb_endpoint){addrs[k], d.v[k].d.port}, d.v[k].d.proto,
                         d.v[k].d.kind == LB_DECL_NAMED ? d.v[k].d.name : NULL,
-                        d.v[k].proxy_protocol) == NULL) {
-                rv = CM_ENOMEM;
-            }
+                        d.v[k].proxy_protocol);
+            rv = v == NULL ? CM_ENOMEM : view ? acc_add_app(v, sc.apps[i].id) : 0;
         }
-        b.decls = d.v;
-        b.n_decls = d.n;
-        b.vip_addrs = addrs;
-        b.has_health_checks = d.has_health_checks;
+        b->decls = d.v;
+        b->n_decls = d.n;
+        b->vip_addrs = addrs;
+        b->has_health_checks = d.has_health_checks;
+        b->app_id = sc.apps[i].id;
         if (rv == 0) {
-            rv = cm_state_tasks(s, sc.apps[i].id, NULL, add_task, &b);
+            rv = cm_state_tasks(s, sc.apps[i].id, NULL, add_task, b);
         }
+        b->decls = NULL;
+        b->vip_addrs = NULL;
+        b->app_id = NULL;
         cm_free(&addrs);
         cm_free(&d.v);
     }
     if (rv != 0) {
         cm_err_setf(eb, rv, "vips: building the table: %s", cm_strerror(rv));
-    } else {
+    }
+    scan_done(&sc);
+    return rv;
+}
+
+int cm_vips_build(struct cm_state *s, const struct lb_table *prev, struct lb_table **ret,
+                  struct cm_errbuf *eb)
+{
+    struct build b;
+    int rv = build_run(s, false, &b, eb);
+    if (rv == 0) {
         struct lb_vip_spec *specs = cm_calloc(b.n + 1, sizeof(*specs));
         if (specs == NULL) {
             rv = cm_err_setf(eb, CM_ENOMEM, "vips: out of memory");
@@ -612,16 +731,306 @@ int cm_vips_build(struct cm_state *s, const struct lb_table *prev, struct lb_tab
             cm_free(&specs);
         }
     }
-    for (size_t i = 0; i < b.n; i++) {
-        cm_free(&b.v[i].backends);
-        cm_free(&b.v[i].name);
+    build_done(&b);
+    return rv;
+}
+
+/* ------------------------------------------------------------------ the operator's view
+ */
+
+/* What serves @v on a node whose AUTO VIPs go to nat (@auto_is_nat) or the proxy. */
+static const char *view_mode(const struct lb_vip *v, bool auto_is_nat)
+{
+    switch (v->mode) {
+    case LB_MODE_NAT:
+        return "nat";
+    case LB_MODE_PROXY:
+        return "proxy";
+    default:
+        return auto_is_nat ? "nat" : "proxy";
     }
-    cm_free(&b.v);
-    for (size_t i = 0; i < b.n_nodes; i++) {
-        cm_free(&b.nodes[i].name);
+}
+
+/* "EADDRINUSE" for errno @e (either sign). */
+static const char *errno_name(int e, char *buf, size_t cap)
+{
+    e = e < 0 ? -e : e;
+    const char *n = strerrorname_np(e);
+    if (n != NULL) {
+        return n;
     }
-    cm_free(&b.nodes);
-    scan_done(&sc);
+    snprintf(buf, cap, "errno %d", e);
+    return buf;
+}
+
+static const struct vip_acc *acc_find(const struct build *b, const struct lb_vip *v)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        if (lb_endpoint_eq(b->v[i].spec.vip, v->vip) && b->v[i].spec.proto == v->proto) {
+            return &b->v[i];
+        }
+    }
+    return NULL;
+}
+
+static bool add_str_or_null(cJSON *o, const char *key, const char *value)
+{
+    return (value != NULL ? cJSON_AddStringToObject(o, key, value)
+                          : cJSON_AddNullToObject(o, key)) != NULL;
+}
+
+/* One backend of the table (@be; @t its task, may be NULL) or one task that is not
+ * a backend (@be NULL). @counted: the proxy counts @be's connections. */
+static cJSON *backend_json(const struct lb_backend *be, const struct view_task *t,
+                           bool counted)
+{
+    struct lb_endpoint ep = be != NULL ? be->ep : t->ep;
+    char host[INET_ADDRSTRLEN];
+    const char *h = ep.addr.s_addr != INADDR_ANY
+                        ? inet_ntop(AF_INET, &ep.addr, host, sizeof(host))
+                        : NULL;
+    const char *why;
+    if (be != NULL) {
+        why = be->eligible ? NULL : be->draining ? "draining" : "unhealthy";
+    } else {
+        /* A backend in the replica that the programmed table does not have yet. */
+        why = t->why != NULL ? t->why : "not programmed yet";
+    }
+    cJSON *o = cJSON_CreateObject();
+    bool ok = o != NULL && add_str_or_null(o, "taskId", t != NULL ? t->id : NULL) &&
+              add_str_or_null(o, "appId", t != NULL ? t->app : NULL) &&
+              add_str_or_null(o, "host", h) &&
+              cJSON_AddNumberToObject(o, "port", ep.port) != NULL &&
+              cJSON_AddBoolToObject(o, "eligible", why == NULL) != NULL &&
+              add_str_or_null(o, "reason", why);
+    if (ok) {
+        ok = be != NULL && counted
+                 ? cJSON_AddNumberToObject(o, "activeConnections",
+                                           lb_backend_active(be)) != NULL
+                 : cJSON_AddNullToObject(o, "activeConnections") != NULL;
+    }
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+static bool add_backends(cJSON *arr, const struct lb_vip *v, const struct vip_acc *acc,
+                         bool counted)
+{
+    for (size_t i = 0; i < v->nbackends; i++) {
+        const struct view_task *t = NULL;
+        for (size_t k = 0; acc != NULL && t == NULL && k < acc->n_tasks; k++) {
+            if (acc->tasks[k].why == NULL &&
+                lb_endpoint_eq(acc->tasks[k].ep, v->backends[i].ep)) {
+                t = &acc->tasks[k];
+            }
+        }
+        if (!cJSON_AddItemToArray(arr, backend_json(&v->backends[i], t, counted))) {
+            return false;
+        }
+    }
+    /* Then the tasks that are not backends, and say why. */
+    for (size_t k = 0; acc != NULL && k < acc->n_tasks; k++) {
+        const struct view_task *t = &acc->tasks[k];
+        bool in_table = false;
+        for (size_t i = 0; t->why == NULL && !in_table && i < v->nbackends; i++) {
+            in_table = lb_endpoint_eq(t->ep, v->backends[i].ep);
+        }
+        if (!in_table && !cJSON_AddItemToArray(arr, backend_json(NULL, t, counted))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static cJSON *vip_json(const struct lb_vip *v, const struct vip_acc *acc,
+                       bool auto_is_nat)
+{
+    const char *mode = view_mode(v, auto_is_nat);
+    bool proxied = strcmp(mode, "proxy") == 0;
+    struct lb_vip_metrics m;
+    lb_vip_metrics_get(v, &m);
+    char addr[INET_ADDRSTRLEN], err[32];
+    inet_ntop(AF_INET, &v->vip.addr, addr, sizeof(addr));
+    cJSON *o = cJSON_CreateObject();
+    cJSON *apps = NULL, *backends = NULL, *metrics = NULL;
+    bool ok =
+        o != NULL && add_str_or_null(o, "name", v->name[0] != '\0' ? v->name : NULL) &&
+        cJSON_AddStringToObject(o, "address", addr) != NULL &&
+        cJSON_AddNumberToObject(o, "port", v->vip.port) != NULL &&
+        cJSON_AddStringToObject(o, "protocol",
+                                v->proto == LB_PROTO_TCP ? "tcp" : "udp") != NULL &&
+        cJSON_AddStringToObject(o, "mode", mode) != NULL &&
+        cJSON_AddBoolToObject(o, "proxyProtocol", v->proxy_protocol) != NULL &&
+        (apps = cJSON_AddArrayToObject(o, "apps")) != NULL &&
+        cJSON_AddNumberToObject(o, "eligibleBackends", (double)v->neligible) != NULL &&
+        (backends = cJSON_AddArrayToObject(o, "backends")) != NULL;
+    for (size_t i = 0; ok && acc != NULL && i < acc->n_apps; i++) {
+        ok = cJSON_AddItemToArray(apps, cJSON_CreateString(acc->apps[i]));
+    }
+    ok = ok && add_backends(backends, v, acc, proxied);
+    if (ok && proxied) {
+        ok = (metrics = cJSON_AddObjectToObject(o, "metrics")) != NULL &&
+             cJSON_AddNumberToObject(metrics, "active", (double)m.active) != NULL &&
+             cJSON_AddNumberToObject(metrics, "total", (double)m.total) != NULL &&
+             cJSON_AddNumberToObject(metrics, "failed", (double)m.failed) != NULL &&
+             cJSON_AddNumberToObject(metrics, "bytesIn", (double)m.bytes_in) != NULL &&
+             cJSON_AddNumberToObject(metrics, "bytesOut", (double)m.bytes_out) != NULL;
+    } else if (ok) {
+        ok = cJSON_AddNullToObject(o, "metrics") != NULL; /* conntrack's, not ours */
+    }
+    ok = ok &&
+         add_str_or_null(
+             o, "listenError",
+             m.listen_error != 0 ? errno_name(m.listen_error, err, sizeof(err)) : NULL);
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+int cm_vips_view_json(struct cm_state *s, const struct lb_table *t, bool auto_is_nat,
+                      struct cm_buf *out, struct cm_errbuf *eb)
+{
+    struct build b;
+    int rv = t != NULL ? build_run(s, true, &b, eb) : (memset(&b, 0, sizeof(b)), 0);
+    rv = rv ? rv : cm_buf_puts(out, "[");
+    for (size_t i = 0; rv == 0 && t != NULL && i < lb_table_count(t); i++) {
+        const struct lb_vip *v = lb_table_at(t, i);
+        cJSON *o = vip_json(v, acc_find(&b, v), auto_is_nat);
+        char *text = o != NULL ? cJSON_PrintUnformatted(o) : NULL;
+        cJSON_Delete(o);
+        rv =
+            text != NULL ? cm_buf_printf(out, "%s%s", i > 0 ? "," : "", text) : CM_ENOMEM;
+        cJSON_free(text);
+    }
+    rv = rv ? rv : cm_buf_puts(out, "]");
+    if (rv == CM_ENOMEM && eb != NULL && eb->code == 0) {
+        cm_err_setf(eb, rv, "vips: out of memory");
+    }
+    build_done(&b);
+    return rv;
+}
+
+/* A Prometheus label value (exposition format: \\, \" and \n escaped). */
+static int label_value(struct cm_buf *out, const char *s)
+{
+    int rv = 0;
+    for (; rv == 0 && *s != '\0'; s++) {
+        switch (*s) {
+        case '\\':
+            rv = cm_buf_puts(out, "\\\\");
+            break;
+        case '"':
+            rv = cm_buf_puts(out, "\\\"");
+            break;
+        case '\n':
+            rv = cm_buf_puts(out, "\\n");
+            break;
+        default:
+            rv = cm_buf_append(out, s, 1);
+            break;
+        }
+    }
+    return rv;
+}
+
+/* The metric families of cm_vips_view_metrics, each sample line grouped under
+ * its family as the exposition format asks. */
+enum view_metric {
+    VM_BACKENDS = 0, /* both modes */
+    VM_ACTIVE,       /* proxy mode only, down to VM_BYTES_OUT */
+    VM_TOTAL,
+    VM_FAILED,
+    VM_BYTES_IN,
+    VM_BYTES_OUT,
+    VM_LISTEN_ERROR, /* proxy mode, when set */
+};
+
+int cm_vips_view_metrics(const struct lb_table *t, bool auto_is_nat, struct cm_buf *out)
+{
+    static const struct {
+        const char *name;
+        const char *type;
+        const char *help;
+    } fam[] = {
+        [VM_BACKENDS] = {"clusterctl_vip_backends", "gauge",
+                         "Eligible backends of a VIP on this node (nat and proxy mode)."},
+        [VM_ACTIVE] = {"clusterctl_vip_connections_active", "gauge",
+                       "Client connections open through a VIP (proxy mode)."},
+        [VM_TOTAL] = {"clusterctl_vip_connections_total", "counter",
+                      "Client connections accepted on a VIP (proxy mode)."},
+        [VM_FAILED] = {"clusterctl_vip_connections_failed_total", "counter",
+                       "Accepted connections that no backend could take (proxy mode)."},
+        [VM_BYTES_IN] = {"clusterctl_vip_bytes_in_total", "counter",
+                         "Bytes from clients written to backends (proxy mode)."},
+        [VM_BYTES_OUT] = {"clusterctl_vip_bytes_out_total", "counter",
+                          "Bytes from backends written to clients (proxy mode)."},
+        [VM_LISTEN_ERROR] = {"clusterctl_vip_listen_error", "gauge",
+                             "1 while this node cannot listen on VIP:port (proxy mode), "
+                             "by errno."},
+    };
+    size_t n = t != NULL ? lb_table_count(t) : 0;
+    int rv = 0;
+    for (size_t f = 0; rv == 0 && f < CM_ARRAY_SIZE(fam); f++) {
+        rv = cm_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", fam[f].name, fam[f].help,
+                           fam[f].name, fam[f].type);
+        for (size_t i = 0; rv == 0 && i < n; i++) {
+            const struct lb_vip *v = lb_table_at(t, i);
+            const char *mode = view_mode(v, auto_is_nat);
+            bool proxied = strcmp(mode, "proxy") == 0;
+            struct lb_vip_metrics m;
+            lb_vip_metrics_get(v, &m);
+            if ((f != VM_BACKENDS && !proxied) ||
+                (f == VM_LISTEN_ERROR && m.listen_error == 0)) {
+                continue;
+            }
+            uint64_t value = 0;
+            switch ((enum view_metric)f) {
+            case VM_BACKENDS:
+                value = v->neligible;
+                break;
+            case VM_ACTIVE:
+                value = m.active;
+                break;
+            case VM_TOTAL:
+                value = m.total;
+                break;
+            case VM_FAILED:
+                value = m.failed;
+                break;
+            case VM_BYTES_IN:
+                value = m.bytes_in;
+                break;
+            case VM_BYTES_OUT:
+                value = m.bytes_out;
+                break;
+            case VM_LISTEN_ERROR:
+                value = 1;
+                break;
+            }
+            char ep[LB_ENDPOINT_STRLEN], addr[INET_ADDRSTRLEN], err[32];
+            inet_ntop(AF_INET, &v->vip.addr, addr, sizeof(addr));
+            rv = cm_buf_printf(out, "%s{vip=\"", fam[f].name);
+            rv = rv ? rv
+                    : label_value(out, v->name[0] != '\0' ? v->name
+                                                          : lb_endpoint_str(v->vip, ep));
+            rv = rv ? rv
+                    : cm_buf_printf(out,
+                                    "\",address=\"%s\",port=\"%u\",proto=\"%s\","
+                                    "mode=\"%s\"",
+                                    addr, (unsigned)v->vip.port,
+                                    v->proto == LB_PROTO_TCP ? "tcp" : "udp", mode);
+            if (rv == 0 && f == VM_LISTEN_ERROR) {
+                rv = cm_buf_printf(out, ",errno=\"%s\"",
+                                   errno_name(m.listen_error, err, sizeof(err)));
+            }
+            rv = rv ? rv : cm_buf_printf(out, "} %llu\n", (unsigned long long)value);
+        }
+    }
     return rv;
 }
 
@@ -725,6 +1134,37 @@ static int cmp_addr(const void *x, const void *y)
     uint32_t a = ntohl(((const struct in_addr *)x)->s_addr);
     uint32_t b = ntohl(((const struct in_addr *)y)->s_addr);
     return a < b ? -1 : a > b;
+}
+
+int cm_vips_json(const struct cm_vips *v, struct cm_state *s, const char *node,
+                 struct cm_buf *out)
+{
+    cJSON *name = cJSON_CreateString(node != NULL ? node : "");
+    char *text = name != NULL ? cJSON_PrintUnformatted(name) : NULL;
+    cJSON_Delete(name);
+    if (text == NULL) {
+        return CM_ENOMEM;
+    }
+    int rv = cm_buf_printf(out, "{\"node\":%s,\"mode\":\"%s\",\"vips\":", text,
+                           v != NULL ? cm_vips_mode(v) : "off");
+    cJSON_free(text);
+    struct cm_errbuf eb;
+    cm_errbuf_clear(&eb);
+    rv = rv ? rv
+            : cm_vips_view_json(s, v != NULL ? v->table : NULL,
+                                v != NULL && v->nat != NULL, out, &eb);
+    if (rv != 0 && rv != CM_ENOMEM) {
+        cm_warn("vips", "GET /v1/vips: %s", eb.msg);
+    }
+    return rv ? rv : cm_buf_puts(out, "}");
+}
+
+int cm_vips_metrics(const struct cm_vips *v, struct cm_buf *out)
+{
+    if (v == NULL) {
+        return 0;
+    }
+    return cm_vips_view_metrics(v->table, v->nat != NULL, out);
 }
 
 void cm_vips_update(struct cm_vips *v, struct cm_state *s)

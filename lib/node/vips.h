@@ -51,6 +51,29 @@ cJSON *cm_vips_plan_cmds(struct cm_state *s, const char *cidr);
 int cm_vips_build(struct cm_state *s, const struct lb_table *prev, struct lb_table **ret,
                   struct cm_errbuf *eb);
 
+/* ---- the operator's view (GET /v1/vips, /metrics; docs/vips.md "Operating VIPs") */
+
+/* Append to @out the JSON array of the VIPs of @t (may be NULL: none programmed
+ * yet; borrowed) as this node serves them, on a node whose AUTO VIPs go to nat
+ * (@auto_is_nat) or else to the proxy: per VIP its name, address, port,
+ * protocol, mode, the apps declaring it, its backends (task, host, port,
+ * eligible or why not, active connections) followed by the live tasks of those
+ * apps that are not backends (draining, unhealthy, not running, no address),
+ * its proxy metrics (null in nat mode) and listen error. Tasks come from the
+ * replica @s; backends, modes and metrics from @t. Main loop (reads @t's
+ * atomics only). Errors: CM_ENOMEM, storage errors (in @eb, may be NULL). */
+int cm_vips_view_json(struct cm_state *s, const struct lb_table *t, bool auto_is_nat,
+                      struct cm_buf *out, struct cm_errbuf *eb);
+
+/* Append the Prometheus text lines (HELP, TYPE, samples) of @t's VIPs to @out:
+ * clusterctl_vip_backends (eligible, both modes), and in proxy mode
+ * clusterctl_vip_connections_active, _connections_total,
+ * _connections_failed_total, _bytes_in_total, _bytes_out_total and, when the
+ * VIP cannot be listened on, clusterctl_vip_listen_error{errno="E..."} 1.
+ * Labels: vip (name, or address:port), address, port, proto, mode.
+ * Errors: CM_ENOMEM. */
+int cm_vips_view_metrics(const struct lb_table *t, bool auto_is_nat, struct cm_buf *out);
+
 /* ---- the runner: programs addresses, nft table and proxy on this node */
 
 struct cm_vips;
@@ -70,6 +93,13 @@ int cm_vips_start(struct ev_loop *loop, const char *mode, unsigned proxy_threads
 void cm_vips_update(struct cm_vips *v, struct cm_state *s);
 /* "nat" or "proxy". */
 const char *cm_vips_mode(const struct cm_vips *v);
+/* GET /v1/vips: {"node": @node, "mode": "nat"|"proxy"|"off", "vips": [...]} with
+ * cm_vips_view_json's array for the table programmed now. @v NULL: mode "off",
+ * no VIPs. Errors: CM_ENOMEM, storage errors (logged). */
+int cm_vips_json(const struct cm_vips *v, struct cm_state *s, const char *node,
+                 struct cm_buf *out);
+/* cm_vips_view_metrics of the table programmed now; nothing when @v is NULL. */
+int cm_vips_metrics(const struct cm_vips *v, struct cm_buf *out);
 /* Stop the proxy, remove the nft table and our addresses, free. Accepts NULL. */
 void cm_vips_free(struct cm_vips *v);
 
