@@ -42,6 +42,7 @@ int cmd_members(int argc, char **argv);
 int cmd_nodes(int argc, char **argv);
 int cmd_drain(int argc, char **argv);
 int cmd_undrain(int argc, char **argv);
+int cmd_vips(int argc, char **argv);
 int cmd_deployments(int argc, char **argv);
 int cmd_promote(int argc, char **argv);
 int cmd_rollback(int argc, char **argv);

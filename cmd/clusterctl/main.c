@@ -25,6 +25,7 @@ static const struct cmd commands[] = {
     {"nodes", "list the nodes: state, resources, attributes", cmd_nodes, 0},
     {"drain", "move a node's tasks away and place nothing new there", cmd_drain, 0},
     {"undrain", "make a drained node schedulable again", cmd_undrain, 0},
+    {"vips", "list this node's VIPs: backends, mode, connections", cmd_vips, 0},
     {"deployments", "list the deployments in progress", cmd_deployments, 0},
     {"promote", "promote the canaries of an app's deployment", cmd_promote, 0},
     {"rollback", "roll an app back (its deployment, or to a version)", cmd_rollback, 0},

@@ -566,9 +566,10 @@ static const char *why_not(const struct build *b, const struct cm_task_row *row)
     if (row->state != CM_TASK_RUNNING) {
         return "not running";
     }
-    bool healthy =
-        row->health != NULL ? strcmp(row->health, "healthy") == 0 : !b->has_health_checks;
-    return healthy ? NULL : "unhealthy";
+    if (row->health != NULL) {
+        return strcmp(row->health, "healthy") == 0 ? NULL : "unhealthy";
+    }
+    return b->has_health_checks ? "not yet healthy" : NULL; /* no verdict yet */
 }
 
 /* A task of the app being added: a backend of each of its VIPs when it runs and is
@@ -599,6 +600,9 @@ static int add_task(void *data, const struct cm_task_row *row)
         why = why != NULL ? why : "no address";
     }
     cJSON *ports = cJSON_Parse(row->ports);
+    if (ports == NULL && row->ports != NULL) {
+        return CM_ENOMEM; /* the leader wrote it from validated input */
+    }
     int rv = 0;
     for (size_t k = 0; rv == 0 && k < b->n_decls; k++) {
         if (b->vip_addrs[k].s_addr == INADDR_ANY) {
