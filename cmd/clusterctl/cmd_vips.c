@@ -40,7 +40,7 @@ static void vips_table(const cJSON *j)
         } else if (cmd_json_num(v, "eligibleBackends", 0) == 0) {
             snprintf(note, sizeof(note), "no eligible backend: connections refused");
         } else {
-            note[0] = '\0';
+            snprintf(note, sizeof(note), "-");
         }
         const char *cells[] = {
             cmd_json_str(v, "name"),

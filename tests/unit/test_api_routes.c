@@ -1102,6 +1102,20 @@ TEST(metrics_and_nodes)
     fx_stop(&f);
 }
 
+/* The node answers /v1/vips from its VIP runner (tests/unit/test_node_vips.c,
+ * tests/system/test_vip_ops.py); without that op the route says so. */
+TEST(vips_without_the_node_op)
+{
+    struct fx f;
+    fx_start(&f);
+    int st;
+    cJSON *j = httpj(&f, "GET", "/v1/vips", NULL, &st);
+    ASSERT_INT_EQ(st, 503);
+    ASSERT_TRUE(strstr(gets(j, "message"), "VIPs") != NULL);
+    cJSON_Delete(j);
+    fx_stop(&f);
+}
+
 TEST(nodes_usage_drain_undrain)
 {
     struct fx f;
