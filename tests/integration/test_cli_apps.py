@@ -10,8 +10,7 @@ import urllib.request
 
 import pytest
 
-from conftest import free_port, marathon_example, wait_for_port
-
+from conftest import api, free_port, marathon_example, wait_for_port
 
 
 @pytest.fixture
@@ -38,17 +37,6 @@ def cli(bin_, addr, *args, timeout=90):
     env = dict(os.environ, CLUSTERCTL_ADDR=addr)
     return subprocess.run([bin_, *args], capture_output=True, text=True, timeout=timeout,
                           env=env)
-
-
-def api(addr, method, path, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request("http://%s%s" % (addr, path), data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
 
 
 def running(addr, app):
