@@ -35,8 +35,11 @@ static void vips_table(const cJSON *j)
         snprintf(backends, sizeof(backends), "%.0f/%d",
                  cmd_json_num(v, "eligibleBackends", 0), cJSON_GetArraySize(bes));
         const char *err = cmd_json_str(v, "listenError");
+        const char *mode = cmd_json_str(v, "mode");
         if (err != NULL) {
             snprintf(note, sizeof(note), "cannot listen: %s", err);
+        } else if (mode != NULL && strcmp(mode, "none") == 0) {
+            snprintf(note, sizeof(note), "not served: the proxy is TCP only");
         } else if (cmd_json_num(v, "eligibleBackends", 0) == 0) {
             snprintf(note, sizeof(note), "no eligible backend: connections refused");
         } else {
@@ -47,7 +50,7 @@ static void vips_table(const cJSON *j)
             cmd_json_str(v, "address"),
             port,
             cmd_json_str(v, "protocol"),
-            cmd_json_str(v, "mode"),
+            mode,
             backends,
             num_text(m, "active", active, sizeof(active)),
             num_text(m, "total", total, sizeof(total)),

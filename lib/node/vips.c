@@ -742,17 +742,15 @@ int cm_vips_build(struct cm_state *s, const struct lb_table *prev, struct lb_tab
 /* ------------------------------------------------------------------ the operator's view
  */
 
-/* What serves @v on a node whose AUTO VIPs go to nat (@auto_is_nat) or the proxy. */
+/* What serves @v on a node whose AUTO VIPs go to nat (@auto_is_nat) or the proxy:
+ * "nat", "proxy", or "none" for a UDP VIP left to the proxy, which serves TCP only. */
 static const char *view_mode(const struct lb_vip *v, bool auto_is_nat)
 {
-    switch (v->mode) {
-    case LB_MODE_NAT:
+    bool nat = v->mode == LB_MODE_NAT || (v->mode == LB_MODE_AUTO && auto_is_nat);
+    if (nat) {
         return "nat";
-    case LB_MODE_PROXY:
-        return "proxy";
-    default:
-        return auto_is_nat ? "nat" : "proxy";
     }
+    return v->proto == LB_PROTO_TCP ? "proxy" : "none";
 }
 
 /* "EADDRINUSE" for errno @e (either sign). */

@@ -56,7 +56,8 @@ int cm_vips_build(struct cm_state *s, const struct lb_table *prev, struct lb_tab
 /* Append to @out the JSON array of the VIPs of @t (may be NULL: none programmed
  * yet; borrowed) as this node serves them, on a node whose AUTO VIPs go to nat
  * (@auto_is_nat) or else to the proxy: per VIP its name, address, port,
- * protocol, mode, the apps declaring it, its backends (task, host, port,
+ * protocol, mode ("nat", "proxy", or "none": UDP left to the proxy, which serves
+ * TCP only), the apps declaring it, its backends (task, host, port,
  * eligible or why not, active connections) followed by the live tasks of those
  * apps that are not backends (draining, unhealthy, not running, no address),
  * its proxy metrics (null in nat mode) and listen error. Tasks come from the

@@ -467,7 +467,8 @@ TEST(vips_view_lists_backends_tasks_and_why_not)
 }
 
 /* A table made directly with lb: every mode, an address VIP, a name that needs
- * escaping in a label, a VIP without an eligible backend. */
+ * escaping in a label, a VIP without an eligible backend, a UDP VIP that only nat
+ * serves. */
 static struct lb_table *metrics_table(void)
 {
     struct lb_backend_spec bes[] = {
@@ -485,6 +486,7 @@ static struct lb_table *metrics_table(void)
          true,
          bes,
          0},
+        {{{htonl(0xc6120004)}, 53}, LB_PROTO_UDP, "dns", LB_MODE_AUTO, false, bes, 2},
     };
     struct lb_table *t = NULL;
     struct cm_errbuf eb;
@@ -537,6 +539,12 @@ TEST(vips_metrics_per_vip_prometheus_text)
         snprintf(line, sizeof(line), "%s{vip=\"198.18.0.2:53\"", counters[i]);
         ASSERT_NULL(strstr(out.data, line));
     }
+    /* UDP in proxy mode: not served (the proxy is TCP only), no counters. */
+    ASSERT_TRUE(has_line(&out,
+                         "clusterctl_vip_backends{vip=\"dns\",address="
+                         "\"198.18.0.4\",port=\"53\",proto=\"udp\",mode=\"none\"} "
+                         "2"));
+    ASSERT_NULL(strstr(out.data, "clusterctl_vip_connections_total{vip=\"dns\""));
     /* Listening works (nothing set it): no sample. */
     ASSERT_NULL(strstr(out.data, "clusterctl_vip_listen_error{"));
     /* Each family's samples follow its own TYPE line. */
@@ -554,6 +562,10 @@ TEST(vips_metrics_per_vip_prometheus_text)
                          "\"198.18.0.1\",port=\"80\",proto=\"tcp\",mode=\"nat\"} 2"));
     ASSERT_NULL(strstr(out.data, "clusterctl_vip_connections_total{vip=\"web\""));
     ASSERT_NOT_NULL(strstr(out.data, "clusterctl_vip_connections_total{vip=\"a\\\"b"));
+    ASSERT_NOT_NULL(strstr(out.data,
+                           "clusterctl_vip_backends{vip=\"dns\",address="
+                           "\"198.18.0.4\",port=\"53\",proto=\"udp\","
+                           "mode=\"nat\"} 2\n"));
 
     /* No table yet: the families alone. */
     cm_buf_clear(&out);
