@@ -739,8 +739,7 @@ int cm_vips_build(struct cm_state *s, const struct lb_table *prev, struct lb_tab
     return rv;
 }
 
-/* ------------------------------------------------------------------ the operator's view
- */
+/* ------------------------------------------------------------------ ops view */
 
 /* What serves @v on a node whose AUTO VIPs go to nat (@auto_is_nat) or the proxy:
  * "nat", "proxy", or "none" for a UDP VIP left to the proxy, which serves TCP only. */
@@ -898,7 +897,8 @@ int cm_vips_view_json(struct cm_state *s, const struct lb_table *t, bool auto_is
                       struct cm_buf *out, struct cm_errbuf *eb)
 {
     struct build b;
-    int rv = t != NULL ? build_run(s, true, &b, eb) : (memset(&b, 0, sizeof(b)), 0);
+    memset(&b, 0, sizeof(b));
+    int rv = t != NULL ? build_run(s, true, &b, eb) : 0; /* NULL: nothing programmed */
     rv = rv ? rv : cm_buf_puts(out, "[");
     for (size_t i = 0; rv == 0 && t != NULL && i < lb_table_count(t); i++) {
         const struct lb_vip *v = lb_table_at(t, i);
