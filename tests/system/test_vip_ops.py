@@ -203,4 +203,11 @@ def test_vip_ops_listen_error(ns, procs, tmp_path):
                   **web_labels(addr, "proxy")) == 1, text
     row = [r for r in cli(ns).splitlines() if addr in r.split()]
     assert len(row) == 1 and "cannot listen: EADDRINUSE" in row[0], row
+
+    # The port is free again: the proxy's retry listens, the error goes.
+    holder.stop()
+    wait(lambda: listen_error() is None, "listenError to clear")
+    wait(lambda: running(agent, 1), "the task")
+    wait(lambda: fetch(ns, addr) is not None, "the VIP to answer")
+    assert metric(metrics(agent), "clusterctl_vip_listen_error", vip="web") is None
     assert agent.p.stop() == 0
