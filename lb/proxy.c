@@ -37,6 +37,8 @@
 #define RETRIES_MAX  8
 #define ACCEPT_PAUSE 0.1 /* s: back-off after EMFILE or the connection limit */
 #define DRAIN_TICK   0.1 /* s: how often drain deadlines are checked */
+#define LISTEN_RETRY 1.0 /* s: how often a VIP that could not be listened on is retried \
+                          */
 
 /* The lifecycle of a client connection (STYLE.md rule 15). */
 enum lb_conn_state {
@@ -70,7 +72,8 @@ struct lb_listener {
     ev_io io;
     struct lb_proxy *p;
     struct lb_endpoint vip;
-    int fd;
+    int fd;  /* -1: not listening; retry_timer tries again */
+    int err; /* errno of the last failed attempt; 0 when listening */
     bool seen;
     struct lb_listener *next;
 };
@@ -106,6 +109,7 @@ struct lb_proxy {
     ev_async async;
     ev_timer pause_timer;
     ev_timer drain_timer;
+    ev_timer retry_timer; /* runs while a listener has no socket */
     bool paused;
     struct lb_listener *listeners;
     struct lb_conn *conns;
@@ -624,7 +628,9 @@ static void accept_resume(struct lb_proxy *p)
     p->paused = false;
     ev_timer_stop(p->loop, &p->pause_timer);
     for (struct lb_listener *l = p->listeners; l != NULL; l = l->next) {
-        ev_io_start(p->loop, &l->io);
+        if (l->fd >= 0) {
+            ev_io_start(p->loop, &l->io);
+        }
     }
 }
 
@@ -673,56 +679,117 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 /* ------------------------------------------------------------------ listeners */
 
-static int listener_open(struct lb_proxy *p, struct lb_endpoint ep, struct cm_errbuf *eb)
+/* Publish the outcome of a listen attempt on @ep (0 or an errno) in the VIP's
+ * metrics (listen_error, shared by every thread and table generation) and log
+ * changes only: the first thread to meet an errno logs it, retries and the other
+ * threads stay quiet, and the recovery is logged once. */
+static void listen_report(const struct lb_table *t, struct lb_endpoint ep, int err)
+{
+    const struct lb_vip *v = t != NULL ? lb_table_find(t, ep, LB_PROTO_TCP) : NULL;
+    if (v == NULL) {
+        return;
+    }
+    int prev =
+        atomic_exchange_explicit(&v->state->listen_error, err, memory_order_relaxed);
+    if (prev == err) {
+        return;
+    }
+    char es[LB_ENDPOINT_STRLEN];
+    if (err != 0) {
+        cm_warn("lb", "VIP %s: cannot listen: %s (retried every %.0f s)",
+                lb_endpoint_str(ep, es), cm_strerror(-err), LISTEN_RETRY);
+    } else {
+        cm_info("lb", "VIP %s: listening", lb_endpoint_str(ep, es));
+    }
+}
+
+/* Open, bind and listen on l->vip, then watch for connections. On failure l->fd
+ * stays -1 and l->err says why; both outcomes are reported (listen_report). */
+static int listener_listen(struct lb_proxy *p, struct lb_listener *l,
+                           const struct lb_table *t, struct cm_errbuf *eb)
 {
     char es[LB_ENDPOINT_STRLEN];
     struct sockaddr_in sa = {
-        .sin_family = AF_INET, .sin_addr = ep.addr, .sin_port = htons(ep.port)};
+        .sin_family = AF_INET, .sin_addr = l->vip.addr, .sin_port = htons(l->vip.port)};
     int one = 1, rv;
-    struct lb_listener *l = cm_calloc(1, sizeof(*l));
-    if (l == NULL) {
-        return cm_err_setf(eb, CM_ENOMEM, "listener");
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        rv = cm_err_sys(eb, cm_errno(), "socket for VIP %s", lb_endpoint_str(l->vip, es));
+        goto err;
     }
-    l->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (l->fd < 0) {
-        rv = cm_err_sys(eb, cm_errno(), "socket for VIP %s", lb_endpoint_str(ep, es));
-        goto err_after_alloc;
-    }
-    (void)setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (p->o.reuseport) {
-        (void)setsockopt(l->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     }
     /* The address may reach lo after the listener is up. */
-    (void)setsockopt(l->fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one));
-    (void)cm_tcp_nodelay(l->fd); /* inherited by every accepted connection */
-    if (bind(l->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-        listen(l->fd, 4096) != 0) {
-        rv = cm_err_sys(eb, cm_errno(), "listen on VIP %s", lb_endpoint_str(ep, es));
-        goto err_after_socket;
+    (void)setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one));
+    (void)cm_tcp_nodelay(fd); /* inherited by every accepted connection */
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 4096) != 0) {
+        rv = cm_err_sys(eb, cm_errno(), "listen on VIP %s", lb_endpoint_str(l->vip, es));
+        close(fd);
+        goto err;
     }
-    l->p = p;
-    l->vip = ep;
-    l->seen = true;
+    l->fd = fd;
+    l->err = 0;
     ev_io_init(&l->io, accept_cb, l->fd, EV_READ);
     if (!p->paused) {
         ev_io_start(p->loop, &l->io);
     }
-    l->next = p->listeners;
-    p->listeners = l;
+    listen_report(t, l->vip, 0);
     return 0;
 
-err_after_socket:
-    close(l->fd);
-err_after_alloc:
-    cm_free(&l);
+err:
+    l->err = -rv;
+    listen_report(t, l->vip, l->err);
+    return rv;
+}
+
+/* A listener for @ep, listening if it can; one that cannot is kept (fd -1) and
+ * retried every LISTEN_RETRY, so that a port another process holds is taken as
+ * soon as it is free. Returns the listen error, or CM_ENOMEM. */
+static int listener_open(struct lb_proxy *p, struct lb_endpoint ep,
+                         const struct lb_table *t, struct cm_errbuf *eb)
+{
+    struct lb_listener *l = cm_calloc(1, sizeof(*l));
+    if (l == NULL) {
+        return cm_err_setf(eb, CM_ENOMEM, "listener");
+    }
+    l->p = p;
+    l->vip = ep;
+    l->fd = -1;
+    l->seen = true;
+    l->next = p->listeners;
+    p->listeners = l;
+    int rv = listener_listen(p, l, t, eb);
+    if (rv != 0 && !ev_is_active(&p->retry_timer)) {
+        ev_timer_set(&p->retry_timer, LISTEN_RETRY, LISTEN_RETRY);
+        ev_timer_start(p->loop, &p->retry_timer);
+    }
     return rv;
 }
 
 static void listener_close(struct lb_proxy *p, struct lb_listener *l)
 {
-    ev_io_stop(p->loop, &l->io);
-    close(l->fd);
+    if (l->fd >= 0) {
+        ev_io_stop(p->loop, &l->io);
+        close(l->fd);
+    }
     cm_free(&l);
+}
+
+static void retry_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct lb_proxy *p = cm_container_of(w, struct lb_proxy, retry_timer);
+    bool failing = false;
+    for (struct lb_listener *l = p->listeners; l != NULL; l = l->next) {
+        if (l->fd < 0 && listener_listen(p, l, p->table, NULL) != 0) {
+            failing = true;
+        }
+    }
+    if (!failing) {
+        ev_timer_stop(loop, &p->retry_timer);
+    }
 }
 
 /* ------------------------------------------------------------------ drain */
@@ -797,7 +864,7 @@ int lb_proxy_set_table(struct lb_proxy *p, struct lb_table *t, struct cm_errbuf 
             l->seen = true;
             continue;
         }
-        int rv = listener_open(p, v->vip, first == 0 ? eb : NULL);
+        int rv = listener_open(p, v->vip, t, first == 0 ? eb : NULL);
         if (rv != 0 && first == 0) {
             first = rv;
         }
@@ -806,6 +873,12 @@ int lb_proxy_set_table(struct lb_proxy *p, struct lb_table *t, struct cm_errbuf 
         struct lb_listener *l = *pl;
         if (!l->seen) {
             *pl = l->next;
+            const struct lb_vip *v =
+                t != NULL && l->fd < 0 ? lb_table_find(t, l->vip, LB_PROTO_TCP) : NULL;
+            if (v != NULL) {
+                /* Still a VIP, no longer ours to serve (mode nat now). */
+                atomic_store(&v->state->listen_error, 0);
+            }
             listener_close(p, l);
         } else {
             pl = &l->next;
@@ -876,6 +949,7 @@ int lb_proxy_new(struct ev_loop *loop, const struct lb_proxy_opts *opts,
     ev_unref(loop); /* the async watcher alone does not keep the loop running */
     ev_timer_init(&p->pause_timer, pause_timer_cb, 0., 0.);
     ev_timer_init(&p->drain_timer, drain_timer_cb, 0., 0.);
+    ev_timer_init(&p->retry_timer, retry_timer_cb, 0., 0.);
     *ret = p;
     return 0;
 }
@@ -888,7 +962,7 @@ size_t lb_proxy_conns(const struct lb_proxy *p)
 uint16_t lb_proxy_port(const struct lb_proxy *p, struct lb_endpoint vip)
 {
     for (const struct lb_listener *l = p->listeners; l != NULL; l = l->next) {
-        if (lb_endpoint_eq(l->vip, vip)) {
+        if (lb_endpoint_eq(l->vip, vip) && l->fd >= 0) {
             uint16_t port = 0;
             return cm_tcp_local_port(l->fd, &port) == 0 ? port : 0;
         }
@@ -912,6 +986,7 @@ void lb_proxy_free(struct lb_proxy *p)
     }
     ev_timer_stop(p->loop, &p->pause_timer);
     ev_timer_stop(p->loop, &p->drain_timer);
+    ev_timer_stop(p->loop, &p->retry_timer);
     ev_ref(p->loop);
     ev_async_stop(p->loop, &p->async);
     lb_table_unref(p->table);

@@ -720,3 +720,93 @@ TEST(pool_default_threads)
     lb_proxy_pool_publish(pp, NULL);
     lb_proxy_pool_free(pp);
 }
+
+/* Count the lines of @path that contain @needle. */
+static int count_lines(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    ASSERT_NOT_NULL(f);
+    char line[1024];
+    int n = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        n += strstr(line, needle) != NULL;
+    }
+    fclose(f);
+    return n;
+}
+
+static int listen_error_of(const struct lb_table *t, size_t i)
+{
+    struct lb_vip_metrics m;
+    lb_vip_metrics_get(lb_table_at(t, i), &m);
+    return m.listen_error;
+}
+
+/* Another socket holds one VIP's port: both proxy threads fail to listen on it,
+ * listen_error says EADDRINUSE, the log says so once (not per thread or retry),
+ * and the other VIP of the table is served meanwhile. Once the port is free a
+ * retry takes it: listen_error is 0 again and connections get through. */
+TEST(listen_error_reported_and_retried)
+{
+    struct backend b;
+    backend_start(&b, "b1");
+    uint16_t held_port;
+    int holder = listen_any(&held_port);
+    struct lb_endpoint held = {.addr.s_addr = htonl(0x7f000001), .port = held_port};
+    struct lb_endpoint free_ep = vip_ep();
+    struct lb_backend_spec bs[] = {bspec(b.port, 1)};
+    struct lb_vip_spec vs[] = {
+        {.vip = held, .mode = LB_MODE_PROXY, .backends = bs, .nbackends = 1},
+        {.vip = free_ep, .mode = LB_MODE_PROXY, .backends = bs, .nbackends = 1},
+    };
+    struct lb_table *t;
+    ASSERT_OK(lb_table_new(vs, 2, NULL, &t, NULL));
+    size_t ih = lb_endpoint_eq(lb_table_at(t, 0)->vip, held) ? 0 : 1;
+
+    /* The proxy's log lines go to a file for the test's duration. */
+    char logpath[] = "/tmp/test_lb_proxy_log_XXXXXX";
+    int logfd = mkstemp(logpath);
+    ASSERT_INT_OP(logfd, >=, 0);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    ASSERT_INT_EQ(dup2(logfd, STDERR_FILENO), STDERR_FILENO);
+
+    struct lb_proxy_pool *pp;
+    ASSERT_OK(lb_proxy_pool_new(&(struct lb_proxy_opts){.seed = 13}, 2, &pp, NULL));
+    lb_proxy_pool_publish(pp, lb_table_ref(t));
+    wait_listening(free_ep); /* not held up by the other VIP */
+    ASSERT_INT_EQ(request(free_ep, "f", 1), '1');
+    for (int i = 0; i < 200 && listen_error_of(t, ih) == 0; i++) {
+        usleep(10000);
+    }
+    ASSERT_INT_EQ(listen_error_of(t, ih), EADDRINUSE);
+    ASSERT_INT_EQ(listen_error_of(t, 1 - ih), 0);
+    usleep(2300000); /* two retries on each thread */
+    ASSERT_INT_EQ(listen_error_of(t, ih), EADDRINUSE);
+
+    close(holder);
+    for (int i = 0; i < 300 && listen_error_of(t, ih) != 0; i++) {
+        usleep(10000);
+    }
+    ASSERT_INT_EQ(listen_error_of(t, ih), 0);
+    wait_listening(held);
+    ASSERT_INT_EQ(request(held, "h", 1), '1');
+    usleep(1200000); /* the other thread's retry has taken it too */
+    ASSERT_INT_EQ(listen_error_of(t, ih), 0);
+
+    lb_proxy_pool_free(pp);
+    fflush(stderr);
+    ASSERT_INT_EQ(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+    close(saved);
+    close(logfd);
+    char es[LB_ENDPOINT_STRLEN], needle[64];
+    snprintf(needle, sizeof(needle), "VIP %s: cannot listen", lb_endpoint_str(held, es));
+    ASSERT_INT_EQ(count_lines(logpath, needle), 1);
+    snprintf(needle, sizeof(needle), "VIP %s: listening", lb_endpoint_str(held, es));
+    ASSERT_INT_EQ(count_lines(logpath, needle), 1);
+    snprintf(needle, sizeof(needle), "VIP %s:", lb_endpoint_str(free_ep, es));
+    ASSERT_INT_EQ(count_lines(logpath, needle), 0);
+    unlink(logpath);
+    lb_table_unref(t);
+    backend_stop(&b);
+}
