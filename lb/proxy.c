@@ -37,7 +37,6 @@
 #include <ev.h>
 #include <fcntl.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -157,8 +156,6 @@ struct lb_proxy {
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void connect_next(struct lb_conn *c);
 
-/* ------------------------------------------------------------------ helpers */
-
 /* ------------------------------------------------------------------ epoll handles */
 
 /* An epoll event's data: generation (31 bits) and side (1 bit) above, slot below. */
@@ -213,6 +210,8 @@ static int ep_add(struct lb_conn *c, int fd, bool backend)
     struct epoll_event ev = {.events = EP_EVENTS, .data.u64 = ep_data(c, backend)};
     return epoll_ctl(c->p->epfd, EPOLL_CTL_ADD, fd, &ev) == 0 ? 0 : cm_errno();
 }
+
+/* ------------------------------------------------------------------ helpers */
 
 static void ctr_add(atomic_uint_least64_t *ctr, uint64_t n)
 {
@@ -545,9 +544,11 @@ static void established(struct lb_conn *c)
     }
     dir_init(&c->up, c->cfd, c->bfd, !p->o.no_splice);
     dir_init(&c->down, c->bfd, c->cfd, !p->o.no_splice);
-    /* The backend has only just accepted: a read now would almost always fail
-     * with EAGAIN (one syscall per connection). Wait for its event instead (the
-     * socket is in the set since the connect: whatever it sent is reported). */
+    /* Read only a socket that has said it is readable: the backend has only
+     * just accepted, and a client accepted at once may not have sent yet, so a
+     * read now would often fail with EAGAIN (a syscall per connection). Both are
+     * in the set, so whatever they send (or have sent) brings an event. */
+    c->up.drained = (c->cev & EP_READ) == 0;
     c->down.drained = (c->bev & EP_READ) == 0;
     c->down.rdhup = (c->bev & EPOLLRDHUP) != 0;
     c->up.rdhup = (c->cev & EPOLLRDHUP) != 0;
@@ -607,22 +608,11 @@ static void connect_next(struct lb_conn *c)
                 return;
             }
             if (inprogress) {
-                /* A local backend usually completes the handshake inside
-                 * connect(): one poll() then saves registering for EPOLLOUT, a
-                 * loop iteration and the SO_ERROR read (new connections/s). */
-                struct pollfd pf = {.fd = c->bfd, .events = POLLOUT};
-                if (poll(&pf, 1, 0) == 1) {
-                    if ((pf.revents & (POLLERR | POLLHUP)) == 0) {
-                        established(c);
-                        return;
-                    }
-                    close(c->bfd); /* refused at once: the next backend */
-                    c->bfd = -1;
-                    lb_backend_conn_end(c->be);
-                    c->be = NULL;
-                    continue;
-                }
-                c->st = LB_ST_CON; /* EPOLLOUT (or an error) says how it went */
+                /* A local backend has usually completed the handshake inside
+                 * connect(), and then the epoll_ctl above has queued its event
+                 * already: the next turn of the loop picks it up with the others,
+                 * which costs no syscall of its own (a poll() here would). */
+                c->st = LB_ST_CON;
                 timer_arm(c, p->o.connect_timeout_ms / 1000.0);
                 return;
             }
@@ -639,15 +629,14 @@ static void conn_handle(struct lb_conn *c)
 {
     uint32_t ce = c->cev, be = c->bev;
     if (c->st == LB_ST_CON) {
-        if ((be & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == 0) {
-            return; /* client events wait in cev: established() reads anyway */
-        }
-        if (cm_tcp_connect_result(c->bfd) != 0 || (be & (EPOLLERR | EPOLLHUP)) != 0) {
+        /* A connecting socket reports EPOLLOUT once established, and a failed
+         * one EPOLLERR and EPOLLHUP (tcp_poll): no SO_ERROR read is needed. */
+        if ((be & (EPOLLERR | EPOLLHUP)) != 0) {
             c->bev = 0;
             backend_failed(c);
-            return;
-        }
-        established(c);
+        } else if ((be & EPOLLOUT) != 0) {
+            established(c);
+        } /* else client events wait in cev for established() */
         return;
     }
     c->cev = c->bev = 0;
