@@ -564,6 +564,70 @@ TEST(table_swap_listeners)
     backend_stop(&b);
 }
 
+/* A backend that speaks first and half-closes first: it sends a greeting and
+ * its FIN before the client sends anything, then reads the client's bytes to
+ * their end. One connection; what it read is in got. */
+struct greeter {
+    int lfd;
+    uint16_t port;
+    pthread_t th;
+    struct cm_buf got;
+};
+
+static void *greeter_main(void *arg)
+{
+    struct greeter *g = arg;
+    int fd = accept(g->lfd, NULL, NULL);
+    if (fd < 0) {
+        return NULL;
+    }
+    (void)send(fd, "hello", 5, MSG_NOSIGNAL);
+    shutdown(fd, SHUT_WR);
+    (void)read_all(fd, &g->got);
+    close(fd);
+    return NULL;
+}
+
+/* The proxy must not wait for the client to speak (server-first protocols), and
+ * the backend's FIN reaches the client while the client's bytes still flow the
+ * other way and reach the backend, FIN included (half-close from the server). */
+TEST(server_speaks_and_half_closes_first)
+{
+    struct greeter g = {0};
+    g.lfd = listen_any(&g.port);
+    pthread_create(&g.th, NULL, greeter_main, &g);
+    struct lb_backend_spec bs[] = {bspec(g.port, 1)};
+    struct lb_table *t = table1(vip_ep(), bs, 1, false, NULL);
+    struct lbt l;
+    lbt_start(&l, &(struct lb_proxy_opts){.seed = 14}, t);
+
+    int fd = client_connect(l.vip);
+    struct cm_buf got = {0};
+    ASSERT_OK(read_all(fd, &got)); /* the greeting, then EOF: the backend's FIN */
+    ASSERT_UINT_EQ(got.len, 5);
+    ASSERT_MEM_EQ(got.data, "hello", 5);
+    cm_buf_done(&got);
+    for (int i = 0; i < 3; i++) { /* the client still talks after that FIN */
+        ASSERT_INT_EQ(send(fd, "after", 5, MSG_NOSIGNAL), 5);
+        usleep(20000);
+    }
+    ASSERT_INT_EQ(shutdown(fd, SHUT_WR), 0);
+    pthread_join(g.th, NULL); /* returns once the client's FIN came through */
+    ASSERT_UINT_EQ(g.got.len, 15);
+    ASSERT_MEM_EQ(g.got.data, "afterafterafter", 15);
+    close(fd);
+    wait_idle(t, &l);
+    struct lb_vip_metrics m;
+    lb_vip_metrics_get(lb_table_at(t, 0), &m);
+    ASSERT_UINT_EQ(m.failed, 0);
+    ASSERT_UINT_EQ(m.bytes_in, 15);
+    ASSERT_UINT_EQ(m.bytes_out, 5);
+    lbt_stop(&l);
+    lb_table_unref(t);
+    cm_buf_done(&g.got);
+    close(g.lfd);
+}
+
 /* ------------------------------------------------------------------ threads */
 
 /* Connect until the pool's threads have installed a table with @vip. */
