@@ -106,7 +106,8 @@ struct lb_conn {
     enum lb_conn_state st;
     struct lb_proxy *p;
     struct lb_conn *prev, *next;
-    struct lb_conn *ready_next; /* on p->ready (queued) or p->again (again) */
+    struct lb_conn *ready_next; /* on p->ready while queued */
+    struct lb_conn *again_next; /* on p->again while again */
     bool queued, again;
     int cfd, bfd;
     uint32_t slot;       /* p->slots[slot] == this: the epoll handle */
@@ -248,9 +249,9 @@ static void conn_close(struct lb_conn *c, bool reset)
     if (c->again) {
         struct lb_conn **pc = &p->again;
         while (*pc != c) {
-            pc = &(*pc)->ready_next;
+            pc = &(*pc)->again_next;
         }
-        *pc = c->ready_next;
+        *pc = c->again_next;
     }
     slot_put(p, c);
     if (reset) {
@@ -451,7 +452,7 @@ static void again_queue(struct lb_conn *c)
         return;
     }
     c->again = true;
-    c->ready_next = p->again;
+    c->again_next = p->again;
     p->again = c;
     if (!ev_is_active(&p->again_timer)) {
         ev_timer_set(&p->again_timer, 0., 0.);
@@ -721,7 +722,7 @@ static void again_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     p->again = NULL;
     while (list != NULL) {
         struct lb_conn *c = list;
-        list = c->ready_next;
+        list = c->again_next;
         c->again = false;
         bool up = c->up.more, down = c->down.more;
         if (c->hdr_off >= c->hdr_len && (up || down)) {
