@@ -12,8 +12,10 @@
  * - VIP addresses on the loopback interface through rtnetlink;
  * - mode `nat`: kernel DNAT in one nftables table `ip clusterctl`, replaced in one
  *   transaction on every change (only when built with libnftables);
- * - mode `proxy`: a userspace TCP proxy on libev (splice data path, half-close,
- *   connect timeout and retry, idle timeout, draining, PROXY v2, per-VIP metrics).
+ * - mode `proxy`: a userspace TCP proxy on libev, its connection sockets in an
+ *   edge-triggered epoll set of its own (proxy.c says why): splice data path,
+ *   half-close, connect timeout and retry, idle timeout, draining, PROXY v2,
+ *   per-VIP metrics, listen errors reported and retried.
  *
  * Addresses are IPv4 for now: IPv6 VIP labels are recognised and refused with
  * CM_EUNSUPPORTED. Ports are in host byte order everywhere in this API; addresses
