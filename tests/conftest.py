@@ -1,10 +1,13 @@
 """Shared pytest fixtures: find the build, start real processes on free ports and
 always clean them up (by pid, only the processes we started), even on failure."""
+import json
 import os
 import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -55,6 +58,37 @@ def wait_for_port(host, port, timeout=10.0, proc=None):
         except OSError:
             time.sleep(0.02)
     raise TimeoutError("nothing listening on %s:%d after %.1fs" % (host, port, timeout))
+
+
+def api(addr, method, path, body=None, timeout=10, unreachable=None):
+    """One JSON call to a node's HTTP API: (status, decoded body). An HTTP error is an
+    answer like any other. When the node cannot be reached, @unreachable is returned if
+    given (tests that poll a node being killed pass (None, None)), else it raises."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request("http://%s%s" % (addr, path), data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+    except (urllib.error.URLError, OSError):
+        if unreachable is None:
+            raise
+        return unreachable
+
+
+def wait_until(fn, timeout, what, step=0.2):
+    """Poll @fn until it returns something true (returned); fail the test naming
+    @what and the last value after @timeout seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(step)
+    pytest.fail("timed out waiting for %s (last: %r)" % (what, last))
 
 
 class Proc:

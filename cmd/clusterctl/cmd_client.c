@@ -2,6 +2,7 @@
  * --help), requests with errors that say what to do, API error bodies, tables
  * and path escaping. */
 #include <arpa/inet.h>
+#include <ev.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -370,4 +371,92 @@ const char *cmd_task_state(const char *marathon)
     }
     buf[i] = '\0';
     return buf;
+}
+
+/* ------------------------------------------------------------------ streaming */
+
+struct stream_call {
+    bool (*on_data)(void *user, const char *data, size_t len);
+    void *user;
+    int status;
+    int err;
+    bool stopped; /* on_data asked to stop: the call is cancelled, no done callback */
+    bool done;
+    struct cm_buf errbody;
+};
+
+static int stream_chunk(struct cm_http_call *call, const struct cm_http_response *head,
+                        const char *data, size_t len, void *user)
+{
+    (void)call;
+    struct stream_call *sc = user;
+    sc->status = head->status;
+    if (head->status != 200) {
+        (void)cm_buf_append(&sc->errbody, data, len); /* best effort: for the message */
+        return 0;
+    }
+    if (!sc->on_data(sc->user, data, len)) {
+        sc->stopped = true;
+        sc->done = true;
+        return 1;
+    }
+    return 0;
+}
+
+static void stream_done(struct cm_http_call *call, int err,
+                        const struct cm_http_response *resp, void *user)
+{
+    (void)call;
+    struct stream_call *sc = user;
+    sc->err = err;
+    if (resp != NULL) {
+        sc->status = resp->status;
+    }
+    sc->done = true;
+}
+
+int cmd_client_stream(const struct cmd_client *c, const char *path,
+                      const struct cm_http_header *headers, size_t nheaders,
+                      bool (*on_data)(void *user, const char *data, size_t len),
+                      void *user)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    if (loop == NULL) {
+        fprintf(stderr, "clusterctl %s: cannot create an event loop\n", c->verb);
+        return CMD_EXIT_FAIL;
+    }
+    struct stream_call sc = {.on_data = on_data, .user = user};
+    struct cm_http_call_options o = {
+        .method = "GET",
+        .path = path,
+        .headers = headers,
+        .nheaders = nheaders,
+        .on_chunk = stream_chunk,
+        .on_done = stream_done,
+        .user = &sc,
+    };
+    struct cm_http_call *call = NULL;
+    int rv = cm_http_call_start(loop, c->addr, &o, &call);
+    if (rv != 0) {
+        ev_loop_destroy(loop);
+        cmd_client_unreachable(c, rv, cm_strerror(rv));
+        return CMD_EXIT_FAIL;
+    }
+    while (!sc.done) {
+        ev_run(loop, EVRUN_ONCE);
+    }
+    ev_loop_destroy(loop);
+    if (sc.stopped) {
+        rv = CMD_EXIT_OK;
+    } else if (sc.err != 0) {
+        cmd_client_unreachable(c, sc.err, cm_strerror(sc.err));
+        rv = CMD_EXIT_FAIL;
+    } else if (sc.status != 200) {
+        cmd_client_api_error(c, sc.status, sc.errbody.data);
+        rv = CMD_EXIT_FAIL;
+    } else {
+        rv = CMD_STREAM_ENDED;
+    }
+    cm_buf_done(&sc.errbody);
+    return rv;
 }

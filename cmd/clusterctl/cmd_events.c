@@ -1,6 +1,5 @@
 /* clusterctl events [--type T,...] [--count N] [--json]: print the event stream
  * (GET /v2/events, Marathon's server-sent events) as it comes, one line each. */
-#include <ev.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -14,11 +13,8 @@ struct events {
     bool json;
     int64_t count; /* stop after this many events; 0: never */
     int64_t seen;
-    int status;
-    int err;
-    bool done;
+    bool nomem;
     struct cm_buf in; /* a partial frame */
-    struct cm_buf errbody;
 };
 
 /* The few fields that say what happened, by event type. */
@@ -95,45 +91,25 @@ static bool print_frame(struct events *e, const char *frame)
     return e->count == 0 || e->seen < e->count;
 }
 
-static int on_chunk(struct cm_http_call *call, const struct cm_http_response *head,
-                    const char *data, size_t len, void *user)
+/* Split the stream into frames; false stops it (--count reached, or no memory). */
+static bool on_data(void *user, const char *data, size_t len)
 {
-    (void)call;
     struct events *e = user;
-    e->status = head->status;
-    if (head->status != 200) {
-        cm_buf_append(&e->errbody, data, len);
-        return 0;
-    }
     if (cm_buf_append(&e->in, data, len) != 0) {
-        e->err = CM_ENOMEM;
-        e->done = true;
-        return 1;
+        e->nomem = true;
+        return false;
     }
     char *p = e->in.data;
     char *end;
     while ((end = strstr(p, "\n\n")) != NULL) {
         *end = '\0';
         if (!print_frame(e, p)) {
-            e->done = true;
-            return 1; /* cancels the call: no done callback */
+            return false;
         }
         p = end + 2;
     }
     cm_buf_consume(&e->in, (size_t)(p - e->in.data));
-    return 0;
-}
-
-static void on_done(struct cm_http_call *call, int err,
-                    const struct cm_http_response *resp, void *user)
-{
-    (void)call;
-    struct events *e = user;
-    e->err = err;
-    if (resp != NULL) {
-        e->status = resp->status;
-    }
-    e->done = true;
+    return true;
 }
 
 int cmd_events(int argc, char **argv)
@@ -178,49 +154,17 @@ int cmd_events(int argc, char **argv)
             sep = '&';
         }
     }
-    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    if (loop == NULL) {
-        fprintf(stderr, "clusterctl events: cannot create an event loop\n");
-        return CMD_EXIT_FAIL;
-    }
     static const struct cm_http_header accept[] = {{"Accept", "text/event-stream"}};
-    struct cm_http_call_options o = {
-        .method = "GET",
-        .path = path,
-        .headers = accept,
-        .nheaders = 1,
-        .on_chunk = on_chunk,
-        .on_done = on_done,
-        .user = &e,
-    };
-    struct cm_http_call *call = NULL;
-    rv = cm_http_call_start(loop, c.addr, &o, &call);
-    if (rv != 0) {
-        ev_loop_destroy(loop);
-        cmd_client_unreachable(&c, rv, cm_strerror(rv));
-        return CMD_EXIT_FAIL;
-    }
-    while (!e.done) {
-        ev_run(loop, EVRUN_ONCE);
-    }
-    ev_loop_destroy(loop);
+    rv = cmd_client_stream(&c, path, accept, 1, on_data, &e);
     cm_buf_done(&e.in);
-    if (e.count > 0 && e.seen >= e.count) {
-        cm_buf_done(&e.errbody);
-        return CMD_EXIT_OK;
-    }
-    if (e.err != 0) {
-        cmd_client_unreachable(&c, e.err, cm_strerror(e.err));
-        cm_buf_done(&e.errbody);
+    if (e.nomem) {
+        fprintf(stderr, "clusterctl events: out of memory\n");
         return CMD_EXIT_FAIL;
     }
-    if (e.status != 200) {
-        cmd_client_api_error(&c, e.status, e.errbody.data);
-        cm_buf_done(&e.errbody);
-        return CMD_EXIT_FAIL;
+    if (rv != CMD_STREAM_ENDED) {
+        return rv;
     }
     /* The agent ended the stream (it stopped, or dropped a reader too slow). */
     fprintf(stderr, "clusterctl events: the stream ended\n");
-    cm_buf_done(&e.errbody);
     return CMD_EXIT_FAIL;
 }

@@ -1,6 +1,5 @@
 /* clusterctl logs APP|TASK [-f] [--stderr]: a task's output (for an app: its
  * most recent task), read from the node that runs it. */
-#include <ev.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -44,38 +43,12 @@ static int pick_task(const struct cmd_client *c, const char *path, char *out, si
     return CMD_EXIT_OK;
 }
 
-struct follow {
-    int status;
-    int err;
-    struct cm_buf errbody;
-    bool done;
-};
-
-static int on_chunk(struct cm_http_call *call, const struct cm_http_response *head,
-                    const char *data, size_t len, void *user)
+static bool print_data(void *user, const char *data, size_t len)
 {
-    (void)call;
-    struct follow *f = user;
-    f->status = head->status;
-    if (head->status != 200) {
-        cm_buf_append(&f->errbody, data, len);
-        return 0;
-    }
+    (void)user;
     fwrite(data, 1, len, stdout);
     fflush(stdout);
-    return 0;
-}
-
-static void on_done(struct cm_http_call *call, int err,
-                    const struct cm_http_response *resp, void *user)
-{
-    (void)call;
-    struct follow *f = user;
-    f->err = err;
-    if (resp != NULL) {
-        f->status = resp->status;
-    }
-    f->done = true;
+    return true;
 }
 
 int cmd_logs(int argc, char **argv)
@@ -143,40 +116,6 @@ int cmd_logs(int argc, char **argv)
         cm_free(&body);
         return CMD_EXIT_OK;
     }
-    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    if (loop == NULL) {
-        fprintf(stderr, "clusterctl logs: cannot create an event loop\n");
-        return CMD_EXIT_FAIL;
-    }
-    struct follow f = {0};
-    struct cm_http_call_options o = {
-        .method = "GET",
-        .path = path,
-        .on_chunk = on_chunk,
-        .on_done = on_done,
-        .user = &f,
-    };
-    struct cm_http_call *call = NULL;
-    rv = cm_http_call_start(loop, c.addr, &o, &call);
-    if (rv != 0) {
-        ev_loop_destroy(loop);
-        cmd_client_unreachable(&c, rv, cm_strerror(rv));
-        return CMD_EXIT_FAIL;
-    }
-    while (!f.done) {
-        ev_run(loop, EVRUN_ONCE);
-    }
-    ev_loop_destroy(loop);
-    if (f.err != 0) {
-        cmd_client_unreachable(&c, f.err, cm_strerror(f.err));
-        cm_buf_done(&f.errbody);
-        return CMD_EXIT_FAIL;
-    }
-    if (f.status != 200) {
-        cmd_client_api_error(&c, f.status, f.errbody.data);
-        cm_buf_done(&f.errbody);
-        return CMD_EXIT_FAIL;
-    }
-    cm_buf_done(&f.errbody);
-    return CMD_EXIT_OK;
+    rv = cmd_client_stream(&c, path, NULL, 0, print_data, NULL);
+    return rv == CMD_STREAM_ENDED ? CMD_EXIT_OK : rv;
 }

@@ -49,6 +49,7 @@ int cmd_rollback(int argc, char **argv);
 /* ---- shared by the API verbs (cmd_client.c) */
 
 struct cJSON;
+struct cm_http_header;
 
 /* A verb's own option: a flag (@arg_name NULL, sets *flag) or one with a value
  * (sets *value, borrowed from argv). */
@@ -96,6 +97,15 @@ int cmd_client_app_path(const char *prefix, const char *id, const char *suffix, 
                         size_t cap);
 /* Percent-encode one path segment. */
 void cmd_client_escape(const char *s, char *out, size_t cap);
+/* A streaming GET (logs -f, events): each piece of a 200 answer goes to @on_data
+ * as it arrives, until @on_data returns false (returns CMD_EXIT_OK) or the node
+ * ends the stream (returns CMD_STREAM_ENDED). An unreachable node or an error
+ * answer is printed and gives CMD_EXIT_FAIL. */
+#define CMD_STREAM_ENDED 100
+int cmd_client_stream(const struct cmd_client *c, const char *path,
+                      const struct cm_http_header *headers, size_t nheaders,
+                      bool (*on_data)(void *user, const char *data, size_t len),
+                      void *user);
 
 /* A text table: columns sized to their widest cell. */
 struct cmd_table {

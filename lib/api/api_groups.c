@@ -4,8 +4,16 @@
  * from the app ids; POST and PUT validate the whole body (every app, every
  * dependency) before proposing anything, then propose one app.put per changed
  * app, all with one version, as one deployment (api_deploy.c); a PUT removes
- * the apps the body leaves out (Marathon's desired-state replace). Not yet:
- * group `version` rollback is refused until groups are stored with versions.
+ * the apps the body leaves out (Marathon's desired-state replace).
+ *
+ * Sub-resources, matched on the raw path as Marathon does (so a group named
+ * `apps` or `versions` is shadowed there too): `<g>/apps` (every app under g),
+ * `<g>/versions` and `<g>/versions/<v>`. Group versions are not stored of their
+ * own: they are derived from the stored versions of the apps under the group
+ * now (every change stamps its apps with one version, so these are the changes
+ * that touched the group). A past version shows each of those apps as it was
+ * then; apps deleted since then, and changes that only deleted apps, do not
+ * appear (their versions went with them). Not yet: group `version` rollback.
  */
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -116,12 +124,210 @@ static int render_group(const struct group_ctx *c, const char *g, size_t lo, siz
     return rv ? rv : cm_buf_puts(b, "}");
 }
 
+/* ------------------------------------------------------------------ sub-resources */
+
+/* What a GET on /v2/groups/<raw> asks for. */
+enum group_sub { SUB_GROUP, SUB_APPS, SUB_VERSIONS, SUB_VERSION };
+
+/* Split @raw ("prod/web/versions/2026-...Z", NULL for the root) into the group
+ * path (normalized into @g; false when invalid) and the sub-resource. */
+static bool parse_group_sub(const char *raw, char *g, size_t cap, enum group_sub *sub,
+                            const char **version)
+{
+    char path[CM_APP_MAX_ID + 1];
+    snprintf(path, sizeof(path), "%s", raw != NULL ? raw : "");
+    *sub = SUB_GROUP;
+    *version = NULL;
+    size_t n = strlen(path);
+    const char *v = strstr(path, "versions/");
+    while (v != NULL && v != path && v[-1] != '/') {
+        v = strstr(v + 1, "versions/");
+    }
+    if (v != NULL && strchr(v + 9, '/') == NULL && v[9] != '\0') {
+        *sub = SUB_VERSION;
+        *version = raw + (v - path) + 9;
+        path[v - path] = '\0';
+    } else if (strcmp(path, "versions") == 0 ||
+               (n > 9 && strcmp(path + n - 9, "/versions") == 0)) {
+        *sub = SUB_VERSIONS;
+        path[n - 8] = '\0';
+    } else if (strcmp(path, "apps") == 0 ||
+               (n > 5 && strcmp(path + n - 5, "/apps") == 0)) {
+        *sub = SUB_APPS;
+        path[n - 4] = '\0';
+    }
+    n = strlen(path);
+    while (n > 0 && path[n - 1] == '/') {
+        path[--n] = '\0';
+    }
+    if (n == 0) {
+        snprintf(g, cap, "/");
+        return true;
+    }
+    return cm_app_path_normalize(path, "/", g, cap) == 0;
+}
+
+/* The stored versions of one app: all of them, or the newest at or before @at. */
+struct app_versions {
+    const char *at; /* NULL: collect every version */
+    char **v;
+    size_t n;
+    char *best;      /* with @at: the version, */
+    char *best_spec; /* and its spec */
+};
+
+static int on_app_version(void *data, const struct cm_app_row *row)
+{
+    struct app_versions *av = data;
+    if (av->at == NULL) {
+        char **v = cm_reallocarray(av->v, av->n + 1, sizeof(*v));
+        if (v == NULL) {
+            return CM_ENOMEM;
+        }
+        av->v = v;
+        av->v[av->n] = cm_strdup(row->version);
+        return av->v[av->n++] == NULL ? CM_ENOMEM : 0;
+    }
+    if (strcmp(row->version, av->at) > 0 ||
+        (av->best != NULL && strcmp(row->version, av->best) <= 0)) {
+        return 0;
+    }
+    cm_free(&av->best);
+    cm_free(&av->best_spec);
+    av->best = cm_strdup(row->version);
+    av->best_spec = cm_strdup(row->spec);
+    return av->best == NULL || av->best_spec == NULL ? CM_ENOMEM : 0;
+}
+
+static int cmp_version_desc(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)b, *(char *const *)a);
+}
+
+/* ["newest", ..., "oldest"]: the distinct versions of the apps [lo, hi). */
+static int group_versions_json(struct cm_api *api, const struct api_apps *apps, size_t lo,
+                               size_t hi, struct cm_buf *b)
+{
+    struct app_versions av = {0};
+    int rv = 0;
+    for (size_t i = lo; rv == 0 && i < hi; i++) {
+        rv = cm_state_app_versions(api->ops.state(api->ops.data), apps->v[i].id,
+                                   on_app_version, &av);
+    }
+    if (rv == 0 && av.n > 1) {
+        qsort(av.v, av.n, sizeof(*av.v), cmp_version_desc);
+    }
+    rv = rv ? rv : cm_buf_puts(b, "[");
+    for (size_t i = 0; rv == 0 && i < av.n; i++) {
+        if (i > 0 && strcmp(av.v[i], av.v[i - 1]) == 0) {
+            continue;
+        }
+        rv = i == 0 ? 0 : cm_buf_puts(b, ",");
+        rv = rv ? rv : api__json_str(b, av.v[i]);
+    }
+    rv = rv ? rv : cm_buf_puts(b, "]");
+    for (size_t i = 0; i < av.n; i++) {
+        cm_free(&av.v[i]);
+    }
+    cm_free(&av.v);
+    return rv;
+}
+
+/* @out: the apps [lo, hi) as they were at @at (those that existed then).
+ * Errors: CM_ENOMEM, storage errors; a spec that cannot be read is kept
+ * without it (api__app_info then shows id and version). */
+static int group_as_of(struct cm_api *api, const struct api_apps *apps, size_t lo,
+                       size_t hi, const char *at, struct api_apps *out)
+{
+    *out = (struct api_apps){0};
+    if (hi > lo) {
+        out->v = cm_calloc(hi - lo, sizeof(*out->v));
+        if (out->v == NULL) {
+            return CM_ENOMEM;
+        }
+    }
+    int rv = 0;
+    for (size_t i = lo; rv == 0 && i < hi; i++) {
+        struct app_versions av = {.at = at};
+        rv = cm_state_app_versions(api->ops.state(api->ops.data), apps->v[i].id,
+                                   on_app_version, &av);
+        if (rv == 0 && av.best != NULL) {
+            struct api_app *a = &out->v[out->n++];
+            a->id = cm_strdup(apps->v[i].id);
+            a->version = av.best;
+            a->spec_json = av.best_spec;
+            av.best = av.best_spec = NULL;
+            if (a->id == NULL) {
+                rv = CM_ENOMEM;
+            } else if (cm_app_from_canonical(a->spec_json, strlen(a->spec_json),
+                                             &a->spec) == 0) {
+                a->instances = a->spec->instances;
+            }
+        }
+        cm_free(&av.best);
+        cm_free(&av.best_spec);
+    }
+    return rv;
+}
+
+/* GET <g>/apps, <g>/versions, <g>/versions/<v>. */
+static void group_sub(struct cm_http_req *req, const struct group_ctx *c, const char *g,
+                      enum group_sub sub, const char *version)
+{
+    size_t lo, hi;
+    apps_under(c->apps, 0, c->apps->n, g, &lo, &hi);
+    if (lo == hi && strcmp(g, "/") != 0) {
+        cm_http_respond_error(req, 404, "Group '%s' does not exist", g);
+        return;
+    }
+    struct cm_buf b = {0};
+    int rv = 0;
+    if (sub == SUB_APPS) {
+        rv = cm_buf_puts(&b, "[");
+        for (size_t i = lo; rv == 0 && i < hi; i++) {
+            size_t tb, te;
+            api__tasks_of(c->tasks, c->apps->v[i].id, &tb, &te);
+            rv = i == lo ? 0 : cm_buf_puts(&b, ",");
+            rv = rv ? rv
+                    : api__app_info(c->api, &c->apps->v[i], c->tasks, tb, te,
+                                    c->app_embed, &b);
+        }
+        rv = rv ? rv : cm_buf_puts(&b, "]");
+    } else if (sub == SUB_VERSIONS) {
+        rv = group_versions_json(c->api, c->apps, lo, hi, &b);
+    } else {
+        struct api_apps then;
+        struct api_tasks none = {0};
+        rv = group_as_of(c->api, c->apps, lo, hi, version, &then);
+        if (rv == 0 && then.n == 0) {
+            api__apps_done(&then);
+            cm_buf_done(&b);
+            cm_http_respond_error(req, 404, "Group '%s' has no version '%s'", g, version);
+            return;
+        }
+        /* A past group shows its apps without tasks, as Marathon does. */
+        struct group_ctx past = {c->api, &then, &none, 0, true, true};
+        rv = rv ? rv : render_group(&past, g, 0, then.n, &b);
+        api__apps_done(&then);
+    }
+    if (rv == 0) {
+        api__respond_json(req, 200, &b);
+    } else {
+        api__respond_internal(req, rv);
+    }
+    cm_buf_done(&b);
+}
+
 static void h_group_get(struct cm_http_req *req, void *data)
 {
     struct cm_api *api = data;
     const struct cm_http_request *r = cm_http_req_request(req);
     char g[CM_APP_MAX_ID + 1];
-    if (!route_group(req, g, sizeof(g))) {
+    enum group_sub sub;
+    const char *version;
+    const char *raw = cm_http_req_param(req, "id");
+    if (!parse_group_sub(raw, g, sizeof(g), &sub, &version)) {
+        cm_http_respond_error(req, 404, "Group '/%s' does not exist", raw);
         return;
     }
     struct api_apps apps;
@@ -155,6 +361,12 @@ static void h_group_get(struct cm_http_req *req, void *data)
             c.embed_groups |= strcmp(p->value, "group.groups") == 0;
             c.embed_apps |= strncmp(p->value, "group.apps", 10) == 0;
         }
+    }
+    if (sub != SUB_GROUP) {
+        group_sub(req, &c, g, sub, version);
+        api__apps_done(&apps);
+        api__tasks_done(&tasks);
+        return;
     }
     size_t lo, hi;
     apps_under(&apps, 0, apps.n, g, &lo, &hi);

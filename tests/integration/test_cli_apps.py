@@ -10,8 +10,7 @@ import urllib.request
 
 import pytest
 
-from conftest import free_port, marathon_example, wait_for_port
-
+from conftest import api, free_port, marathon_example, wait_for_port
 
 
 @pytest.fixture
@@ -38,17 +37,6 @@ def cli(bin_, addr, *args, timeout=90):
     env = dict(os.environ, CLUSTERCTL_ADDR=addr)
     return subprocess.run([bin_, *args], capture_output=True, text=True, timeout=timeout,
                           env=env)
-
-
-def api(addr, method, path, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request("http://%s%s" % (addr, path), data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
 
 
 def running(addr, app):
@@ -118,6 +106,30 @@ def test_restart_replaces_tasks(agent, clusterctl_bin):
         time.sleep(0.2)
     else:
         raise AssertionError("tasks not replaced: %s" % j)
+
+
+def test_logs_follow_prints_lines_as_the_task_writes_them(agent, clusterctl_bin, tmp_path):
+    """`logs -f` streams: lines written after it started arrive, in order, and a task
+    that does not exist is an error answer, not a hang."""
+    f = tmp_path / "ticker.json"
+    f.write_text(json.dumps({"id": "/ticker", "cpus": 0.1, "mem": 16,
+                             "cmd": "i=0; while true; do echo tick $i; i=$((i+1)); "
+                                    "sleep 0.2; done"}))
+    r = cli(clusterctl_bin, agent, "run", str(f), "--timeout", "60")
+    assert r.returncode == 0, r.stderr
+    env = dict(os.environ, CLUSTERCTL_ADDR=agent)
+    p = subprocess.Popen([clusterctl_bin, "logs", "ticker", "-f"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        lines = [p.stdout.readline() for _ in range(15)]
+    finally:
+        p.kill()
+        p.wait()
+    nums = [int(x.split()[1]) for x in lines]
+    assert nums == list(range(nums[0], nums[0] + 15)), lines
+    r = cli(clusterctl_bin, agent, "logs", "ticker.nosuchtask", "-f", timeout=20)
+    assert r.returncode == 1
+    assert r.stderr != ""
 
 
 def test_invalid_examples_exit_1_with_field_names(agent, clusterctl_bin):

@@ -15,24 +15,14 @@ import time
 import urllib.error
 import urllib.request
 
-import pytest
-
-from conftest import free_port, wait_for_port
+import conftest
+from conftest import free_port, wait_for_port, wait_until
 
 APP = {"id": "/hello", "cmd": "sleep 300", "cpus": 0.01, "mem": 16, "instances": 2}
 
 
 def api(addr, method, path, body=None, timeout=10):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request("http://%s%s" % (addr, path), data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
-    except (urllib.error.URLError, OSError):
-        return None, None
+    return conftest.api(addr, method, path, body, timeout, unreachable=(None, None))
 
 
 def metric(addr, name):
@@ -41,17 +31,6 @@ def metric(addr, name):
             if line.startswith(name + " "):
                 return float(line.split()[1])
     return None
-
-
-def wait_until(fn, timeout, what):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.2)
-    pytest.fail("timed out waiting for %s (last: %r)" % (what, last))
 
 
 class Node:

@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from conftest import free_port, wait_for_port
+from conftest import api, free_port, wait_for_port, wait_until
 
 
 def start_agent(procs, data_dir, clusterctl_bin, argv=None):
@@ -92,17 +92,6 @@ def cli(bin_, addr, *args, timeout=120):
                           env=env)
 
 
-def api(addr, method, path, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request("http://%s%s" % (addr, path), data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
-
-
 def web_app(app_id="/web", instances=3, **strategy):
     up = {"minimumHealthCapacity": 0.5, "maximumOverCapacity": 0.0}
     up.update(strategy)
@@ -118,14 +107,7 @@ def tasks(addr, app):
 
 
 def wait_for(what, fn, timeout=60):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+    return wait_until(fn, timeout, what)
 
 
 def deployment(addr, dep_id):

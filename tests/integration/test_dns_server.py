@@ -2,7 +2,6 @@
 SRV with additional records, NXDOMAIN vs NODATA, truncation and the TCP retry,
 updates published while serving, garbage on both transports. dnsd serves a zone
 built from a state.db on 127.0.0.1 (port 0)."""
-import os
 import random
 import socket
 import struct

@@ -15,7 +15,8 @@ import urllib.request
 
 import pytest
 
-from conftest import free_port, wait_for_port
+import conftest
+from conftest import free_port, wait_for_port, wait_until
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -55,14 +56,7 @@ def agent(procs, tmp_path, clusterctl_bin):
 
 
 def api(addr, method, path, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request("http://%s%s" % (addr, path), data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
+    return conftest.api(addr, method, path, body, timeout=30)
 
 
 def api_dep(addr, method, path, body=None):
@@ -376,17 +370,6 @@ def test_cli_events_prints_the_stream(agent, clusterctl_bin):
             if p.poll() is None:
                 p.kill()
                 p.wait()
-
-
-def wait_until(fn, timeout, what):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.1)
-    pytest.fail("timed out waiting for %s (last: %r)" % (what, last))
 
 
 def test_follower_stream_shows_the_whole_deployment(procs, tmp_path, clusterctl_bin):

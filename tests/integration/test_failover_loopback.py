@@ -11,14 +11,13 @@ moves a node's tasks away (replacements first) and undrain makes it schedulable.
 The time from SIGSTOP to all replacements running is printed as
 replace_after_node_loss_s (not asserted: the machine is shared)."""
 import glob
-import json
 import os
 import signal
 import time
 
 import pytest
 
-from conftest import free_port, wait_for_port
+from conftest import wait_for_port
 from test_cluster_join import Node, api, cli, leader_of, members, wait_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for cgroups")

@@ -9,11 +9,10 @@ import json
 import os
 import subprocess
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
+import conftest
 from conftest import free_port, wait_for_port
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for cgroups")
@@ -75,16 +74,7 @@ def cli(bin_, addr, *args):
 
 
 def api(addr, method, path, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request("http://%s%s" % (addr, path), data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
-    except (urllib.error.URLError, OSError):
-        return 0, None
+    return conftest.api(addr, method, path, body, unreachable=(0, None))
 
 
 def node(addr):

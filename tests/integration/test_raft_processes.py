@@ -2,8 +2,6 @@
 commit, kill -9 the leader, elect a new one, lose nothing acknowledged."""
 import time
 
-import pytest
-
 from raftkv_client import KvClient, RaftKvCluster, kv, status
 
 

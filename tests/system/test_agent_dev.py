@@ -4,7 +4,6 @@ from /proc and cgroupfs, scales, stops, survives kill -9 of the daemon, rejects
 invalid apps naming the fields, and reports OOM kills. Needs root (cgroups)."""
 import json
 import os
-import signal
 import time
 import urllib.error
 import urllib.request

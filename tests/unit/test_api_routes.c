@@ -1072,6 +1072,78 @@ TEST(groups_put_get_post_delete)
     fx_stop(&f);
 }
 
+/* <g>/apps, <g>/versions, <g>/versions/<v>: versions come from the apps'. */
+TEST(group_apps_and_versions)
+{
+    struct fx f;
+    fx_start(&f);
+    int st;
+    cJSON *j = httpj(&f, "PUT", "/v2/groups",
+                     "{\"id\":\"/dept\",\"apps\":[{\"id\":\"web\",\"cmd\":\"sleep 9\"}],"
+                     "\"groups\":[{\"id\":\"db\",\"apps\":[{\"id\":\"pg\",\"cmd\":"
+                     "\"sleep 9\"}]}]}",
+                     &st);
+    ASSERT_INT_EQ(st, 200);
+    char *v1 = cm_strdup(gets(j, "version"));
+    cJSON_Delete(j);
+    f.now += 5000;
+    j = httpj(&f, "PUT", "/v2/apps/dept/web", "{\"cmd\":\"sleep 10\"}", &st);
+    ASSERT_INT_EQ(st, 200);
+    char *v2 = cm_strdup(gets(j, "version"));
+    cJSON_Delete(j);
+    ASSERT_TRUE(strcmp(v2, v1) > 0);
+
+    /* Every app under the group, nested ones too. */
+    j = httpj(&f, "GET", "/v2/groups/dept/apps", NULL, &st);
+    ASSERT_INT_EQ(st, 200);
+    ASSERT_INT_EQ(cJSON_GetArraySize(j), 2);
+    ASSERT_STR_EQ(gets(cJSON_GetArrayItem(j, 0), "id"), "/dept/db/pg");
+    ASSERT_STR_EQ(gets(cJSON_GetArrayItem(j, 1), "id"), "/dept/web");
+    cJSON_Delete(j);
+    j = httpj(&f, "GET", "/v2/groups/apps", NULL, &st); /* the root's */
+    ASSERT_INT_EQ(cJSON_GetArraySize(j), 2);
+    cJSON_Delete(j);
+
+    /* Newest first, each change once. */
+    j = httpj(&f, "GET", "/v2/groups/dept/versions", NULL, &st);
+    ASSERT_INT_EQ(st, 200);
+    ASSERT_INT_EQ(cJSON_GetArraySize(j), 2);
+    ASSERT_STR_EQ(cJSON_GetArrayItem(j, 0)->valuestring, v2);
+    ASSERT_STR_EQ(cJSON_GetArrayItem(j, 1)->valuestring, v1);
+    cJSON_Delete(j);
+    j = httpj(&f, "GET", "/v2/groups/dept/db/versions", NULL, &st);
+    ASSERT_INT_EQ(cJSON_GetArraySize(j), 1);
+    ASSERT_STR_EQ(cJSON_GetArrayItem(j, 0)->valuestring, v1);
+    cJSON_Delete(j);
+
+    /* The group as it was at v1: web's first spec, pg under db. */
+    char path[160];
+    snprintf(path, sizeof(path), "/v2/groups/dept/versions/%s", v1);
+    j = httpj(&f, "GET", path, NULL, &st);
+    ASSERT_INT_EQ(st, 200);
+    ASSERT_STR_EQ(gets(j, "id"), "/dept");
+    ASSERT_STR_EQ(gets(j, "version"), v1);
+    const cJSON *web = cJSON_GetArrayItem(get(j, "apps"), 0);
+    ASSERT_STR_EQ(gets(web, "cmd"), "sleep 9");
+    ASSERT_NULL(get(web, "tasks"));
+    const cJSON *db = cJSON_GetArrayItem(get(j, "groups"), 0);
+    ASSERT_STR_EQ(gets(cJSON_GetArrayItem(get(db, "apps"), 0), "id"), "/dept/db/pg");
+    cJSON_Delete(j);
+    snprintf(path, sizeof(path), "/v2/groups/dept/versions/%s", v2);
+    j = httpj(&f, "GET", path, NULL, &st);
+    ASSERT_STR_EQ(gets(cJSON_GetArrayItem(get(j, "apps"), 0), "cmd"), "sleep 10");
+    cJSON_Delete(j);
+
+    ASSERT_INT_EQ(
+        http(&f, "GET", "/v2/groups/dept/versions/2001-01-01T00:00:00.000Z", NULL, NULL),
+        404);
+    ASSERT_INT_EQ(http(&f, "GET", "/v2/groups/nope/versions", NULL, NULL), 404);
+    ASSERT_INT_EQ(http(&f, "GET", "/v2/groups/nope/apps", NULL, NULL), 404);
+    cm_free(&v1);
+    cm_free(&v2);
+    fx_stop(&f);
+}
+
 /* ------------------------------------------------------------------ native routes */
 
 TEST(metrics_and_nodes)
