@@ -12,8 +12,10 @@
  * - VIP addresses on the loopback interface through rtnetlink;
  * - mode `nat`: kernel DNAT in one nftables table `ip clusterctl`, replaced in one
  *   transaction on every change (our own nf_tables netlink code, lb/nft.c);
- * - mode `proxy`: a userspace TCP proxy on libev (splice data path, half-close,
- *   connect timeout and retry, idle timeout, draining, PROXY v2, per-VIP metrics).
+ * - mode `proxy`: a userspace TCP proxy on libev, its connection sockets in an
+ *   edge-triggered epoll set of its own (proxy.c says why): splice data path,
+ *   half-close, connect timeout and retry, idle timeout, draining, PROXY v2,
+ *   per-VIP metrics, listen errors reported and retried.
  *
  * Addresses are IPv4 for now: IPv6 VIP labels are recognised and refused with
  * CM_EUNSUPPORTED. Ports are in host byte order everywhere in this API; addresses
@@ -403,8 +405,12 @@ int lb_proxy_new(struct ev_loop *loop, const struct lb_proxy_opts *opts,
 /* Install @t (borrowed; the proxy takes its own reference) now: open listeners
  * for new VIPs, close those of removed VIPs, and start drain deadlines for backends
  * newly marked draining. Existing connections keep their backends. Loop thread
- * only. A VIP that cannot be listened on is skipped and reported (the first
- * error is returned after all others were installed). */
+ * only. A VIP that cannot be listened on (bind or listen fails: EADDRINUSE,
+ * EACCES, ...) does not hold up the others: its errno goes to the VIP's
+ * lb_vip_metrics.listen_error (0 again once it listens), a change of it is logged
+ * once (comp "lb", whichever thread sees it first), and it is retried every
+ * second on the proxy's loop until it listens or leaves the table. The first such
+ * error is also returned, after everything else was installed. */
 int lb_proxy_set_table(struct lb_proxy *p, struct lb_table *t, struct cm_errbuf *eb);
 
 /* Hand @t (the reference transfers; may be NULL to stop serving) to the proxy from
@@ -445,8 +451,9 @@ int lb_proxy_pool_new(const struct lb_proxy_opts *opts, unsigned nthreads,
                       struct lb_proxy_pool **ret, struct cm_errbuf *eb);
 
 /* Hand @t (the reference transfers; NULL stops serving) to every thread; each
- * installs it at its next wake-up (lb_proxy_set_table). Listen errors there are
- * not reported (the VIP is skipped on that thread). One writer at a time. */
+ * installs it at its next wake-up (lb_proxy_set_table). A VIP a thread cannot
+ * listen on shows in lb_vip_metrics.listen_error and is retried every second.
+ * One writer at a time. */
 void lb_proxy_pool_publish(struct lb_proxy_pool *pp, struct lb_table *t);
 
 unsigned lb_proxy_pool_threads(const struct lb_proxy_pool *pp);

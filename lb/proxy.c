@@ -2,27 +2,44 @@
  *
  * One lb_proxy per loop (per thread; with reuseport several share the VIP ports).
  * A client connection goes INI -> QUE -> CON -> EST -> DIS -> CLO (enum below),
- * after haproxy's stream-connector states. The data path moves bytes with
- * splice(2) through one pipe per direction (the payload never enters userspace);
- * when a pipe cannot be had, or splice refuses the socket, that direction copies
- * through a buffer with read/write instead.
+ * after haproxy's stream-connector states. Short exchanges copy through one
+ * scratch buffer; a direction that fills it moves on to splice(2) through a pipe
+ * (the payload never enters userspace); when a pipe cannot be had, or splice
+ * refuses the socket, that direction keeps copying.
  *
- * Work per wake-up is bounded: at most max_accept accepts per listener and
- * PUMP_ROUNDS chunks per direction; epoll in libev is level-triggered, so whatever
- * is left wakes us again after the other connections had their turn.
+ * Events: listeners, timers and the table hand-over are libev watchers. The
+ * connections' sockets are not: they sit in an edge-triggered epoll set of the
+ * proxy's own (p->epfd), which the loop watches as one fd. Each socket is added
+ * once, for reading, writing and the peer's FIN (EPOLLRDHUP), and leaves the set
+ * when it is closed; libev's level-triggered epoll instead costs an epoll_ctl at
+ * every change of interest, including those after an EOF. Knowing of the peer's
+ * FIN when its last data is read also lets that data and our FIN leave in one
+ * segment, and spares the read that would return 0. Events of both sockets of a
+ * connection are gathered before it runs, so a connection whose two ends both
+ * finished is closed without a shutdown(2) first.
  *
- * Close discipline (libuv's): a connection is freed only after its watchers are
- * stopped, which in libev also clears a pending event, so no callback can see it
- * afterwards; every function that may free a connection says so and its callers
+ * Work per wake-up is bounded: at most max_accept accepts per listener (libev's
+ * level-triggered readiness calls back for the rest), EPOLL_BATCH events, and
+ * PUMP_ROUNDS chunks per direction; a direction stopped by that bound with work
+ * left, which edge-triggered readiness would not report again, is queued on
+ * p->again and resumed from a zero timer, after the other connections had a turn.
+ *
+ * Epoll events carry a slot number and a generation, not a pointer: a socket
+ * that a forked child still holds stays in the set after our close, and its late
+ * events must not reach a freed (or reused) connection.
+ *
+ * Close discipline (libuv's): a connection is freed only when no event of its
+ * sockets can reach it (stale ones fail the generation check) and its timer is
+ * stopped; every function that may free a connection says so and its callers
  * return right after.
  */
 #include <arpa/inet.h>
 #include <ev.h>
 #include <fcntl.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -30,13 +47,19 @@
 #include "lb/lb_int.h"
 #include "net/net.h"
 
-#define PUMP_ROUNDS 16 /* chunks per direction per wake-up */
+#define PUMP_ROUNDS 16  /* chunks per direction per wake-up */
+#define EPOLL_BATCH 256 /* connection events per wake-up */
+#define EP_EVENTS   (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
+#define EP_READ     (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)
 /* Asked of F_SETPIPE_SZ; the default 64 KiB stays when it is refused. */
 #define PIPE_SIZE    (256 * 1024)
 #define SCRATCH      (16 * 1024) /* copy-path read size (HAProxy's bufsize) */
 #define RETRIES_MAX  8
 #define ACCEPT_PAUSE 0.1 /* s: back-off after EMFILE or the connection limit */
 #define DRAIN_TICK   0.1 /* s: how often drain deadlines are checked */
+#define LISTEN_RETRY                                                   \
+    1.0 /* s: how often a VIP that could not be listened on is retried \
+         */
 
 /* The lifecycle of a client connection (STYLE.md rule 15). */
 enum lb_conn_state {
@@ -59,18 +82,22 @@ struct lb_dir {
     size_t off;      /* first unwritten byte in buf */
     size_t pending;  /* bytes in buf not yet written (they go before the pipe's) */
     bool splice_ok;  /* may switch to splice */
-    bool drained;    /* the last read was short: wait for readiness before the next */
+    bool drained;    /* the last read emptied src: wait for an event before the next */
+    bool rdhup;      /* src's FIN has arrived (EPOLLRDHUP): a short read ends it */
     bool eof;        /* src ended */
-    bool shut;       /* SHUT_WR sent to dst: this direction is over */
+    bool shut;       /* src ended and everything was written: this direction is over */
+    bool fin;        /* SHUT_WR sent to dst (or about to go with close) */
     bool want_read;  /* wait for src readable */
     bool want_write; /* wait for dst writable */
+    bool more;       /* stopped by PUMP_ROUNDS with work left */
 };
 
 struct lb_listener {
     ev_io io;
     struct lb_proxy *p;
     struct lb_endpoint vip;
-    int fd;
+    int fd;  /* -1: not listening; retry_timer tries again */
+    int err; /* errno of the last failed attempt; 0 when listening */
     bool seen;
     struct lb_listener *next;
 };
@@ -79,9 +106,13 @@ struct lb_conn {
     enum lb_conn_state st;
     struct lb_proxy *p;
     struct lb_conn *prev, *next;
+    struct lb_conn *ready_next; /* on p->ready while queued */
+    struct lb_conn *again_next; /* on p->again while again */
+    bool queued, again;
     int cfd, bfd;
-    ev_io cio, bio;
-    int cev, bev; /* events the watchers are started with (0: stopped) */
+    uint32_t slot;       /* p->slots[slot] == this: the epoll handle */
+    uint32_t cgen, bgen; /* generations of the cfd and of the current bfd */
+    uint32_t cev, bev;   /* epoll events of cfd / bfd not handled yet */
     ev_timer timer;
     ev_tstamp last;         /* last byte moved */
     struct lb_table *table; /* reference: keeps vip and be valid */
@@ -106,6 +137,16 @@ struct lb_proxy {
     ev_async async;
     ev_timer pause_timer;
     ev_timer drain_timer;
+    ev_timer retry_timer; /* runs while a listener has no socket */
+    ev_timer again_timer; /* zero timer: resumes the connections on again */
+    int epfd;             /* edge-triggered set of the connections' sockets */
+    ev_io epio;           /* epfd readable */
+    struct lb_conn **slots;
+    uint32_t *free_slots;
+    uint32_t nslots, nfree;
+    uint32_t gen;          /* last generation given out */
+    struct lb_conn *ready; /* connections with events, while epio_cb runs */
+    struct lb_conn *again; /* connections stopped by PUMP_ROUNDS */
     bool paused;
     struct lb_listener *listeners;
     struct lb_conn *conns;
@@ -113,26 +154,65 @@ struct lb_proxy {
     char scratch[SCRATCH]; /* read buffer shared by every connection of this loop */
 };
 
-static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void connect_next(struct lb_conn *c);
 
-/* ------------------------------------------------------------------ helpers */
+/* ------------------------------------------------------------------ epoll handles */
 
-static void io_set(struct ev_loop *loop, ev_io *w, int *cur, int fd, int events)
+/* An epoll event's data: generation (31 bits) and side (1 bit) above, slot below. */
+static uint64_t ep_data(const struct lb_conn *c, bool backend)
 {
-    if (*cur == events) {
-        return;
-    }
-    if (*cur != 0) {
-        ev_io_stop(loop, w);
-    }
-    *cur = events;
-    if (events != 0) {
-        ev_io_set(w, fd, events);
-        ev_io_start(loop, w);
-    }
+    uint32_t gen = backend ? c->bgen : c->cgen;
+    return (uint64_t)((gen << 1) | (backend ? 1u : 0u)) << 32 | c->slot;
 }
+
+static uint32_t gen_next(struct lb_proxy *p)
+{
+    p->gen = (p->gen + 1) & 0x7fffffff;
+    return p->gen;
+}
+
+/* Give @c a slot. Errors: CM_ENOMEM. */
+static int slot_get(struct lb_proxy *p, struct lb_conn *c)
+{
+    if (p->nfree == 0) {
+        uint32_t cap = p->nslots == 0 ? 64 : p->nslots * 2;
+        struct lb_conn **slots = cm_reallocarray(p->slots, cap, sizeof(*slots));
+        if (slots == NULL) {
+            return CM_ENOMEM;
+        }
+        p->slots = slots;
+        uint32_t *fr = cm_reallocarray(p->free_slots, cap, sizeof(*fr));
+        if (fr == NULL) {
+            return CM_ENOMEM;
+        }
+        p->free_slots = fr;
+        for (uint32_t i = cap; i > p->nslots; i--) {
+            p->slots[i - 1] = NULL;
+            p->free_slots[p->nfree++] = i - 1;
+        }
+        p->nslots = cap;
+    }
+    c->slot = p->free_slots[--p->nfree];
+    p->slots[c->slot] = c;
+    c->cgen = gen_next(p);
+    return 0;
+}
+
+static void slot_put(struct lb_proxy *p, struct lb_conn *c)
+{
+    p->slots[c->slot] = NULL;
+    p->free_slots[p->nfree++] = c->slot;
+}
+
+/* Add @fd of @c to the proxy's set for good: it leaves it when closed. */
+static int ep_add(struct lb_conn *c, int fd, bool backend)
+{
+    struct epoll_event ev = {.events = EP_EVENTS, .data.u64 = ep_data(c, backend)};
+    return epoll_ctl(c->p->epfd, EPOLL_CTL_ADD, fd, &ev) == 0 ? 0 : cm_errno();
+}
+
+/* ------------------------------------------------------------------ helpers */
 
 static void ctr_add(atomic_uint_least64_t *ctr, uint64_t n)
 {
@@ -165,9 +245,15 @@ static void conn_close(struct lb_conn *c, bool reset)
 {
     struct lb_proxy *p = c->p;
     c->st = LB_ST_CLO;
-    io_set(p->loop, &c->cio, &c->cev, c->cfd, 0);
-    io_set(p->loop, &c->bio, &c->bev, c->bfd, 0);
     ev_timer_stop(p->loop, &c->timer);
+    if (c->again) {
+        struct lb_conn **pc = &p->again;
+        while (*pc != c) {
+            pc = &(*pc)->again_next;
+        }
+        *pc = c->again_next;
+    }
+    slot_put(p, c);
     if (reset) {
         nolinger(c->cfd);
         if (c->bfd >= 0) {
@@ -264,12 +350,12 @@ static int dir_flush(struct lb_dir *d, uint64_t *moved)
 /* Move what is waiting from src to dst, at most PUMP_ROUNDS chunks. @scratch
  * (SCRATCH bytes, the proxy's) holds what was read until it is written: only a
  * short write makes the direction keep a buffer of its own. Adds the bytes written
- * to *moved. Returns 0 (progress or waiting: see want_*) or a negative errno (the
- * connection is broken). */
-static int pump(struct lb_dir *d, const struct lb_dir *other, char *scratch,
-                uint64_t *moved)
+ * to *moved. Returns 0 (progress or waiting: see want_*, more) or a negative errno
+ * (the connection is broken). The end of src sets shut; the caller passes the FIN
+ * on (conn_flow). */
+static int pump(struct lb_dir *d, char *scratch, uint64_t *moved)
 {
-    d->want_read = d->want_write = false;
+    d->want_read = d->want_write = d->more = false;
     if (d->shut) {
         return 0;
     }
@@ -283,19 +369,12 @@ static int pump(struct lb_dir *d, const struct lb_dir *other, char *scratch,
             return rv;
         }
         if (d->eof) {
-            /* Half-close: pass the FIN on, keep the other direction going. When
-             * that one is over too, both sockets are closed right away and close
-             * sends the FIN: the shutdown would be a wasted syscall. */
-            if (!other->shut) {
-                (void)shutdown(d->dst, SHUT_WR);
-            }
             d->shut = true;
             return 0;
         }
         if (d->drained) {
             /* A short read emptied the socket: epoll says when there is more, which
              * saves a read that would only fail with EAGAIN. */
-            d->drained = false;
             d->want_read = true;
             return 0;
         }
@@ -329,12 +408,18 @@ static int pump(struct lb_dir *d, const struct lb_dir *other, char *scratch,
             continue;
         }
         if (d->pipe[0] >= 0) {
+            /* A short splice may only mean the pipe ran out of slots, so the
+             * socket is read until EAGAIN (edge-triggered: no event would come). */
             d->ppending = (size_t)n;
-            d->drained = (size_t)n < d->pipe_cap;
             continue;
         }
         d->drained = n < SCRATCH;
-        ssize_t w = send(d->dst, scratch, (size_t)n, MSG_NOSIGNAL);
+        /* The socket is empty and its FIN is in: the end is known without the
+         * read that would return 0, and MSG_MORE holds these bytes back for the
+         * FIN that conn_flow sends right after (one segment instead of two). */
+        d->eof = d->drained && d->rdhup;
+        ssize_t w =
+            send(d->dst, scratch, (size_t)n, MSG_NOSIGNAL | (d->eof ? MSG_MORE : 0));
         if (w < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
                 return cm_errno();
@@ -354,26 +439,25 @@ static int pump(struct lb_dir *d, const struct lb_dir *other, char *scratch,
             dir_want_splice(d);
         }
     }
-    /* Out of rounds with more to do: level-triggered readiness calls us back. */
-    if (d->pending > 0 || d->ppending > 0) {
-        d->want_write = true;
-    } else {
-        d->want_read = true;
-    }
+    /* Out of rounds with more to do: edge-triggered readiness will not say so
+     * again, the caller queues the connection (p->again). */
+    d->more = true;
     return 0;
 }
 
-static void conn_watch(struct lb_conn *c)
+static void again_queue(struct lb_conn *c)
 {
-    struct ev_loop *loop = c->p->loop;
-    int cev = (c->up.want_read ? EV_READ : 0) | (c->down.want_write ? EV_WRITE : 0);
-    int bev = (c->down.want_read ? EV_READ : 0) | (c->up.want_write ? EV_WRITE : 0);
-    if (c->hdr_off < c->hdr_len) {
-        bev = EV_WRITE; /* the PROXY header goes first */
-        cev = c->down.want_write ? EV_WRITE : 0;
+    struct lb_proxy *p = c->p;
+    if (c->again) {
+        return;
     }
-    io_set(loop, &c->cio, &c->cev, c->cfd, cev);
-    io_set(loop, &c->bio, &c->bev, c->bfd, bev);
+    c->again = true;
+    c->again_next = p->again;
+    p->again = c;
+    if (!ev_is_active(&p->again_timer)) {
+        ev_timer_set(&p->again_timer, 0., 0.);
+        ev_timer_start(p->loop, &p->again_timer);
+    }
 }
 
 /* Runs the directions named; may free @c (returns true then). */
@@ -391,16 +475,15 @@ static bool conn_flow(struct lb_conn *c, bool up, bool down)
         }
         c->hdr_off += n > 0 ? (size_t)n : 0;
         if (c->hdr_off < c->hdr_len) {
-            conn_watch(c);
-            return false;
+            return false; /* EPOLLOUT on bfd brings us back */
         }
         up = down = true;
     }
     if (up) {
-        rv = pump(&c->up, &c->down, c->p->scratch, &in);
+        rv = pump(&c->up, c->p->scratch, &in);
     }
     if (rv == 0 && down) {
-        rv = pump(&c->down, &c->up, c->p->scratch, &out);
+        rv = pump(&c->down, c->p->scratch, &out);
     }
     if (in + out > 0) {
         c->last = ev_now(c->p->loop);
@@ -412,13 +495,26 @@ static bool conn_flow(struct lb_conn *c, bool up, bool down)
         return true;
     }
     if (c->up.shut && c->down.shut) {
+        /* Both ends are done: close sends each FIN not sent yet, a shutdown
+         * first would be a wasted syscall. */
         conn_close(c, false);
         return true;
+    }
+    /* Half-close: pass the FIN on, keep the other direction going. */
+    if (c->up.shut && !c->up.fin) {
+        (void)shutdown(c->bfd, SHUT_WR);
+        c->up.fin = true;
+    }
+    if (c->down.shut && !c->down.fin) {
+        (void)shutdown(c->cfd, SHUT_WR);
+        c->down.fin = true;
     }
     if (c->up.shut || c->down.shut) {
         c->st = LB_ST_DIS;
     }
-    conn_watch(c);
+    if (c->up.more || c->down.more) {
+        again_queue(c);
+    }
     return false;
 }
 
@@ -449,10 +545,15 @@ static void established(struct lb_conn *c)
     }
     dir_init(&c->up, c->cfd, c->bfd, !p->o.no_splice);
     dir_init(&c->down, c->bfd, c->cfd, !p->o.no_splice);
-    /* The backend has only just accepted: a read now would almost always fail
-     * with EAGAIN (one syscall per connection). Wait for readiness instead; a
-     * server that speaks first is readable already and epoll says so at once. */
-    c->down.drained = true;
+    /* Read only a socket that has said it is readable: the backend has only
+     * just accepted, and a client accepted at once may not have sent yet, so a
+     * read now would often fail with EAGAIN (a syscall per connection). Both are
+     * in the set, so whatever they send (or have sent) brings an event. */
+    c->up.drained = (c->cev & EP_READ) == 0;
+    c->down.drained = (c->bev & EP_READ) == 0;
+    c->down.rdhup = (c->bev & EPOLLRDHUP) != 0;
+    c->up.rdhup = (c->cev & EPOLLRDHUP) != 0;
+    c->cev = c->bev = 0;
     (void)conn_flow(c, true, true);
 }
 
@@ -460,8 +561,7 @@ static void established(struct lb_conn *c)
  * up. May free @c. */
 static void backend_failed(struct lb_conn *c)
 {
-    io_set(c->p->loop, &c->bio, &c->bev, c->bfd, 0);
-    close(c->bfd);
+    close(c->bfd); /* leaves the set; late events fail the generation check */
     c->bfd = -1;
     lb_backend_conn_end(c->be);
     c->be = NULL;
@@ -492,28 +592,28 @@ static void connect_next(struct lb_conn *c)
         c->bfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (c->bfd >= 0) {
             (void)cm_tcp_nodelay(c->bfd);
-            if (connect(c->bfd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+            c->bgen = gen_next(p);
+            c->bev = 0;
+            /* Added after connect: an unconnected socket would report EPOLLHUP. */
+            int rv = connect(c->bfd, (struct sockaddr *)&sa, sizeof(sa));
+            bool inprogress = rv != 0 && errno == EINPROGRESS;
+            if ((rv == 0 || inprogress) && ep_add(c, c->bfd, true) != 0) {
+                close(c->bfd); /* no room in the epoll set: fail like a refusal */
+                c->bfd = -1;
+                lb_backend_conn_end(c->be);
+                c->be = NULL;
+                continue;
+            }
+            if (rv == 0) {
                 established(c);
                 return;
             }
-            if (errno == EINPROGRESS) {
-                /* A local backend usually completes the handshake inside
-                 * connect(): one poll() then saves registering for EPOLLOUT, a
-                 * loop iteration and the SO_ERROR read (new connections/s). */
-                struct pollfd pf = {.fd = c->bfd, .events = POLLOUT};
-                if (poll(&pf, 1, 0) == 1) {
-                    if ((pf.revents & (POLLERR | POLLHUP)) == 0) {
-                        established(c);
-                        return;
-                    }
-                    close(c->bfd); /* refused at once: the next backend */
-                    c->bfd = -1;
-                    lb_backend_conn_end(c->be);
-                    c->be = NULL;
-                    continue;
-                }
+            if (inprogress) {
+                /* A local backend has usually completed the handshake inside
+                 * connect(), and then the epoll_ctl above has queued its event
+                 * already: the next turn of the loop picks it up with the others,
+                 * which costs no syscall of its own (a poll() here would). */
                 c->st = LB_ST_CON;
-                io_set(p->loop, &c->bio, &c->bev, c->bfd, EV_WRITE);
                 timer_arm(c, p->o.connect_timeout_ms / 1000.0);
                 return;
             }
@@ -525,34 +625,110 @@ static void connect_next(struct lb_conn *c)
     }
 }
 
-static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+/* Act on the events gathered for @c (both sockets). May free @c. */
+static void conn_handle(struct lb_conn *c)
 {
-    (void)loop;
-    bool is_client = false;
-    struct lb_conn *c;
-    if (w->data == NULL) {
-        c = cm_container_of(w, struct lb_conn, bio);
-    } else {
-        c = cm_container_of(w, struct lb_conn, cio);
-        is_client = true;
-    }
+    uint32_t ce = c->cev, be = c->bev;
     if (c->st == LB_ST_CON) {
-        if (cm_tcp_connect_result(c->bfd) != 0) {
+        /* A connecting socket reports EPOLLOUT once established, and a failed
+         * one EPOLLERR and EPOLLHUP (tcp_poll): no SO_ERROR read is needed. */
+        if ((be & (EPOLLERR | EPOLLHUP)) != 0) {
+            c->bev = 0;
             backend_failed(c);
-            return;
-        }
-        established(c);
+        } else if ((be & EPOLLOUT) != 0) {
+            established(c);
+        } /* else client events wait in cev for established() */
         return;
     }
+    c->cev = c->bev = 0;
     bool up = false, down = false;
-    if (is_client) {
-        up = (revents & EV_READ) != 0;
-        down = (revents & EV_WRITE) != 0;
-    } else {
-        down = (revents & EV_READ) != 0;
-        up = (revents & EV_WRITE) != 0;
+    if ((ce & EP_READ) != 0) {
+        up = true;
+        c->up.drained = false; /* new data (or the end) since the last read */
+        c->up.rdhup |= (ce & EPOLLRDHUP) != 0;
     }
-    (void)conn_flow(c, up, down);
+    if ((be & EP_READ) != 0) {
+        down = true;
+        c->down.drained = false;
+        c->down.rdhup |= (be & EPOLLRDHUP) != 0;
+    }
+    if ((ce & EPOLLOUT) != 0 && c->down.want_write) {
+        down = true;
+    }
+    if ((be & EPOLLOUT) != 0 && (c->up.want_write || c->hdr_off < c->hdr_len)) {
+        up = true;
+    }
+    /* An error or reset shows in a write too: whichever direction still works. */
+    if ((ce & (EPOLLERR | EPOLLHUP)) != 0) {
+        down = true;
+    }
+    if ((be & (EPOLLERR | EPOLLHUP)) != 0) {
+        up = true;
+    }
+    if (up || down) {
+        (void)conn_flow(c, up, down);
+    }
+}
+
+/* The set has events: gather them per connection, then run each connection
+ * once with the events of both its sockets. */
+static void epio_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct lb_proxy *p = cm_container_of(w, struct lb_proxy, epio);
+    struct epoll_event evs[EPOLL_BATCH];
+    int n = epoll_wait(p->epfd, evs, EPOLL_BATCH, 0);
+    for (int i = 0; i < n; i++) {
+        uint32_t slot = (uint32_t)evs[i].data.u64;
+        uint32_t tag = (uint32_t)(evs[i].data.u64 >> 32);
+        bool backend = (tag & 1) != 0;
+        struct lb_conn *c = slot < p->nslots ? p->slots[slot] : NULL;
+        if (c == NULL || (backend ? c->bgen : c->cgen) != tag >> 1 ||
+            (backend && c->bfd < 0)) {
+            continue; /* a socket closed since (held by a forked child) */
+        }
+        if (backend) {
+            c->bev |= evs[i].events;
+        } else {
+            c->cev |= evs[i].events;
+        }
+        if (!c->queued) {
+            c->queued = true;
+            c->ready_next = p->ready;
+            p->ready = c;
+        }
+    }
+    /* Only the connection being handled can be freed meanwhile: it has left the
+     * list already. */
+    while (p->ready != NULL) {
+        struct lb_conn *c = p->ready;
+        p->ready = c->ready_next;
+        c->queued = false;
+        conn_handle(c);
+    }
+}
+
+/* Resume the connections stopped by PUMP_ROUNDS (queued before this turn). */
+static void again_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct lb_proxy *p = cm_container_of(w, struct lb_proxy, again_timer);
+    /* Those queued during this turn wait for the next one (the timer restarts).
+     * Only the connection being run can be freed meanwhile, and it has left the
+     * list (again cleared) before it runs. */
+    struct lb_conn *list = p->again;
+    p->again = NULL;
+    while (list != NULL) {
+        struct lb_conn *c = list;
+        list = c->again_next;
+        c->again = false;
+        bool up = c->up.more, down = c->down.more;
+        if (c->hdr_off >= c->hdr_len && (up || down)) {
+            (void)conn_flow(c, up, down);
+        }
+    }
 }
 
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -589,13 +765,20 @@ static void conn_start(struct lb_proxy *p, struct lb_listener *l, int fd,
     c->cfd = fd;
     c->bfd = -1;
     c->client = *peer;
+    c->up.pipe[0] = c->up.pipe[1] = c->down.pipe[0] = c->down.pipe[1] = -1;
+    if (slot_get(p, c) != 0) {
+        cm_free(&c);
+        close(fd);
+        return;
+    }
+    if (ep_add(c, fd, false) != 0) {
+        slot_put(p, c);
+        cm_free(&c);
+        close(fd);
+        return;
+    }
     c->table = lb_table_ref(p->table);
     c->vip = vip;
-    c->up.pipe[0] = c->up.pipe[1] = c->down.pipe[0] = c->down.pipe[1] = -1;
-    ev_io_init(&c->cio, conn_io_cb, fd, EV_READ);
-    c->cio.data = c; /* tells the client watcher from the backend one */
-    ev_io_init(&c->bio, conn_io_cb, -1, EV_WRITE);
-    c->bio.data = NULL;
     ev_timer_init(&c->timer, conn_timer_cb, 0., 0.);
     c->next = p->conns;
     if (p->conns != NULL) {
@@ -624,7 +807,9 @@ static void accept_resume(struct lb_proxy *p)
     p->paused = false;
     ev_timer_stop(p->loop, &p->pause_timer);
     for (struct lb_listener *l = p->listeners; l != NULL; l = l->next) {
-        ev_io_start(p->loop, &l->io);
+        if (l->fd >= 0) {
+            ev_io_start(p->loop, &l->io);
+        }
     }
 }
 
@@ -673,56 +858,117 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 /* ------------------------------------------------------------------ listeners */
 
-static int listener_open(struct lb_proxy *p, struct lb_endpoint ep, struct cm_errbuf *eb)
+/* Publish the outcome of a listen attempt on @ep (0 or an errno) in the VIP's
+ * metrics (listen_error, shared by every thread and table generation) and log
+ * changes only: the first thread to meet an errno logs it, retries and the other
+ * threads stay quiet, and the recovery is logged once. */
+static void listen_report(const struct lb_table *t, struct lb_endpoint ep, int err)
+{
+    const struct lb_vip *v = t != NULL ? lb_table_find(t, ep, LB_PROTO_TCP) : NULL;
+    if (v == NULL) {
+        return;
+    }
+    int prev =
+        atomic_exchange_explicit(&v->state->listen_error, err, memory_order_relaxed);
+    if (prev == err) {
+        return;
+    }
+    char es[LB_ENDPOINT_STRLEN];
+    if (err != 0) {
+        cm_warn("lb", "VIP %s: cannot listen: %s (retried every %.0f s)",
+                lb_endpoint_str(ep, es), cm_strerror(-err), LISTEN_RETRY);
+    } else {
+        cm_info("lb", "VIP %s: listening", lb_endpoint_str(ep, es));
+    }
+}
+
+/* Open, bind and listen on l->vip, then watch for connections. On failure l->fd
+ * stays -1 and l->err says why; both outcomes are reported (listen_report). */
+static int listener_listen(struct lb_proxy *p, struct lb_listener *l,
+                           const struct lb_table *t, struct cm_errbuf *eb)
 {
     char es[LB_ENDPOINT_STRLEN];
     struct sockaddr_in sa = {
-        .sin_family = AF_INET, .sin_addr = ep.addr, .sin_port = htons(ep.port)};
+        .sin_family = AF_INET, .sin_addr = l->vip.addr, .sin_port = htons(l->vip.port)};
     int one = 1, rv;
-    struct lb_listener *l = cm_calloc(1, sizeof(*l));
-    if (l == NULL) {
-        return cm_err_setf(eb, CM_ENOMEM, "listener");
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        rv = cm_err_sys(eb, cm_errno(), "socket for VIP %s", lb_endpoint_str(l->vip, es));
+        goto err;
     }
-    l->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (l->fd < 0) {
-        rv = cm_err_sys(eb, cm_errno(), "socket for VIP %s", lb_endpoint_str(ep, es));
-        goto err_after_alloc;
-    }
-    (void)setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (p->o.reuseport) {
-        (void)setsockopt(l->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     }
     /* The address may reach lo after the listener is up. */
-    (void)setsockopt(l->fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one));
-    (void)cm_tcp_nodelay(l->fd); /* inherited by every accepted connection */
-    if (bind(l->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-        listen(l->fd, 4096) != 0) {
-        rv = cm_err_sys(eb, cm_errno(), "listen on VIP %s", lb_endpoint_str(ep, es));
-        goto err_after_socket;
+    (void)setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one));
+    (void)cm_tcp_nodelay(fd); /* inherited by every accepted connection */
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 4096) != 0) {
+        rv = cm_err_sys(eb, cm_errno(), "listen on VIP %s", lb_endpoint_str(l->vip, es));
+        close(fd);
+        goto err;
     }
-    l->p = p;
-    l->vip = ep;
-    l->seen = true;
+    l->fd = fd;
+    l->err = 0;
     ev_io_init(&l->io, accept_cb, l->fd, EV_READ);
     if (!p->paused) {
         ev_io_start(p->loop, &l->io);
     }
-    l->next = p->listeners;
-    p->listeners = l;
+    listen_report(t, l->vip, 0);
     return 0;
 
-err_after_socket:
-    close(l->fd);
-err_after_alloc:
-    cm_free(&l);
+err:
+    l->err = -rv;
+    listen_report(t, l->vip, l->err);
+    return rv;
+}
+
+/* A listener for @ep, listening if it can; one that cannot is kept (fd -1) and
+ * retried every LISTEN_RETRY, so that a port another process holds is taken as
+ * soon as it is free. Returns the listen error, or CM_ENOMEM. */
+static int listener_open(struct lb_proxy *p, struct lb_endpoint ep,
+                         const struct lb_table *t, struct cm_errbuf *eb)
+{
+    struct lb_listener *l = cm_calloc(1, sizeof(*l));
+    if (l == NULL) {
+        return cm_err_setf(eb, CM_ENOMEM, "listener");
+    }
+    l->p = p;
+    l->vip = ep;
+    l->fd = -1;
+    l->seen = true;
+    l->next = p->listeners;
+    p->listeners = l;
+    int rv = listener_listen(p, l, t, eb);
+    if (rv != 0 && !ev_is_active(&p->retry_timer)) {
+        ev_timer_set(&p->retry_timer, LISTEN_RETRY, LISTEN_RETRY);
+        ev_timer_start(p->loop, &p->retry_timer);
+    }
     return rv;
 }
 
 static void listener_close(struct lb_proxy *p, struct lb_listener *l)
 {
-    ev_io_stop(p->loop, &l->io);
-    close(l->fd);
+    if (l->fd >= 0) {
+        ev_io_stop(p->loop, &l->io);
+        close(l->fd);
+    }
     cm_free(&l);
+}
+
+static void retry_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct lb_proxy *p = cm_container_of(w, struct lb_proxy, retry_timer);
+    bool failing = false;
+    for (struct lb_listener *l = p->listeners; l != NULL; l = l->next) {
+        if (l->fd < 0 && listener_listen(p, l, p->table, NULL) != 0) {
+            failing = true;
+        }
+    }
+    if (!failing) {
+        ev_timer_stop(loop, &p->retry_timer);
+    }
 }
 
 /* ------------------------------------------------------------------ drain */
@@ -797,7 +1043,7 @@ int lb_proxy_set_table(struct lb_proxy *p, struct lb_table *t, struct cm_errbuf 
             l->seen = true;
             continue;
         }
-        int rv = listener_open(p, v->vip, first == 0 ? eb : NULL);
+        int rv = listener_open(p, v->vip, t, first == 0 ? eb : NULL);
         if (rv != 0 && first == 0) {
             first = rv;
         }
@@ -806,6 +1052,12 @@ int lb_proxy_set_table(struct lb_proxy *p, struct lb_table *t, struct cm_errbuf 
         struct lb_listener *l = *pl;
         if (!l->seen) {
             *pl = l->next;
+            const struct lb_vip *v =
+                t != NULL && l->fd < 0 ? lb_table_find(t, l->vip, LB_PROTO_TCP) : NULL;
+            if (v != NULL) {
+                /* Still a VIP, no longer ours to serve (mode nat now). */
+                atomic_store(&v->state->listen_error, 0);
+            }
             listener_close(p, l);
         } else {
             pl = &l->next;
@@ -871,11 +1123,23 @@ int lb_proxy_new(struct ev_loop *loop, const struct lb_proxy_opts *opts,
         p->o.max_conns = 65536;
     }
     cm_rng_seed(&p->rng, p->o.seed);
+    p->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (p->epfd < 0) {
+        int rv = cm_err_sys(eb, cm_errno(), "proxy: epoll_create1");
+        lb_slot_free(p->slot);
+        cm_free(&p);
+        return rv;
+    }
+    ev_io_init(&p->epio, epio_cb, p->epfd, EV_READ);
+    ev_io_start(loop, &p->epio);
+    ev_unref(loop); /* like the async watcher: connections alone keep no loop */
     ev_async_init(&p->async, async_cb);
     ev_async_start(loop, &p->async);
     ev_unref(loop); /* the async watcher alone does not keep the loop running */
     ev_timer_init(&p->pause_timer, pause_timer_cb, 0., 0.);
     ev_timer_init(&p->drain_timer, drain_timer_cb, 0., 0.);
+    ev_timer_init(&p->retry_timer, retry_timer_cb, 0., 0.);
+    ev_timer_init(&p->again_timer, again_timer_cb, 0., 0.);
     *ret = p;
     return 0;
 }
@@ -888,7 +1152,7 @@ size_t lb_proxy_conns(const struct lb_proxy *p)
 uint16_t lb_proxy_port(const struct lb_proxy *p, struct lb_endpoint vip)
 {
     for (const struct lb_listener *l = p->listeners; l != NULL; l = l->next) {
-        if (lb_endpoint_eq(l->vip, vip)) {
+        if (lb_endpoint_eq(l->vip, vip) && l->fd >= 0) {
             uint16_t port = 0;
             return cm_tcp_local_port(l->fd, &port) == 0 ? port : 0;
         }
@@ -912,8 +1176,15 @@ void lb_proxy_free(struct lb_proxy *p)
     }
     ev_timer_stop(p->loop, &p->pause_timer);
     ev_timer_stop(p->loop, &p->drain_timer);
+    ev_timer_stop(p->loop, &p->retry_timer);
+    ev_timer_stop(p->loop, &p->again_timer);
     ev_ref(p->loop);
     ev_async_stop(p->loop, &p->async);
+    ev_ref(p->loop);
+    ev_io_stop(p->loop, &p->epio);
+    close(p->epfd);
+    cm_free(&p->slots);
+    cm_free(&p->free_slots);
     lb_table_unref(p->table);
     lb_slot_free(p->slot);
     cm_free(&p);

@@ -15,7 +15,8 @@
  * interface), then adds the VIP addresses, programs nat and starts the proxy
  * threads; it prints "lbd: ready mode=<nat|proxy>" on stdout. SIGTERM/SIGINT:
  * remove the table and the addresses, then exit 0. --status FILE is rewritten
- * every 100 ms with per-VIP metrics and per-backend open connections (JSON). */
+ * every 100 ms with per-VIP metrics (listen_error: errno of a VIP the proxy cannot
+ * listen on, 0 when it listens) and per-backend open connections (JSON). */
 #include <cjson/cJSON.h>
 #include <ev.h>
 #include <getopt.h>
@@ -187,6 +188,7 @@ static void write_status(void)
         cJSON_AddNumberToObject(o, "failed", (double)m.failed);
         cJSON_AddNumberToObject(o, "bytes_in", (double)m.bytes_in);
         cJSON_AddNumberToObject(o, "bytes_out", (double)m.bytes_out);
+        cJSON_AddNumberToObject(o, "listen_error", m.listen_error);
         cJSON *bs = cJSON_AddObjectToObject(o, "backends");
         for (size_t j = 0; j < v->nbackends; j++) {
             uint64_t c = 0;

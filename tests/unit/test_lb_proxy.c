@@ -564,6 +564,70 @@ TEST(table_swap_listeners)
     backend_stop(&b);
 }
 
+/* A backend that speaks first and half-closes first: it sends a greeting and
+ * its FIN before the client sends anything, then reads the client's bytes to
+ * their end. One connection; what it read is in got. */
+struct greeter {
+    int lfd;
+    uint16_t port;
+    pthread_t th;
+    struct cm_buf got;
+};
+
+static void *greeter_main(void *arg)
+{
+    struct greeter *g = arg;
+    int fd = accept(g->lfd, NULL, NULL);
+    if (fd < 0) {
+        return NULL;
+    }
+    (void)send(fd, "hello", 5, MSG_NOSIGNAL);
+    shutdown(fd, SHUT_WR);
+    (void)read_all(fd, &g->got);
+    close(fd);
+    return NULL;
+}
+
+/* The proxy must not wait for the client to speak (server-first protocols), and
+ * the backend's FIN reaches the client while the client's bytes still flow the
+ * other way and reach the backend, FIN included (half-close from the server). */
+TEST(server_speaks_and_half_closes_first)
+{
+    struct greeter g = {0};
+    g.lfd = listen_any(&g.port);
+    pthread_create(&g.th, NULL, greeter_main, &g);
+    struct lb_backend_spec bs[] = {bspec(g.port, 1)};
+    struct lb_table *t = table1(vip_ep(), bs, 1, false, NULL);
+    struct lbt l;
+    lbt_start(&l, &(struct lb_proxy_opts){.seed = 14}, t);
+
+    int fd = client_connect(l.vip);
+    struct cm_buf got = {0};
+    ASSERT_OK(read_all(fd, &got)); /* the greeting, then EOF: the backend's FIN */
+    ASSERT_UINT_EQ(got.len, 5);
+    ASSERT_MEM_EQ(got.data, "hello", 5);
+    cm_buf_done(&got);
+    for (int i = 0; i < 3; i++) { /* the client still talks after that FIN */
+        ASSERT_INT_EQ(send(fd, "after", 5, MSG_NOSIGNAL), 5);
+        usleep(20000);
+    }
+    ASSERT_INT_EQ(shutdown(fd, SHUT_WR), 0);
+    pthread_join(g.th, NULL); /* returns once the client's FIN came through */
+    ASSERT_UINT_EQ(g.got.len, 15);
+    ASSERT_MEM_EQ(g.got.data, "afterafterafter", 15);
+    close(fd);
+    wait_idle(t, &l);
+    struct lb_vip_metrics m;
+    lb_vip_metrics_get(lb_table_at(t, 0), &m);
+    ASSERT_UINT_EQ(m.failed, 0);
+    ASSERT_UINT_EQ(m.bytes_in, 15);
+    ASSERT_UINT_EQ(m.bytes_out, 5);
+    lbt_stop(&l);
+    lb_table_unref(t);
+    cm_buf_done(&g.got);
+    close(g.lfd);
+}
+
 /* ------------------------------------------------------------------ threads */
 
 /* Connect until the pool's threads have installed a table with @vip. */
@@ -719,4 +783,94 @@ TEST(pool_default_threads)
     ASSERT_UINT_EQ(lb_proxy_pool_threads(pp), n);
     lb_proxy_pool_publish(pp, NULL);
     lb_proxy_pool_free(pp);
+}
+
+/* Count the lines of @path that contain @needle. */
+static int count_lines(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    ASSERT_NOT_NULL(f);
+    char line[1024];
+    int n = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        n += strstr(line, needle) != NULL;
+    }
+    fclose(f);
+    return n;
+}
+
+static int listen_error_of(const struct lb_table *t, size_t i)
+{
+    struct lb_vip_metrics m;
+    lb_vip_metrics_get(lb_table_at(t, i), &m);
+    return m.listen_error;
+}
+
+/* Another socket holds one VIP's port: both proxy threads fail to listen on it,
+ * listen_error says EADDRINUSE, the log says so once (not per thread or retry),
+ * and the other VIP of the table is served meanwhile. Once the port is free a
+ * retry takes it: listen_error is 0 again and connections get through. */
+TEST(listen_error_reported_and_retried)
+{
+    struct backend b;
+    backend_start(&b, "b1");
+    uint16_t held_port;
+    int holder = listen_any(&held_port);
+    struct lb_endpoint held = {.addr.s_addr = htonl(0x7f000001), .port = held_port};
+    struct lb_endpoint free_ep = vip_ep();
+    struct lb_backend_spec bs[] = {bspec(b.port, 1)};
+    struct lb_vip_spec vs[] = {
+        {.vip = held, .mode = LB_MODE_PROXY, .backends = bs, .nbackends = 1},
+        {.vip = free_ep, .mode = LB_MODE_PROXY, .backends = bs, .nbackends = 1},
+    };
+    struct lb_table *t;
+    ASSERT_OK(lb_table_new(vs, 2, NULL, &t, NULL));
+    size_t ih = lb_endpoint_eq(lb_table_at(t, 0)->vip, held) ? 0 : 1;
+
+    /* The proxy's log lines go to a file for the test's duration. */
+    char logpath[] = "/tmp/test_lb_proxy_log_XXXXXX";
+    int logfd = mkstemp(logpath);
+    ASSERT_INT_OP(logfd, >=, 0);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    ASSERT_INT_EQ(dup2(logfd, STDERR_FILENO), STDERR_FILENO);
+
+    struct lb_proxy_pool *pp;
+    ASSERT_OK(lb_proxy_pool_new(&(struct lb_proxy_opts){.seed = 13}, 2, &pp, NULL));
+    lb_proxy_pool_publish(pp, lb_table_ref(t));
+    wait_listening(free_ep); /* not held up by the other VIP */
+    ASSERT_INT_EQ(request(free_ep, "f", 1), '1');
+    for (int i = 0; i < 200 && listen_error_of(t, ih) == 0; i++) {
+        usleep(10000);
+    }
+    ASSERT_INT_EQ(listen_error_of(t, ih), EADDRINUSE);
+    ASSERT_INT_EQ(listen_error_of(t, 1 - ih), 0);
+    usleep(2300000); /* two retries on each thread */
+    ASSERT_INT_EQ(listen_error_of(t, ih), EADDRINUSE);
+
+    close(holder);
+    for (int i = 0; i < 300 && listen_error_of(t, ih) != 0; i++) {
+        usleep(10000);
+    }
+    ASSERT_INT_EQ(listen_error_of(t, ih), 0);
+    wait_listening(held);
+    ASSERT_INT_EQ(request(held, "h", 1), '1');
+    usleep(1200000); /* the other thread's retry has taken it too */
+    ASSERT_INT_EQ(listen_error_of(t, ih), 0);
+
+    lb_proxy_pool_free(pp);
+    fflush(stderr);
+    ASSERT_INT_EQ(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+    close(saved);
+    close(logfd);
+    char es[LB_ENDPOINT_STRLEN], needle[64];
+    snprintf(needle, sizeof(needle), "VIP %s: cannot listen", lb_endpoint_str(held, es));
+    ASSERT_INT_EQ(count_lines(logpath, needle), 1);
+    snprintf(needle, sizeof(needle), "VIP %s: listening", lb_endpoint_str(held, es));
+    ASSERT_INT_EQ(count_lines(logpath, needle), 1);
+    snprintf(needle, sizeof(needle), "VIP %s:", lb_endpoint_str(free_ep, es));
+    ASSERT_INT_EQ(count_lines(logpath, needle), 0);
+    unlink(logpath);
+    lb_table_unref(t);
+    backend_stop(&b);
 }
