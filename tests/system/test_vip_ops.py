@@ -172,8 +172,6 @@ def test_vip_ops_metrics_view_and_cli(ns, procs, tmp_path):
     assert agent.p.stop() == 0
 
 
-@pytest.mark.xfail(strict=False, reason="the proxy sets listen_error only with helper "
-                   "proxyperf's change in lb/proxy.c (not on main yet)")
 def test_vip_ops_listen_error(ns, procs, tmp_path):
     agent = Agent(ns, procs, str(tmp_path / "data"))
     agent.start(mode="proxy")
