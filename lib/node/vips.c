@@ -2,10 +2,14 @@
  * the VIP table built from the replica, and the runner that programs it (rtnetlink
  * addresses on lo, the nft table in nat mode, the userspace proxy). See vips.h. */
 #include <arpa/inet.h>
+#include <errno.h>
+#include <ev.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "node/vips.h"
 #include "state/db.h"
@@ -420,12 +424,22 @@ struct vip_acc {
     struct lb_vip_spec spec;
     struct lb_backend_spec *backends;
     size_t cap;
+    struct lb_endpoint *fallback; /* draining tasks: used when no other backend */
+    size_t n_fallback;
     char *name;
     /* the view only (build.view) */
     char **apps; /* the declaring apps */
     size_t n_apps;
     struct view_task *tasks;
     size_t n_tasks;
+};
+
+/* Whether a task of an app without health checks listens yet (the runner's
+ * probes, below): @ask true also asks for a probe when none is known. */
+struct vip_gate {
+    bool (*listening)(void *data, const char *task, struct lb_endpoint ep, bool ask);
+    void *data;
+    bool ask;
 };
 
 struct build {
@@ -440,6 +454,7 @@ struct build {
     bool has_health_checks;
     const char *app_id; /* borrowed */
     bool view;          /* also record apps and every live task (vip_acc's view) */
+    const struct vip_gate *gate; /* NULL: a running task without checks is a backend */
     int err;
 };
 
@@ -582,8 +597,8 @@ static int add_task(void *data, const struct cm_task_row *row)
         return 0;
     }
     const char *why = why_not(b, row);
-    if (why != NULL && !b->view) {
-        return 0;
+    if (why != NULL && !b->view && row->state != CM_TASK_KILLING) {
+        return 0; /* draining tasks may still be a VIP's fallback */
     }
     struct in_addr host = {INADDR_ANY};
     bool have = row->host != NULL && inet_pton(AF_INET, row->host, &host) == 1;
@@ -622,11 +637,27 @@ static int add_task(void *data, const struct cm_task_row *row)
             rv = CM_ENOMEM;
             break;
         }
-        if (why == NULL) {
+        /* Without health checks nothing says when the task listens: the runner
+         * connects once to see (a backend refusing new connections would fail
+         * clients in nat mode while it starts). */
+        const char *why_k = why;
+        if (why_k == NULL && !b->has_health_checks && b->gate != NULL &&
+            !b->gate->listening(b->gate->data, row->id, be, b->gate->ask)) {
+            why_k = "not yet listening";
+        }
+        if (why_k == NULL) {
             rv = acc_add_backend(v, be);
+        } else if (row->state == CM_TASK_KILLING) {
+            struct lb_endpoint *f =
+                cm_reallocarray(v->fallback, v->n_fallback + 1, sizeof(*f));
+            rv = f == NULL ? CM_ENOMEM : 0;
+            if (f != NULL) {
+                v->fallback = f;
+                v->fallback[v->n_fallback++] = be;
+            }
         }
         if (rv == 0 && b->view) {
-            rv = acc_add_task(v, row->id, b->app_id, be, why);
+            rv = acc_add_task(v, row->id, b->app_id, be, why_k);
         }
     }
     cJSON_Delete(ports);
@@ -638,6 +669,7 @@ static void build_done(struct build *b)
     for (size_t i = 0; i < b->n; i++) {
         struct vip_acc *v = &b->v[i];
         cm_free(&v->backends);
+        cm_free(&v->fallback);
         cm_free(&v->name);
         for (size_t k = 0; k < v->n_apps; k++) {
             cm_free(&v->apps[k]);
@@ -658,10 +690,12 @@ static void build_done(struct build *b)
 
 /* Every VIP the apps of the replica declare, with its backends (and, with
  * @view, its apps and live tasks) into @b; build_done releases it either way. */
-static int build_run(struct cm_state *s, bool view, struct build *b, struct cm_errbuf *eb)
+static int build_run(struct cm_state *s, bool view, const struct vip_gate *gate,
+                     struct build *b, struct cm_errbuf *eb)
 {
     memset(b, 0, sizeof(*b));
     b->view = view;
+    b->gate = gate;
     struct scan sc;
     int rv = scan_load(s, &sc);
     if (rv != 0) {
@@ -711,6 +745,23 @@ static int build_run(struct cm_state *s, bool view, struct build *b, struct cm_e
         cm_free(&addrs);
         cm_free(&d.v);
     }
+    /* A VIP with no backend but tasks still draining (alive until their drain
+     * time ends) sends new clients to those rather than refuse them: during a
+     * rolling restart every old task can be draining before a new one listens. */
+    for (size_t i = 0; rv == 0 && i < b->n; i++) {
+        struct vip_acc *v = &b->v[i];
+        if (v->spec.nbackends > 0 || v->n_fallback == 0) {
+            continue;
+        }
+        for (size_t k = 0; rv == 0 && k < v->n_fallback; k++) {
+            rv = acc_add_backend(v, v->fallback[k]);
+        }
+        for (size_t k = 0; k < v->n_tasks; k++) {
+            if (v->tasks[k].why != NULL && strcmp(v->tasks[k].why, "draining") == 0) {
+                v->tasks[k].why = NULL; /* the view: serving after all */
+            }
+        }
+    }
     if (rv != 0) {
         cm_err_setf(eb, rv, "vips: building the table: %s", cm_strerror(rv));
     }
@@ -718,11 +769,12 @@ static int build_run(struct cm_state *s, bool view, struct build *b, struct cm_e
     return rv;
 }
 
-int cm_vips_build(struct cm_state *s, const struct lb_table *prev, struct lb_table **ret,
-                  struct cm_errbuf *eb)
+static int build_table(struct cm_state *s, const struct vip_gate *gate,
+                       const struct lb_table *prev, struct lb_table **ret,
+                       struct cm_errbuf *eb)
 {
     struct build b;
-    int rv = build_run(s, false, &b, eb);
+    int rv = build_run(s, false, gate, &b, eb);
     if (rv == 0) {
         struct lb_vip_spec *specs = cm_calloc(b.n + 1, sizeof(*specs));
         if (specs == NULL) {
@@ -737,6 +789,12 @@ int cm_vips_build(struct cm_state *s, const struct lb_table *prev, struct lb_tab
     }
     build_done(&b);
     return rv;
+}
+
+int cm_vips_build(struct cm_state *s, const struct lb_table *prev, struct lb_table **ret,
+                  struct cm_errbuf *eb)
+{
+    return build_table(s, NULL, prev, ret, eb);
 }
 
 /* ------------------------------------------------------------------ ops view */
@@ -893,12 +951,14 @@ static cJSON *vip_json(const struct lb_vip *v, const struct vip_acc *acc,
     return o;
 }
 
-int cm_vips_view_json(struct cm_state *s, const struct lb_table *t, bool auto_is_nat,
-                      struct cm_buf *out, struct cm_errbuf *eb)
+static int view_json(struct cm_state *s, const struct lb_table *t, bool auto_is_nat,
+                     const struct vip_gate *gate, struct cm_buf *out,
+                     struct cm_errbuf *eb)
 {
     struct build b;
     memset(&b, 0, sizeof(b));
-    int rv = t != NULL ? build_run(s, true, &b, eb) : 0; /* NULL: nothing programmed */
+    /* NULL: nothing programmed */
+    int rv = t != NULL ? build_run(s, true, gate, &b, eb) : 0;
     rv = rv ? rv : cm_buf_puts(out, "[");
     for (size_t i = 0; rv == 0 && t != NULL && i < lb_table_count(t); i++) {
         const struct lb_vip *v = lb_table_at(t, i);
@@ -915,6 +975,12 @@ int cm_vips_view_json(struct cm_state *s, const struct lb_table *t, bool auto_is
     }
     build_done(&b);
     return rv;
+}
+
+int cm_vips_view_json(struct cm_state *s, const struct lb_table *t, bool auto_is_nat,
+                      struct cm_buf *out, struct cm_errbuf *eb)
+{
+    return view_json(s, t, auto_is_nat, NULL, out, eb);
 }
 
 /* A Prometheus label value (exposition format: \\, \" and \n escaped). */
@@ -1038,12 +1104,181 @@ int cm_vips_view_metrics(const struct lb_table *t, bool auto_is_nat, struct cm_b
 
 /* ------------------------------------------------------------------ the runner */
 
+struct probe;
+
 struct cm_vips {
     struct ev_loop *loop;
     struct lb_nat *nat;          /* NULL: proxy mode */
     struct lb_proxy_pool *proxy; /* threads of their own (DESIGN.md §3) */
     struct lb_table *table;      /* programmed now */
+    struct cm_state *state;      /* the replica of the last update (the node's) */
+    struct probe *probes;
+    uint64_t gen;         /* of the current build */
+    ev_timer rebuild;     /* a probe saw a task listen: rebuild soon */
+    struct vip_gate gate; /* probes asked for (updates) */
+    struct vip_gate look; /* probes only looked at (the view) */
+    bool building;        /* in cm_vips_update's build: answers need no rebuild */
 };
+
+/* ------------------------------------------------------------------ listen probes
+ *
+ * A task of an app without health checks is a backend once this node has seen it
+ * accept a TCP connection on the port (one connect, closed at once, retried every
+ * PROBE_RETRY s while it refuses). Until then it is "not yet listening": a task
+ * that has just started would otherwise get new connections it refuses (nat mode
+ * cannot retry them elsewhere). Seen once is enough: whether it keeps serving is
+ * what health checks are for. Probes live while the builds still ask for them. */
+
+#define PROBE_TIMEOUT 1.0 /* s: a connect that has not finished by then failed */
+#define PROBE_RETRY   0.1 /* s: between attempts */
+
+struct probe {
+    struct cm_vips *v;
+    char *task;
+    struct lb_endpoint ep;
+    int fd; /* -1: not connecting */
+    ev_io io;
+    ev_timer timer; /* connect timeout, or the wait before the next attempt */
+    bool ok;        /* it accepted a connection */
+    uint64_t gen;   /* the last build that asked */
+    struct probe *next;
+};
+
+static void probe_start(struct probe *p);
+
+static void probe_stop_io(struct probe *p)
+{
+    ev_io_stop(p->v->loop, &p->io);
+    ev_timer_stop(p->v->loop, &p->timer);
+    if (p->fd >= 0) {
+        close(p->fd);
+        p->fd = -1;
+    }
+}
+
+static void probe_result(struct probe *p, bool ok)
+{
+    probe_stop_io(p);
+    if (ok) {
+        p->ok = true;
+        if (!p->v->building && !ev_is_active(&p->v->rebuild)) {
+            ev_timer_set(&p->v->rebuild, 0.0, 0.0);
+            ev_timer_start(p->v->loop, &p->v->rebuild);
+        }
+        return;
+    }
+    ev_timer_set(&p->timer, PROBE_RETRY, 0.0);
+    ev_timer_start(p->v->loop, &p->timer);
+}
+
+static void probe_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct probe *p = w->data;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) {
+        err = errno;
+    }
+    probe_result(p, err == 0);
+}
+
+static void probe_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct probe *p = w->data;
+    if (p->fd >= 0) {
+        probe_result(p, false); /* the connect timed out */
+    } else {
+        probe_start(p);
+    }
+}
+
+static void probe_start(struct probe *p)
+{
+    p->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (p->fd < 0) {
+        probe_result(p, false); /* out of fds for now: try again later */
+        return;
+    }
+    struct sockaddr_in sa = {
+        .sin_family = AF_INET, .sin_port = htons(p->ep.port), .sin_addr = p->ep.addr};
+    if (connect(p->fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+        probe_result(p, true);
+    } else if (errno == EINPROGRESS) {
+        ev_io_set(&p->io, p->fd, EV_WRITE);
+        ev_io_start(p->v->loop, &p->io);
+        ev_timer_set(&p->timer, PROBE_TIMEOUT, 0.0);
+        ev_timer_start(p->v->loop, &p->timer);
+    } else {
+        probe_result(p, false);
+    }
+}
+
+static void probe_free(struct probe *p)
+{
+    probe_stop_io(p);
+    cm_free(&p->task);
+    cm_free(&p);
+}
+
+static bool gate_listening(void *data, const char *task, struct lb_endpoint ep, bool ask)
+{
+    struct cm_vips *v = data;
+    for (struct probe *p = v->probes; p != NULL; p = p->next) {
+        if (lb_endpoint_eq(p->ep, ep) && strcmp(p->task, task) == 0) {
+            p->gen = ask ? v->gen : p->gen;
+            return p->ok;
+        }
+    }
+    if (!ask) {
+        return false;
+    }
+    struct probe *p = cm_calloc(1, sizeof(*p));
+    if (p == NULL || (p->task = cm_strdup(task)) == NULL) {
+        cm_free(&p);
+        return false; /* out of memory: asked again at the next build */
+    }
+    p->v = v;
+    p->ep = ep;
+    p->fd = -1;
+    p->gen = v->gen;
+    ev_io_init(&p->io, probe_io_cb, -1, EV_WRITE);
+    p->io.data = p;
+    ev_timer_init(&p->timer, probe_timer_cb, 0.0, 0.0);
+    p->timer.data = p;
+    p->next = v->probes;
+    v->probes = p;
+    probe_start(p); /* may already say yes (loopback) */
+    return p->ok;
+}
+
+/* Drop the probes the last build did not ask about (task gone, checks added). */
+static void probes_prune(struct cm_vips *v)
+{
+    struct probe **pp = &v->probes;
+    while (*pp != NULL) {
+        struct probe *p = *pp;
+        if (p->gen != v->gen) {
+            *pp = p->next;
+            probe_free(p);
+        } else {
+            pp = &p->next;
+        }
+    }
+}
+
+static void rebuild_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct cm_vips *v = w->data;
+    if (v->state != NULL) {
+        cm_vips_update(v, v->state);
+    }
+}
 
 static void remove_leftovers(void)
 {
@@ -1079,6 +1314,10 @@ int cm_vips_start(struct ev_loop *loop, const char *mode, unsigned proxy_threads
         return cm_err_setf(eb, CM_ENOMEM, "vips: out of memory");
     }
     v->loop = loop;
+    v->gate = (struct vip_gate){gate_listening, v, true};
+    v->look = (struct vip_gate){gate_listening, v, false};
+    ev_timer_init(&v->rebuild, rebuild_cb, 0.0, 0.0);
+    v->rebuild.data = v;
     /* lb_nat_new removes a table a crashed run left, whatever the mode. */
     struct cm_errbuf neb;
     cm_errbuf_clear(&neb);
@@ -1153,8 +1392,8 @@ int cm_vips_json(const struct cm_vips *v, struct cm_state *s, const char *node,
     struct cm_errbuf eb;
     cm_errbuf_clear(&eb);
     rv = rv ? rv
-            : cm_vips_view_json(s, v != NULL ? v->table : NULL,
-                                v != NULL && v->nat != NULL, out, &eb);
+            : view_json(s, v != NULL ? v->table : NULL, v != NULL && v->nat != NULL,
+                        v != NULL ? &v->look : NULL, out, &eb);
     if (rv != 0 && rv != CM_ENOMEM) {
         cm_warn("vips", "GET /v1/vips: %s", eb.msg);
     }
@@ -1177,10 +1416,17 @@ void cm_vips_update(struct cm_vips *v, struct cm_state *s)
     struct cm_errbuf eb;
     cm_errbuf_clear(&eb);
     struct lb_table *t = NULL;
-    if (cm_vips_build(s, v->table, &t, &eb) != 0) {
+    v->state = s;
+    v->gen++;
+    ev_timer_stop(v->loop, &v->rebuild); /* this is the rebuild */
+    v->building = true;
+    int rv = build_table(s, &v->gate, v->table, &t, &eb);
+    v->building = false;
+    if (rv != 0) {
         cm_warn("vips", "table not rebuilt: %s", eb.msg);
-        return;
+        return; /* the probes stay: the next build asks again */
     }
+    probes_prune(v);
     size_t n = lb_table_count(t);
     struct in_addr *addrs = cm_calloc(n + 1, sizeof(*addrs));
     if (addrs == NULL) {
@@ -1220,6 +1466,12 @@ void cm_vips_free(struct cm_vips *v)
 {
     if (v == NULL) {
         return;
+    }
+    ev_timer_stop(v->loop, &v->rebuild);
+    while (v->probes != NULL) {
+        struct probe *p = v->probes;
+        v->probes = p->next;
+        probe_free(p);
     }
     lb_proxy_pool_free(v->proxy);
     if (v->nat != NULL) {

@@ -47,7 +47,10 @@ cJSON *cm_vips_plan_cmds(struct cm_state *s, const char *cidr);
 /* Build the VIP table from the replica (@prev: the table it replaces, for load
  * counters; may be NULL). VIPs whose name is not allocated yet, or without any
  * backend declared, are still listed when allocated (no eligible backend: nat
- * rejects, proxy refuses). Errors: as lb_table_new, CM_ENOMEM, storage errors. */
+ * rejects, proxy refuses). A VIP whose remaining tasks all drain keeps those as
+ * backends. Tasks of apps without health checks are backends when running (the
+ * runner, cm_vips_update, also waits until it has seen them accept a connection).
+ * Errors: as lb_table_new, CM_ENOMEM, storage errors. */
 int cm_vips_build(struct cm_state *s, const struct lb_table *prev, struct lb_table **ret,
                   struct cm_errbuf *eb);
 
@@ -89,8 +92,9 @@ struct cm_vips;
 int cm_vips_start(struct ev_loop *loop, const char *mode, unsigned proxy_threads,
                   struct cm_vips **ret, struct cm_errbuf *eb);
 /* Rebuild from the replica and program it (after a batch that changed apps,
- * tasks, nodes or VIPs). Failures are logged; the previous programming stays.
- * Accepts NULL. */
+ * tasks, nodes or VIPs, and when a listen probe succeeds: docs/vips.md
+ * "Backends"). Failures are logged; the previous programming stays. Keeps @s
+ * (the node's replica) for those rebuilds. Accepts NULL. */
 void cm_vips_update(struct cm_vips *v, struct cm_state *s);
 /* "nat" or "proxy". */
 const char *cm_vips_mode(const struct cm_vips *v);

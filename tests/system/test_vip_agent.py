@@ -381,3 +381,57 @@ def test_vip_address_label_may_not_take_a_named_vips_address(ns, procs, tmp_path
     text = json.dumps(body)
     assert "VIP_0" in text and addr in text and "/web" in text, text
     assert agent.p.stop() == 0
+
+
+def test_vip_without_health_checks_waits_until_the_task_listens(ns, procs, tmp_path):
+    """An app without health checks: a task joins its VIP once this node has seen it
+    accept a connection. A task that never listens is never a backend (and says so
+    in GET /v1/vips); a rolling restart in nat mode, which cannot retry a refused
+    connection elsewhere, loses no request."""
+    agent = Agent(ns, procs, str(tmp_path / "data"))
+    agent.start()
+    assert "VIPs in nat mode" in agent.log()
+    web = {k: v for k, v in WEB.items() if k != "healthChecks"}
+    # The first task listens only after 3 s, the later ones at once.
+    web["cmd"] = ("echo $MESOS_TASK_ID > id.txt && "
+                  "if [ ! -e ../slow-done ]; then touch ../slow-done; sleep 3; fi && "
+                  "exec python3 -m http.server -d . -p HTTP/1.1 $PORT0")
+    web["instances"] = 1
+    web["cpus"] = 0.2  # 3 tasks, one more during the restart, and the deaf one
+    deaf = {"id": "/deaf", "cmd": "exec sleep 600", "cpus": 0.1, "mem": 16,
+            "portDefinitions": [{"port": 0, "labels": {"VIP_0": "/deaf:9090"}}]}
+    for app in (web, deaf):
+        code, body = agent.api("POST", "/v2/apps", app)
+        assert code == 201, body
+
+    def view(name):
+        code, body = agent.api("GET", "/v1/vips")
+        assert code == 200, body
+        return next((x for x in body["vips"] if x["name"] == name), None)
+
+    # The deaf task runs but never listens: it is never a backend, and says why.
+    wait(lambda: (view("deaf") or {}).get("backends"), "the deaf VIP's task")
+    d = view("deaf")
+    assert d["eligibleBackends"] == 0, d
+    assert [b["reason"] for b in d["backends"]] == ["not yet listening"], d
+    wait(lambda: running(agent, 1), "the web task")
+    wait(lambda: vip_address(ns) != "", "web.vip.cluster")
+    addr = vip_address(ns)
+    # The web task runs but does not listen for 3 s: it waits outside the VIP.
+    w = view("web")
+    if w["eligibleBackends"] == 0:
+        assert [b["reason"] for b in w["backends"]] == ["not yet listening"], w
+    wait(lambda: view("web")["eligibleBackends"] == 1, "the web task to listen", 20)
+    assert fetch(ns, addr) is not None
+    assert view("deaf")["eligibleBackends"] == 0
+
+    code, body = agent.api("PUT", "/v2/apps/web", dict(web, instances=3))
+    assert code == 200, body
+    wait(lambda: running(agent, 3) and view("web")["eligibleBackends"] == 3,
+         "three listening backends")
+    n, failed = rolling_restart_failures(agent, ns, addr)
+    print("nat mode rolling restart without health checks: %d requests, %d failed"
+          % (n, failed))
+    assert n > 20
+    assert failed == 0, "%d of %d requests failed during the restart" % (failed, n)
+    assert agent.p.stop() == 0

@@ -271,6 +271,41 @@ TEST(vips_table_backends_are_running_healthy_tasks)
     fx_close(&f);
 }
 
+/* A VIP whose every task is draining keeps them as backends (they serve until
+ * their drain time ends) rather than refuse clients; once another task is a
+ * backend, the draining ones leave. */
+TEST(vips_table_falls_back_to_draining_tasks_only_when_nothing_else_serves)
+{
+    struct fixture f;
+    fx_open(&f);
+    node_up(&f);
+    apply(&f,
+          "{\"type\":\"app.put\",\"version\":\"v\",\"app\":{\"id\":\"/"
+          "web\",\"cmd\":\"sleep 9\",\"portDefinitions\":[{\"port\":0,\"labels\":{"
+          "\"VIP_0\":\"198.18.5.5:80\"}}]}}");
+    assign(&f, "/web", "web.1", "10.0.0.1", 31001);
+    assign(&f, "/web", "web.2", "10.0.0.2", 31002);
+    status(&f, "web.1", "running", NULL);
+    status(&f, "web.2", "running", NULL);
+    apply(&f, "{\"type\":\"task.kill\",\"at\":4,\"ids\":[\"web.1\",\"web.2\"]}");
+    assign(&f, "/web", "web.3", "10.0.0.3", 31003); /* staging: not a backend */
+    struct lb_table *t = NULL;
+    struct cm_errbuf eb;
+    ASSERT_OK(cm_vips_build(f.s, NULL, &t, &eb));
+    char got[512];
+    table_text(t, got, sizeof(got));
+    ASSERT_STR_EQ(got, "198.18.5.5:80/tcp: 10.0.0.1:31001 10.0.0.2:31002");
+    ASSERT_INT_EQ(lb_table_at(t, 0)->neligible, 2);
+    lb_table_unref(t);
+
+    status(&f, "web.3", "running", NULL);
+    ASSERT_OK(cm_vips_build(f.s, NULL, &t, &eb));
+    table_text(t, got, sizeof(got));
+    ASSERT_STR_EQ(got, "198.18.5.5:80/tcp: 10.0.0.3:31003");
+    lb_table_unref(t);
+    fx_close(&f);
+}
+
 TEST(vips_table_lists_vips_without_backends_and_skips_unallocated_names)
 {
     struct fixture f;
