@@ -296,9 +296,12 @@ static void group_sub(struct cm_http_req *req, const struct group_ctx *c, const 
     } else if (sub == SUB_VERSIONS) {
         rv = group_versions_json(c->api, c->apps, lo, hi, &b);
     } else {
-        struct api_apps then;
+        struct api_apps then = {0};
         struct api_tasks none = {0};
-        rv = group_as_of(c->api, c->apps, lo, hi, version, &then);
+        /* "As of" compares stamps as text: anything else (e.g. "nope", after
+         * every digit) would show the group as it is now. */
+        bool stamp = api__parse_time(version) >= 0;
+        rv = stamp ? group_as_of(c->api, c->apps, lo, hi, version, &then) : 0;
         if (rv == 0 && then.n == 0) {
             api__apps_done(&then);
             cm_buf_done(&b);

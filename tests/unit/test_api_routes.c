@@ -1137,6 +1137,9 @@ TEST(group_apps_and_versions)
     ASSERT_INT_EQ(
         http(&f, "GET", "/v2/groups/dept/versions/2001-01-01T00:00:00.000Z", NULL, NULL),
         404);
+    /* Not a version stamp (fuzz_api): sorts after every stamp, and was 200
+     * with the group as it is now. */
+    ASSERT_INT_EQ(http(&f, "GET", "/v2/groups/dept/versions/nope", NULL, NULL), 404);
     ASSERT_INT_EQ(http(&f, "GET", "/v2/groups/nope/versions", NULL, NULL), 404);
     ASSERT_INT_EQ(http(&f, "GET", "/v2/groups/nope/apps", NULL, NULL), 404);
     cm_free(&v1);
