@@ -711,6 +711,7 @@ static void h_apps_put(struct cm_http_req *req, void *data)
             }
             worst = worst == CM_EVALIDATION || rv == CM_EVALIDATION ? CM_EVALIDATION : rv;
         }
+        cm_app_report_done(&one); /* a valid app's warnings (unknown fields) */
     }
     for (int i = 0; worst == 0 && i < n; i++) {
         for (int k = 0; k < i; k++) {
