@@ -27,8 +27,10 @@
  * into a closed request)
  *
  * Baseline: nodes node-a and node-b, apps /sleepy (two versions) and /prod/{db,web}
- * (a dependency), tasks in several states with health results. The replica is
- * restored to it (cm_state_restore of a snapshot) every RESET_EVERY inputs.
+ * (a dependency), tasks in several states with health results. Before every
+ * input the replica is restored to it (cm_state_restore of a snapshot) and the
+ * server and api are made anew, so that every input replays alone; ~v starts as
+ * /sleepy's first version. FUZZ_API_VERBOSE=1 prints each request's answer.
  *
  * Oracles (abort = finding): every request gets an answer (bounded loop turns; a
  * streamed answer counts once its head came); status in [100, 599]; never 500
@@ -58,11 +60,11 @@
 #include "state/db.h"
 #include "state/state.h"
 
-#define NOW0        1767225600000LL /* 2026-01-01T00:00:00.000Z */
-#define MAX_REQS    12
-#define RESET_EVERY 32
-#define MAX_TURNS   20000 /* loop turns for one answer */
-#define STALL_TURNS 400   /* turns without a byte: a streamed answer is done */
+#define NOW0             1767225600000LL /* 2026-01-01T00:00:00.000Z */
+#define MAX_REQS         12
+#define CHECK_OPEN_EVERY 32
+#define MAX_TURNS        20000 /* loop turns for one answer */
+#define STALL_TURNS      400   /* turns without a byte: a streamed answer is done */
 
 struct pend {
     char *cmd; /* NULL: a read barrier */
@@ -94,6 +96,7 @@ struct fz {
     unsigned inputs;
     char last_dep[40];
     char last_ver[32];
+    char base_ver[32]; /* ~v at the start of an input */
 };
 
 static struct fz *g_fz;
@@ -869,6 +872,56 @@ static void build_baseline(struct fz *f)
     if (cm_state_snapshot(f->st, f->base, &eb) != 0) {
         fail("baseline snapshot", eb.msg);
     }
+    /* As reset() leaves things: the first input runs like every other. */
+    snprintf(f->base_ver, sizeof(f->base_ver), "%s", v1);
+    snprintf(f->last_ver, sizeof(f->last_ver), "%s", v1);
+    f->last_dep[0] = '\0';
+    f->now = NOW0 + 10000;
+}
+
+/* A new server on a new port and a new api (its version stamps start again):
+ * nothing carries over from the previous input but the replica. */
+static void start_api(struct fz *f)
+{
+    struct cm_errbuf eb;
+    cm_errbuf_clear(&eb);
+    struct cm_http_server_options so = {.server_name = "clusterctl"};
+    if (cm_http_server_new(f->loop, &so, &f->srv) != 0 ||
+        cm_http_server_listen(f->srv, "127.0.0.1:0", &eb) != 0) {
+        fail("http server", eb.msg);
+    }
+    f->port = cm_http_server_port(f->srv);
+    snprintf(f->addr, sizeof(f->addr), "127.0.0.1:%u", f->port);
+    struct cm_api_ops ops = {
+        .data = f,
+        .state = op_state,
+        .propose = op_propose,
+        .now_ms = op_now,
+        .leader = op_leader,
+        .node_name = op_node,
+        .http_address = op_http,
+        .task_log = op_task_log,
+        .queue_reason = op_queue_reason,
+        .metrics = op_metrics,
+        .loop = f->loop,
+        .version = "0.1.0-fuzz",
+        .cluster_id = op_cluster_id,
+        .read_barrier = op_read_barrier,
+        .members = op_members,
+        .node_heard_ms = op_node_heard,
+    };
+    if (cm_api_start(f->srv, &ops, &f->api) != 0) {
+        fail("cm_api_start", NULL);
+    }
+}
+
+static void stop_api(struct fz *f)
+{
+    cm_http_server_free(f->srv);
+    f->srv = NULL;
+    apply_queue(f); /* into inert requests */
+    cm_api_free(f->api);
+    f->api = NULL;
 }
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -886,10 +939,7 @@ static void cleanup(void)
         return;
     }
     /* Free what the loop holds; the temp dir goes in every case. */
-    cm_http_server_free(f->srv);
-    apply_queue(f); /* into inert requests */
-    cm_api_free(f->api);
-    f->api = NULL;
+    stop_api(f);
     ev_timer_stop(f->loop, &f->apply_w);
     ev_loop_destroy(f->loop);
     cm_state_close(f->st);
@@ -917,68 +967,53 @@ static struct fz *setup(void)
         fail("state open", eb.msg);
     }
     f->loop = ev_loop_new(EVFLAG_AUTO);
-    struct cm_http_server_options so = {.server_name = "clusterctl"};
-    if (f->loop == NULL || cm_http_server_new(f->loop, &so, &f->srv) != 0 ||
-        cm_http_server_listen(f->srv, "127.0.0.1:0", &eb) != 0) {
-        fail("http server", eb.msg);
+    if (f->loop == NULL) {
+        fail("ev_loop_new", NULL);
     }
-    f->port = cm_http_server_port(f->srv);
-    snprintf(f->addr, sizeof(f->addr), "127.0.0.1:%u", f->port);
     f->q_tail = &f->q;
     f->now = NOW0;
     f->has_leader = true;
-    struct cm_api_ops ops = {
-        .data = f,
-        .state = op_state,
-        .propose = op_propose,
-        .now_ms = op_now,
-        .leader = op_leader,
-        .node_name = op_node,
-        .http_address = op_http,
-        .task_log = op_task_log,
-        .queue_reason = op_queue_reason,
-        .metrics = op_metrics,
-        .loop = f->loop,
-        .version = "0.1.0-fuzz",
-        .cluster_id = op_cluster_id,
-        .read_barrier = op_read_barrier,
-        .members = op_members,
-        .node_heard_ms = op_node_heard,
-    };
     ev_timer_init(&f->apply_w, apply_cb, 0.0, 0.0);
-    if (cm_api_start(f->srv, &ops, &f->api) != 0) {
-        fail("cm_api_start", NULL);
-    }
     g_fz = f;
     atexit(cleanup);
+    start_api(f);
     build_baseline(f);
     return f;
 }
 
-/* Back to the baseline; first check that the replica still opens and reads. */
+/* Back to the baseline before every input, so that an input found by the
+ * fuzzer replays alone. Every CHECK_OPEN_EVERY inputs, first check that the
+ * replica still opens and reads on a second connection. */
 static void reset(struct fz *f)
 {
     struct cm_errbuf eb;
     cm_errbuf_clear(&eb);
-    struct cm_state *again = NULL;
-    if (cm_state_open(f->db, &again, &eb) != 0) {
-        fail("the replica no longer opens", eb.msg);
+    stop_api(f);
+    if (++f->inputs % CHECK_OPEN_EVERY == 0) {
+        struct cm_state *again = NULL;
+        if (cm_state_open(f->db, &again, &eb) != 0) {
+            fail("the replica no longer opens", eb.msg);
+        }
+        check_replica(f, again);
+        cm_state_close(again);
     }
-    check_replica(f, again);
-    cm_state_close(again);
     if (cm_state_restore(f->st, f->base, &eb) != 0) {
         fail("restore", eb.msg);
     }
     cm_state_take_changes(f->st);
     f->keep_deploys = false;
     f->now = NOW0 + 10000;
-    f->inputs = 0;
+    f->last_dep[0] = '\0';
+    snprintf(f->last_ver, sizeof(f->last_ver), "%s", f->base_ver);
+    start_api(f);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct fz *f = g_fz != NULL ? g_fz : setup();
-    if (f->inputs++ == RESET_EVERY) {
+    struct fz *f = g_fz;
+    if (f == NULL) {
+        f = setup();
+    } else {
         reset(f);
     }
     const char *s = (const char *)data;

@@ -1088,6 +1088,45 @@ TEST(groups_put_get_post_delete)
     fx_stop(&f);
 }
 
+/* scaleBy must leave every app valid, and a huge factor is capped (found by
+ * fuzz_api): a single-instance app scaled past 1 was stored and no longer read
+ * back, and a factor past INT32_MAX converted to a negative count. */
+TEST(group_scale_by_keeps_apps_valid)
+{
+    struct fx f;
+    fx_start(&f);
+    int st;
+    cJSON *j = httpj(&f, "PUT", "/v2/groups/g",
+                     "{\"id\":\"/g\",\"apps\":[{\"id\":\"one\",\"cmd\":\"sleep 1\","
+                     "\"labels\":{\"MARATHON_SINGLE_INSTANCE_APP\":\"true\"},"
+                     "\"upgradeStrategy\":{\"minimumHealthCapacity\":0,"
+                     "\"maximumOverCapacity\":0}},{\"id\":\"web\",\"cmd\":\"sleep 1\"}]}",
+                     &st);
+    ASSERT_INT_EQ(st, 200);
+    cJSON_Delete(j);
+    int before = f.proposals;
+    j = httpj(&f, "PUT", "/v2/groups/g", "{\"scaleBy\":2}", &st);
+    ASSERT_INT_EQ(st, 422);
+    ASSERT_TRUE(has_detail(j, "/g/one/instances"));
+    cJSON_Delete(j);
+    ASSERT_INT_EQ(f.proposals, before);
+    j = httpj(&f, "GET", "/v2/apps/g/one", NULL, &st);
+    ASSERT_INT_EQ(getn(get(j, "app"), "instances"), 1);
+    ASSERT_STR_EQ(gets(get(j, "app"), "cmd"), "sleep 1");
+    cJSON_Delete(j);
+
+    j = httpj(&f, "DELETE", "/v2/apps/g/one", NULL, &st);
+    ASSERT_INT_EQ(st, 200);
+    cJSON_Delete(j);
+    j = httpj(&f, "PUT", "/v2/groups/g", "{\"scaleBy\":1e300}", &st);
+    ASSERT_INT_EQ(st, 200);
+    cJSON_Delete(j);
+    j = httpj(&f, "GET", "/v2/apps/g/web", NULL, &st);
+    ASSERT_INT_EQ(getn(get(j, "app"), "instances"), 100000);
+    cJSON_Delete(j);
+    fx_stop(&f);
+}
+
 /* <g>/apps, <g>/versions, <g>/versions/<v>: versions come from the apps'. */
 TEST(group_apps_and_versions)
 {
