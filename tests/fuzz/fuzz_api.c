@@ -101,9 +101,21 @@ struct fz {
 
 static struct fz *g_fz;
 
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* A finding: say what, remove the temp dir (abort skips atexit), abort. */
 static void fail(const char *what, const char *detail)
 {
     fprintf(stderr, "fuzz_api: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
+    if (g_fz != NULL) {
+        nftw(g_fz->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    }
     abort();
 }
 
@@ -922,14 +934,6 @@ static void stop_api(struct fz *f)
     apply_queue(f); /* into inert requests */
     cm_api_free(f->api);
     f->api = NULL;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
 }
 
 static void cleanup(void)
