@@ -19,12 +19,17 @@
  * target, headers and body, `~x` is replaced (not '$': app bodies say $PORT):
  * `~~` '~', `~d` the deployment id of the last answer that gave one, `~v` the
  * last app version an answer showed, `~0`..`~9` and `~A`..`~Z` fragments of
- * real routes and queries (frag[] below); any other `~x` stays. Options (characters after
- * '!', for this request): k  deployments stay running (no controller), until the next
- * reset t<digits>  advance the clock by that many ms (at most 10^9) n  no leader known r
- * proposals refused synchronously (CM_ENOTLEADER) l  proposals fail after being queued
- * (leadership lost: CM_ENOTLEADER) c  the client leaves once the request is sent (answer
- * into a closed request)
+ * real routes and queries (frag[] below); any other `~x` stays.
+ *
+ * Options (characters after '!', for this request):
+ *   k          deployments stay running (no controller) until the input ends
+ *   t<digits>  advance the clock by that many ms (at most 10^9)
+ *   n          no leader known
+ *   r          proposals refused synchronously (CM_ENOTLEADER)
+ *   l          proposals fail after being queued (leadership lost)
+ *   c          the client leaves once the request is sent
+ *   s          a streamed answer (events, logs) stays open, unread, until the
+ *              input ends: later changes are published to it
  *
  * Baseline: nodes node-a and node-b, apps /sleepy (two versions) and /prod/{db,web}
  * (a dependency), tasks in several states with health results. Before every
@@ -32,14 +37,17 @@
  * server and api are made anew, so that every input replays alone; ~v starts as
  * /sleepy's first version. FUZZ_API_VERBOSE=1 prints each request's answer.
  *
- * Oracles (abort = finding): every request gets an answer (bounded loop turns; a
- * streamed answer counts once its head came); status in [100, 599]; never 500
- * unless storage failed (it cannot here); a 4xx/5xx body (not HEAD) is JSON with a
- * string "message"; a non-empty 2xx application/json body is JSON; a GET/HEAD or an error
- * answer changes nothing (the applied index stays); every connection is gone
- * after the client closed; the proposal queue drains; after every input the
- * replica reads back (every app spec and version parses, ids match, task states
- * are known, deployment JSON parses), and at each reset it still opens. */
+ * Oracles (abort = finding):
+ *   - every request gets an answer (bounded loop turns; a streamed answer counts
+ *     once its head came), status in [100, 599], and nothing after it;
+ *   - never 500: that is for storage failures, and storage does not fail here;
+ *   - a 4xx/5xx body (not HEAD) is JSON with a non-empty string "message";
+ *   - a non-empty 2xx application/json body is JSON;
+ *   - a GET/HEAD or an error answer changes nothing (the applied index stays);
+ *   - every connection is gone once its client closed, the proposals drain;
+ *   - after every input the replica reads back: every app spec and version
+ *     parses with its id, task states are known, deployment JSON parses; and
+ *     every CHECK_OPEN_EVERY inputs it opens on a second connection. */
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -65,6 +73,7 @@
 #define CHECK_OPEN_EVERY 32
 #define MAX_TURNS        20000 /* loop turns for one answer */
 #define STALL_TURNS      400   /* turns without a byte: a streamed answer is done */
+#define MAX_HELD         4
 
 struct pend {
     char *cmd; /* NULL: a read barrier */
@@ -96,7 +105,9 @@ struct fz {
     unsigned inputs;
     char last_dep[40];
     char last_ver[32];
-    char base_ver[32]; /* ~v at the start of an input */
+    char base_ver[32];  /* ~v at the start of an input */
+    int held[MAX_HELD]; /* streams kept open, unread, until the input ends */
+    unsigned n_held;
 };
 
 static struct fz *g_fz;
@@ -331,11 +342,11 @@ struct answer {
 
 static bool drained(struct fz *f)
 {
-    return f->q == NULL && cm_http_server_conns(f->srv) == 0;
+    return f->q == NULL && cm_http_server_conns(f->srv) <= f->n_held;
 }
 
-/* Turn the loop until the server has dropped every connection and no proposal
- * waits. */
+/* Turn the loop until the server has dropped every connection but the held
+ * streams and no proposal waits. */
 static void settle(struct fz *f)
 {
     for (int i = 0; i < MAX_TURNS && !drained(f); i++) {
@@ -344,9 +355,20 @@ static void settle(struct fz *f)
     if (f->q != NULL) {
         fail("proposals never applied", NULL);
     }
-    if (cm_http_server_conns(f->srv) != 0) {
+    if (cm_http_server_conns(f->srv) > f->n_held) {
         fail("a connection outlived its client", NULL);
     }
+}
+
+/* The held streams' clients leave (end of an input). The server may have
+ * dropped some already (a subscriber that does not read is cut off). */
+static void release_held(struct fz *f)
+{
+    for (unsigned i = 0; i < f->n_held; i++) {
+        close(f->held[i]);
+    }
+    f->n_held = 0;
+    settle(f);
 }
 
 static void take_head(const struct cm_http_response *r, struct answer *a)
@@ -395,7 +417,7 @@ static void feed(struct cm_http_parser *p, const char *data, size_t n, struct an
 
 /* Send @req on a new connection and read the answer into @a. */
 static void exchange(struct fz *f, const struct cm_buf *req, bool head, bool leave,
-                     struct answer *a)
+                     bool hold, struct answer *a)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -467,7 +489,11 @@ static void exchange(struct fz *f, const struct cm_buf *req, bool head, bool lea
             break;
         }
     }
-    close(fd);
+    if (a->streamed && hold && f->n_held < MAX_HELD) {
+        f->held[f->n_held++] = fd; /* read no more of it */
+    } else {
+        close(fd);
+    }
     cm_http_parser_free(p);
     if (!a->done && !a->streamed && !a->closed_early) {
         fail(eof ? "the server closed without an answer" : "no answer (hang)", NULL);
@@ -619,7 +645,7 @@ static void check_answer(struct fz *f, const char *method, const char *target,
 static void run_block(struct fz *f, const char *s, size_t end)
 {
     size_t pos = 0, ls, ll;
-    bool leave = false;
+    bool leave = false, hold = false;
     f->refuse = 0;
     f->fail_async = false;
     f->has_leader = true;
@@ -642,6 +668,9 @@ static void run_block(struct fz *f, const char *s, size_t end)
                 break;
             case 'c':
                 leave = true;
+                break;
+            case 's':
+                hold = true;
                 break;
             case 't': {
                 int64_t ms = 0;
@@ -706,7 +735,7 @@ static void run_block(struct fz *f, const char *s, size_t end)
     uint64_t before = cm_state_applied_index(f->st);
     struct answer a = {.head = head};
     if (req.data != NULL) {
-        exchange(f, &req, head, leave, &a);
+        exchange(f, &req, head, leave, hold, &a);
         check_answer(f, method, target.data ? target.data : "", &a, head, before);
         remember(f, &a);
     }
@@ -1029,6 +1058,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         run_block(f, s + pos, end - pos);
         pos = hit != NULL ? end + sizeof(sep) - 1 : size;
     }
+    release_held(f);
     check_replica(f, f->st);
     return 0;
 }
