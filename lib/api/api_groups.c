@@ -539,7 +539,21 @@ static void group_write(struct cm_http_req *req, struct cm_api *api, bool create
 {
     const struct cm_http_request *r = cm_http_req_request(req);
     char base[CM_APP_MAX_ID + 1];
-    if (!route_group(req, base, sizeof(base))) {
+    const char *raw = cm_http_req_param(req, "id");
+    int prv = raw != NULL ? cm_app_path_normalize(raw, "/", base, sizeof(base)) : 0;
+    if (raw == NULL) {
+        snprintf(base, sizeof(base), "/");
+    } else if (prv != 0) {
+        /* A group to write, not one to find: name what is wrong with its id. */
+        if (prv == CM_ETOOBIG) {
+            cm_http_respond_error(req, 422, "id: '/%s' is longer than %d bytes", raw,
+                                  CM_APP_MAX_ID);
+        } else {
+            cm_http_respond_error(req, 422,
+                                  "id: '/%s' is not a valid group id: each segment is "
+                                  "lowercase letters, digits, '-' and '.'",
+                                  raw);
+        }
         return;
     }
     struct cm_app_report rep = {0};

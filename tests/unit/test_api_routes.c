@@ -1110,6 +1110,13 @@ TEST(group_scale_by_keeps_apps_valid)
     ASSERT_TRUE(has_detail(j, "/g/one/instances"));
     cJSON_Delete(j);
     ASSERT_INT_EQ(f.proposals, before);
+    /* A group id that cannot be one: 422 naming the id (was 404 "does not
+     * exist", which a PUT that creates cannot mean). */
+    j = httpj(&f, "PUT", "/v2/groups/Bad_Name", "{\"apps\":[]}", &st);
+    ASSERT_INT_EQ(st, 422);
+    ASSERT_TRUE(strstr(gets(j, "message"), "id: '/Bad_Name'") != NULL);
+    cJSON_Delete(j);
+    ASSERT_INT_EQ(f.proposals, before);
     j = httpj(&f, "GET", "/v2/apps/g/one", NULL, &st);
     ASSERT_INT_EQ(getn(get(j, "app"), "instances"), 1);
     ASSERT_STR_EQ(gets(get(j, "app"), "cmd"), "sleep 1");
