@@ -35,7 +35,8 @@
  * (a dependency), tasks in several states with health results. Before every
  * input the replica is restored to it (cm_state_restore of a snapshot) and the
  * server and api are made anew, so that every input replays alone; ~v starts as
- * /sleepy's first version. FUZZ_API_VERBOSE=1 prints each request's answer.
+ * /sleepy's first version. FUZZ_API_VERBOSE=1 prints each request and the start of
+ * its answer, =2 each whole answer.
  *
  * Oracles (abort = finding):
  *   - every request gets an answer (bounded loop turns; a streamed answer counts
@@ -642,8 +643,12 @@ static void check_answer(struct fz *f, const char *method, const char *target,
     char what[600];
     snprintf(what, sizeof(what), "%s %.400s -> %d %.120s", method, target, a->status,
              a->body.data ? a->body.data : "");
-    if (getenv("FUZZ_API_VERBOSE") != NULL) {
-        fprintf(stderr, "%s%s\n", what, a->streamed ? " (streamed)" : "");
+    const char *verbose = getenv("FUZZ_API_VERBOSE");
+    if (verbose != NULL) {
+        /* 1: the start of each answer; 2: all of it */
+        fprintf(stderr, "%s%s\n",
+                strcmp(verbose, "2") == 0 && a->body.data ? a->body.data : what,
+                a->streamed ? " (streamed)" : "");
     }
     if (a->closed_early || a->cut) {
         return;

@@ -1016,6 +1016,32 @@ TEST(put_app_array_unknown_field)
     fx_stop(&f);
 }
 
+/* Field names are case-sensitive in updates too (found by fuzz_api): "PORTS"
+ * is an unknown field, not the legacy "ports", so the portDefinitions stay; and
+ * "Instances" changes nothing (its copy leaked, which ASan reports). */
+TEST(put_update_field_names_are_case_sensitive)
+{
+    struct fx f;
+    fx_start(&f);
+    int st;
+    cJSON *j = httpj(&f, "POST", "/v2/apps",
+                     "{\"id\":\"/p\",\"cmd\":\"sleep 1\",\"instances\":2,"
+                     "\"portDefinitions\":[{\"port\":0,\"name\":\"http\"}]}",
+                     &st);
+    ASSERT_INT_EQ(st, 201);
+    cJSON_Delete(j);
+    j = httpj(&f, "PUT", "/v2/apps/p", "{\"PORTS\":[5],\"Instances\":3}", &st);
+    ASSERT_INT_EQ(st, 200);
+    cJSON_Delete(j);
+    j = httpj(&f, "GET", "/v2/apps/p", NULL, &st);
+    const cJSON *app = get(j, "app");
+    ASSERT_STR_EQ(gets(cJSON_GetArrayItem(get(app, "portDefinitions"), 0), "name"),
+                  "http");
+    ASSERT_INT_EQ(getn(app, "instances"), 2);
+    cJSON_Delete(j);
+    fx_stop(&f);
+}
+
 /* ------------------------------------------------------------------ groups */
 
 TEST(groups_put_get_post_delete)
