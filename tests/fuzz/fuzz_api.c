@@ -47,7 +47,8 @@
  *   - a GET/HEAD or an error answer changes nothing (the applied index stays);
  *   - every connection is gone once its client closed, the proposals drain;
  *   - after every input the replica reads back: every app spec and version
- *     parses with its id, task states are known, deployment JSON parses; and
+ *     parses with its id, an app's instances column is its spec's, task states
+ *     are known, deployment JSON parses; and
  *     every CHECK_OPEN_EVERY inputs it opens on a second connection. */
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
@@ -801,6 +802,9 @@ static int check_app_row(void *data, const struct cm_app_row *row)
     if (strcmp(app->id, row->id) != 0) {
         fail("a stored app spec has another id", row->id);
     }
+    if (data != NULL && app->instances != row->instances) {
+        fail("an app's instances differ from its spec's", row->id);
+    }
     cm_app_free(app);
     return 0;
 }
@@ -808,7 +812,7 @@ static int check_app_row(void *data, const struct cm_app_row *row)
 static int check_app_versions(void *data, const struct cm_app_row *row)
 {
     struct fz *f = data;
-    check_app_row(NULL, row);
+    check_app_row(f, row); /* the current app: its instances column too */
     return cm_state_app_versions(f->st, row->id, check_app_row, NULL);
 }
 
