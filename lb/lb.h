@@ -11,7 +11,7 @@
  * - PROXY protocol v2 headers (encode for backends, parse for tests and fuzzing);
  * - VIP addresses on the loopback interface through rtnetlink;
  * - mode `nat`: kernel DNAT in one nftables table `ip clusterctl`, replaced in one
- *   transaction on every change (only when built with libnftables);
+ *   transaction on every change (our own nf_tables netlink code, lb/nft.c);
  * - mode `proxy`: a userspace TCP proxy on libev (splice data path, half-close,
  *   connect timeout and retry, idle timeout, draining, PROXY v2, per-VIP metrics).
  *
@@ -345,38 +345,34 @@ int lb_addr_sync(const char *ifname, const struct in_addr *want, size_t n,
 #define LB_NFT_FAMILY "ip"
 #define LB_NFT_TABLE  "clusterctl"
 
-/* True when this build has libnftables (Debian libnftables-dev). */
+/* True in every build: mode nat is programmed through our own nf_tables netlink
+ * code (lb/nft.c), no library needed. Kept for `clusterctl version`. */
 bool lb_nat_built(void);
 
-/* The nft script that replaces table `ip clusterctl` with the DNAT rules of every
- * VIP of @t whose mode is NAT (or AUTO when @auto_is_nat) in one transaction:
- *   table ip clusterctl; delete table ip clusterctl; table ip clusterctl { ... }
- * (the first line makes the delete succeed when the table is absent). Per VIP, a
- * verdict map keyed by (daddr, l4proto, dport) jumps to a chain that DNATs with
- * `numgen random mod <total weight> map { range : addr . port }`; a VIP without an
- * eligible backend rejects (TCP reset / ICMP port unreachable). Hooks: prerouting
- * (containers and other hosts) and output (the node itself). Postrouting
- * masquerades only traffic the node itself sent from a VIP address to a non-local
- * backend (that source would not be routable back); everything else keeps the
- * client's address. Appended to @out. Errors: CM_ENOMEM. */
-int lb_nat_render(const struct lb_table *t, bool auto_is_nat, struct cm_buf *out);
-
-/* The script that removes the table (idempotent). */
-#define LB_NAT_CLEAR_SCRIPT "table ip clusterctl\ndelete table ip clusterctl\n"
-
+/* Mode nat owns one table, `ip clusterctl`, replaced whole on every change by one
+ * nf_tables netlink batch (NEWTABLE + DELTABLE + NEWTABLE, then its chains, maps
+ * and rules): the kernel commits all of it or none. Per VIP of the table whose
+ * mode is NAT (or AUTO when @auto_is_nat), a verdict map keyed by (daddr,
+ * l4proto, dport) jumps to a chain that DNATs with `numgen random mod <total
+ * weight> map { range : addr . port }`; a VIP without an eligible backend rejects
+ * (TCP reset / ICMP port unreachable). Hooks: prerouting (containers and other
+ * hosts) and output (the node itself). Postrouting masquerades only traffic the
+ * node itself sent from a VIP address to a non-local backend (that source would
+ * not be routable back); everything else keeps the client's address. nat.c's
+ * header comment shows the table as `nft list` prints it. */
 struct lb_nat;
 
-/* Open libnftables and remove a table left by an earlier run (crash clean-up).
- * Errors: CM_ENOTSUP (built without libnftables: install libnftables-dev and
- * rebuild), CM_EPERM / CM_EIO (nftables refused; @eb has nft's message), CM_ENOMEM. */
+/* Remove a table left by an earlier run (crash clean-up) and return a handle.
+ * Errors: the kernel's negative errno (CM_EPERM without CAP_NET_ADMIN,
+ * -EPROTONOSUPPORT without nfnetlink; @eb names the message it refused), CM_EPROTO
+ * (a reply we cannot read, or a batch the kernel dropped unanswered), CM_ENOMEM. */
 int lb_nat_new(struct lb_nat **ret, struct cm_errbuf *eb);
-/* Replace the table with @t's rules, atomically. On failure the previous rules stay. */
+/* Replace the table with @t's rules, atomically. On failure the previous rules stay
+ * and @eb names the refused message ("nftables: NEWRULE chain vip_3: ..."). */
 int lb_nat_apply(struct lb_nat *n, const struct lb_table *t, bool auto_is_nat,
                  struct cm_errbuf *eb);
-/* Remove the table (shutdown). */
+/* Remove the table (shutdown; idempotent). */
 int lb_nat_clear(struct lb_nat *n, struct cm_errbuf *eb);
-/* Run an nft script (for tests and tools). */
-int lb_nat_run(struct lb_nat *n, const char *script, struct cm_errbuf *eb);
 /* Free (does not remove the table: call lb_nat_clear first). Accepts NULL. */
 void lb_nat_free(struct lb_nat *n);
 

@@ -1,4 +1,4 @@
-/* lb/: VIP table snapshots, power-of-two choices, publication, nft rendering. */
+/* lb/: VIP table snapshots, power-of-two choices, publication (nat: test_lb_nat.c). */
 #include <arpa/inet.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -333,73 +333,4 @@ TEST(slot_publish_concurrent)
     ASSERT_INT_OP(lb_slot_generation(c.slot), ==, 2000);
     lb_table_unref(prev);
     lb_slot_free(c.slot);
-}
-
-TEST(nat_render)
-{
-    struct lb_backend_spec b[3] = {be("10.0.0.1:8080", 1), be("10.0.0.2:8080", 2),
-                                   be("10.0.0.3:8080", 1)};
-    b[2].draining = true;
-    struct lb_vip_spec v[] = {
-        {.vip = ep("198.18.0.1:80"), .backends = b, .nbackends = 3},
-        {.vip = ep("198.18.0.1:53"), .proto = LB_PROTO_UDP, .mode = LB_MODE_NAT},
-        {.vip = ep("198.18.0.2:80"),
-         .mode = LB_MODE_PROXY,
-         .backends = b,
-         .nbackends = 1},
-    };
-    struct lb_table *t;
-    ASSERT_OK(lb_table_new(v, 3, NULL, &t, NULL));
-    struct cm_buf out = {0};
-    ASSERT_OK(lb_nat_render(t, true, &out));
-    ASSERT_STR_EQ(
-        out.data,
-        "table ip clusterctl\n"
-        "delete table ip clusterctl\n"
-        "table ip clusterctl {\n"
-        "  chain vip_0 {\n"
-        "    reject with icmp type port-unreachable\n"
-        "  }\n"
-        "  chain vip_1 {\n"
-        "    meta l4proto tcp dnat ip to numgen random mod 3 map { 0 : 10.0.0.1 . 8080, "
-        "1-2 : 10.0.0.2 . 8080 }\n"
-        "  }\n"
-        "  map vips {\n"
-        "    type ipv4_addr . inet_proto . inet_service : verdict\n"
-        "    elements = { 198.18.0.1 . udp . 53 : goto vip_0,\n"
-        "      198.18.0.1 . tcp . 80 : goto vip_1 }\n"
-        "  }\n"
-        "  chain prerouting {\n"
-        "    type nat hook prerouting priority dstnat; policy accept;\n"
-        "    ip daddr . meta l4proto . th dport vmap @vips\n"
-        "  }\n"
-        "  chain output {\n"
-        "    type nat hook output priority -100; policy accept;\n"
-        "    ip daddr . meta l4proto . th dport vmap @vips\n"
-        "  }\n"
-        "  set vip_addrs {\n"
-        "    type ipv4_addr\n"
-        "    elements = { 198.18.0.1 }\n"
-        "  }\n"
-        "  chain postrouting {\n"
-        "    type nat hook postrouting priority srcnat; policy accept;\n"
-        "    ct status dnat oifname != \"lo\" ip saddr @vip_addrs masquerade\n"
-        "  }\n"
-        "}\n");
-    cm_buf_clear(&out);
-    /* AUTO VIPs stay out when the node runs them in the proxy. */
-    ASSERT_OK(lb_nat_render(t, false, &out));
-    ASSERT_TRUE(strstr(out.data, "198.18.0.1 . udp . 53 : goto vip_0 }") != NULL);
-    ASSERT_TRUE(strstr(out.data, "tcp . 80") == NULL);
-    cm_buf_done(&out);
-    lb_table_unref(t);
-
-    /* No NAT VIP at all: an empty table. */
-    ASSERT_OK(lb_table_new(NULL, 0, NULL, &t, NULL));
-    ASSERT_OK(lb_nat_render(t, true, &out));
-    ASSERT_STR_EQ(out.data,
-                  "table ip clusterctl\ndelete table ip clusterctl\n"
-                  "table ip clusterctl {\n}\n");
-    cm_buf_done(&out);
-    lb_table_unref(t);
 }
