@@ -103,30 +103,37 @@ static int write_app(struct api_write *w, struct cm_app *next, const struct api_
 
 /* ------------------------------------------------------------------ building an app */
 
+/* Field names are case-sensitive, as in the app model (cJSON_HasObjectItem is
+ * not: "PORTS" dropped the portDefinitions, and a replace of "Instances" that
+ * did not happen leaked its copy). */
+static bool has_key(const cJSON *obj, const char *key)
+{
+    return cJSON_GetObjectItemCaseSensitive(obj, key) != NULL;
+}
+
 /* Fields Marathon's normalisation derives from others: when an update gives the
  * legacy or the deciding field, the current derived one must not be kept, or
  * the merged app would state both (compat.md §1.4). */
 static void drop_derived(cJSON *base, const cJSON *upd)
 {
-    bool has_pd = cJSON_HasObjectItem(upd, "portDefinitions");
-    bool has_ports = cJSON_HasObjectItem(upd, "ports");
+    bool has_pd = has_key(upd, "portDefinitions");
+    bool has_ports = has_key(upd, "ports");
     const cJSON *container = cJSON_GetObjectItemCaseSensitive(upd, "container");
     const cJSON *docker = cJSON_GetObjectItemCaseSensitive(container, "docker");
-    bool legacy_net =
-        cJSON_HasObjectItem(upd, "ipAddress") || cJSON_HasObjectItem(docker, "network");
+    bool legacy_net = has_key(upd, "ipAddress") || has_key(docker, "network");
     if (has_ports && !has_pd) {
         cJSON_DeleteItemFromObjectCaseSensitive(base, "portDefinitions");
     }
-    if (cJSON_HasObjectItem(upd, "uris") && !cJSON_HasObjectItem(upd, "fetch")) {
+    if (has_key(upd, "uris") && !has_key(upd, "fetch")) {
         cJSON_DeleteItemFromObjectCaseSensitive(base, "fetch");
     }
-    if (legacy_net && !cJSON_HasObjectItem(upd, "networks")) {
+    if (legacy_net && !has_key(upd, "networks")) {
         cJSON_DeleteItemFromObjectCaseSensitive(base, "networks");
     }
-    if ((legacy_net || cJSON_HasObjectItem(upd, "networks")) && !has_pd && !has_ports) {
+    if ((legacy_net || has_key(upd, "networks")) && !has_pd && !has_ports) {
         cJSON_DeleteItemFromObjectCaseSensitive(base, "portDefinitions");
     }
-    if (legacy_net && !cJSON_HasObjectItem(upd, "container")) {
+    if (legacy_net && !has_key(upd, "container")) {
         cJSON_DeleteItemFromObjectCaseSensitive(base, "container");
     }
 }
@@ -163,7 +170,7 @@ static int merge_json(const struct cm_app *cur, const cJSON *upd, const char *id
             cJSON_Delete(base);
             return CM_ENOMEM;
         }
-        if (cJSON_HasObjectItem(base, f->string)) {
+        if (has_key(base, f->string)) {
             cJSON_ReplaceItemInObjectCaseSensitive(base, f->string, copy);
         } else {
             cJSON_AddItemToObject(base, f->string, copy);
@@ -174,7 +181,7 @@ static int merge_json(const struct cm_app *cur, const cJSON *upd, const char *id
         cJSON_Delete(base);
         return CM_ENOMEM;
     }
-    if (cJSON_HasObjectItem(base, "id")) {
+    if (has_key(base, "id")) {
         cJSON_ReplaceItemInObjectCaseSensitive(base, "id", idv);
     } else {
         cJSON_AddItemToObject(base, "id", idv);
@@ -711,6 +718,7 @@ static void h_apps_put(struct cm_http_req *req, void *data)
             }
             worst = worst == CM_EVALIDATION || rv == CM_EVALIDATION ? CM_EVALIDATION : rv;
         }
+        cm_app_report_done(&one); /* a valid app's warnings (unknown fields) */
     }
     for (int i = 0; worst == 0 && i < n; i++) {
         for (int k = 0; k < i; k++) {

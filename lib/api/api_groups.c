@@ -296,9 +296,12 @@ static void group_sub(struct cm_http_req *req, const struct group_ctx *c, const 
     } else if (sub == SUB_VERSIONS) {
         rv = group_versions_json(c->api, c->apps, lo, hi, &b);
     } else {
-        struct api_apps then;
+        struct api_apps then = {0};
         struct api_tasks none = {0};
-        rv = group_as_of(c->api, c->apps, lo, hi, version, &then);
+        /* "As of" compares stamps as text: anything else (e.g. "nope", after
+         * every digit) would show the group as it is now. */
+        bool stamp = api__parse_time(version) >= 0;
+        rv = stamp ? group_as_of(c->api, c->apps, lo, hi, version, &then) : 0;
         if (rv == 0 && then.n == 0) {
             api__apps_done(&then);
             cm_buf_done(&b);
@@ -467,6 +470,68 @@ static bool in_body(const struct cm_app_group *grp, const char *id)
     return false;
 }
 
+/* @spec with its instances multiplied by @by (rounded up, at most
+ * CM_APP_MAX_INSTANCES), into *@ret. The result is checked like any app (the
+ * stored spec must read back): on CM_EVALIDATION @bad (may be NULL) gets the
+ * issues, their paths under the app's id. A NULL @spec (unreadable when
+ * stored) is CM_ENOMEM, as before. Errors: CM_EVALIDATION, CM_ENOMEM. */
+static int scaled_app(const struct cm_app *spec, double by, struct cm_app **ret,
+                      struct cm_app_report *bad)
+{
+    if (spec == NULL) {
+        return CM_ENOMEM;
+    }
+    /* Clamped before the conversion: a double past INT32_MAX does not convert
+     * (undefined; it gave negative counts), and 0 * a scaleBy that overflowed
+     * to inf is NaN (then 0). */
+    double n = (double)spec->instances * by;
+    int32_t want = 0;
+    if (n >= CM_APP_MAX_INSTANCES) {
+        want = CM_APP_MAX_INSTANCES;
+    } else if (n > 0) {
+        want = (int32_t)n;
+        want += (double)want < n;
+    }
+    struct cm_app *copy = NULL;
+    int rv = cm_app_copy(spec, &copy);
+    if (rv != 0) {
+        return rv;
+    }
+    copy->instances = want;
+    struct cm_buf b = {0};
+    rv = cm_app_canonical(copy, &b);
+    cm_app_free(copy);
+    copy = NULL;
+    struct cm_app_report one = {0};
+    if (rv == 0) {
+        struct cm_app_parse_opts o = {.base = "/", .features = CM_APP_FEAT_ALL};
+        rv = cm_app_parse(b.data, b.len, &o, &copy, &one);
+    }
+    cm_buf_done(&b);
+    if (rv != 0 && rv != CM_ENOMEM) {
+        rv = CM_EVALIDATION;
+        for (size_t i = 0; bad != NULL && i < one.n; i++) {
+            const char *p = one.v[i].path;
+            char *path = cm_asprintf("%s%s", spec->id, strcmp(p, "/") == 0 ? "" : p);
+            if (path == NULL) {
+                rv = CM_ENOMEM;
+                break;
+            }
+            cm_free(&one.v[i].path);
+            one.v[i].path = path;
+        }
+        if (bad != NULL && rv == CM_EVALIDATION) {
+            *bad = one;
+            one = (struct cm_app_report){0};
+        }
+    }
+    cm_app_report_done(&one);
+    if (rv == 0) {
+        *ret = copy;
+    }
+    return rv;
+}
+
 /* POST (create only) and PUT (create or update) of a group body. A PUT is a
  * desired-state replace (compat.md §2.1, §7.17): apps under the group that the
  * body leaves out are removed. */
@@ -474,7 +539,21 @@ static void group_write(struct cm_http_req *req, struct cm_api *api, bool create
 {
     const struct cm_http_request *r = cm_http_req_request(req);
     char base[CM_APP_MAX_ID + 1];
-    if (!route_group(req, base, sizeof(base))) {
+    const char *raw = cm_http_req_param(req, "id");
+    int prv = raw != NULL ? cm_app_path_normalize(raw, "/", base, sizeof(base)) : 0;
+    if (raw == NULL) {
+        snprintf(base, sizeof(base), "/");
+    } else if (prv != 0) {
+        /* A group to write, not one to find: name what is wrong with its id. */
+        if (prv == CM_ETOOBIG) {
+            cm_http_respond_error(req, 422, "id: '/%s' is longer than %d bytes", raw,
+                                  CM_APP_MAX_ID);
+        } else {
+            cm_http_respond_error(req, 422,
+                                  "id: '/%s' is not a valid group id: each segment is "
+                                  "lowercase letters, digits, '-' and '.'",
+                                  raw);
+        }
         return;
     }
     struct cm_app_report rep = {0};
@@ -515,6 +594,23 @@ static void group_write(struct cm_http_req *req, struct cm_api *api, bool create
 
     /* scaleBy: every app under the group, nothing else (compat.md §2.1). */
     if (grp->has_scale_by && !create) {
+        /* Every app must stay valid (a single-instance app cannot go past 1):
+         * checked before anything is proposed. */
+        for (size_t i = lo; i < hi; i++) {
+            struct cm_app *copy = NULL;
+            struct cm_app_report bad = {0};
+            rv = scaled_app(all.v[i].spec, grp->scale_by, &copy, &bad);
+            cm_app_free(copy);
+            if (rv != 0) {
+                if (rv == CM_ENOMEM) {
+                    api__respond_internal(req, rv);
+                } else {
+                    respond_report(req, rv, &bad);
+                }
+                cm_app_report_done(&bad);
+                goto out;
+            }
+        }
         struct api_write *w = dry ? NULL : api__write_new(api, req, 200);
         if (!dry && w == NULL) {
             goto out;
@@ -528,14 +624,10 @@ static void group_write(struct cm_http_req *req, struct cm_api *api, bool create
         rv = rv ? rv : cm_buf_puts(&steps, "{\"steps\":[{\"actions\":[");
         for (size_t i = lo; rv == 0 && i < hi; i++) {
             struct cm_app *copy = NULL;
-            if (all.v[i].spec == NULL || cm_app_copy(all.v[i].spec, &copy) != 0) {
-                rv = CM_ENOMEM;
+            rv = scaled_app(all.v[i].spec, grp->scale_by, &copy, NULL);
+            if (rv != 0) {
                 break;
             }
-            double n = (double)copy->instances * grp->scale_by;
-            int32_t want = (int32_t)n;
-            want += (double)want < n;
-            copy->instances = want > CM_APP_MAX_INSTANCES ? CM_APP_MAX_INSTANCES : want;
             cm_buf_clear(&cmd);
             rv = i > lo ? cm_buf_puts(&steps, ",") : 0;
             rv = rv ? rv

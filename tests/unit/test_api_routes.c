@@ -1000,6 +1000,48 @@ TEST(put_app_array)
     fx_stop(&f);
 }
 
+/* An element with a field the model does not know: accepted (Marathon ignores
+ * unknown fields) and its warnings freed; they leaked, which ASan reports at
+ * exit (found by fuzz_api). */
+TEST(put_app_array_unknown_field)
+{
+    struct fx f;
+    fx_start(&f);
+    int st;
+    cJSON *j = httpj(&f, "PUT", "/v2/apps",
+                     "[{\"id\":\"/u\",\"cmd\":\"sleep 1\",\"notAField\":1}]", &st);
+    ASSERT_INT_EQ(st, 200);
+    cJSON_Delete(j);
+    ASSERT_INT_EQ(app_count(&f), 1);
+    fx_stop(&f);
+}
+
+/* Field names are case-sensitive in updates too (found by fuzz_api): "PORTS"
+ * is an unknown field, not the legacy "ports", so the portDefinitions stay; and
+ * "Instances" changes nothing (its copy leaked, which ASan reports). */
+TEST(put_update_field_names_are_case_sensitive)
+{
+    struct fx f;
+    fx_start(&f);
+    int st;
+    cJSON *j = httpj(&f, "POST", "/v2/apps",
+                     "{\"id\":\"/p\",\"cmd\":\"sleep 1\",\"instances\":2,"
+                     "\"portDefinitions\":[{\"port\":0,\"name\":\"http\"}]}",
+                     &st);
+    ASSERT_INT_EQ(st, 201);
+    cJSON_Delete(j);
+    j = httpj(&f, "PUT", "/v2/apps/p", "{\"PORTS\":[5],\"Instances\":3}", &st);
+    ASSERT_INT_EQ(st, 200);
+    cJSON_Delete(j);
+    j = httpj(&f, "GET", "/v2/apps/p", NULL, &st);
+    const cJSON *app = get(j, "app");
+    ASSERT_STR_EQ(gets(cJSON_GetArrayItem(get(app, "portDefinitions"), 0), "name"),
+                  "http");
+    ASSERT_INT_EQ(getn(app, "instances"), 2);
+    cJSON_Delete(j);
+    fx_stop(&f);
+}
+
 /* ------------------------------------------------------------------ groups */
 
 TEST(groups_put_get_post_delete)
@@ -1072,6 +1114,52 @@ TEST(groups_put_get_post_delete)
     fx_stop(&f);
 }
 
+/* scaleBy must leave every app valid, and a huge factor is capped (found by
+ * fuzz_api): a single-instance app scaled past 1 was stored and no longer read
+ * back, and a factor past INT32_MAX converted to a negative count. */
+TEST(group_scale_by_keeps_apps_valid)
+{
+    struct fx f;
+    fx_start(&f);
+    int st;
+    cJSON *j = httpj(&f, "PUT", "/v2/groups/g",
+                     "{\"id\":\"/g\",\"apps\":[{\"id\":\"one\",\"cmd\":\"sleep 1\","
+                     "\"labels\":{\"MARATHON_SINGLE_INSTANCE_APP\":\"true\"},"
+                     "\"upgradeStrategy\":{\"minimumHealthCapacity\":0,"
+                     "\"maximumOverCapacity\":0}},{\"id\":\"web\",\"cmd\":\"sleep 1\"}]}",
+                     &st);
+    ASSERT_INT_EQ(st, 200);
+    cJSON_Delete(j);
+    int before = f.proposals;
+    j = httpj(&f, "PUT", "/v2/groups/g", "{\"scaleBy\":2}", &st);
+    ASSERT_INT_EQ(st, 422);
+    ASSERT_TRUE(has_detail(j, "/g/one/instances"));
+    cJSON_Delete(j);
+    ASSERT_INT_EQ(f.proposals, before);
+    /* A group id that cannot be one: 422 naming the id (was 404 "does not
+     * exist", which a PUT that creates cannot mean). */
+    j = httpj(&f, "PUT", "/v2/groups/Bad_Name", "{\"apps\":[]}", &st);
+    ASSERT_INT_EQ(st, 422);
+    ASSERT_TRUE(strstr(gets(j, "message"), "id: '/Bad_Name'") != NULL);
+    cJSON_Delete(j);
+    ASSERT_INT_EQ(f.proposals, before);
+    j = httpj(&f, "GET", "/v2/apps/g/one", NULL, &st);
+    ASSERT_INT_EQ(getn(get(j, "app"), "instances"), 1);
+    ASSERT_STR_EQ(gets(get(j, "app"), "cmd"), "sleep 1");
+    cJSON_Delete(j);
+
+    j = httpj(&f, "DELETE", "/v2/apps/g/one", NULL, &st);
+    ASSERT_INT_EQ(st, 200);
+    cJSON_Delete(j);
+    j = httpj(&f, "PUT", "/v2/groups/g", "{\"scaleBy\":1e300}", &st);
+    ASSERT_INT_EQ(st, 200);
+    cJSON_Delete(j);
+    j = httpj(&f, "GET", "/v2/apps/g/web", NULL, &st);
+    ASSERT_INT_EQ(getn(get(j, "app"), "instances"), 100000);
+    cJSON_Delete(j);
+    fx_stop(&f);
+}
+
 /* <g>/apps, <g>/versions, <g>/versions/<v>: versions come from the apps'. */
 TEST(group_apps_and_versions)
 {
@@ -1137,6 +1225,9 @@ TEST(group_apps_and_versions)
     ASSERT_INT_EQ(
         http(&f, "GET", "/v2/groups/dept/versions/2001-01-01T00:00:00.000Z", NULL, NULL),
         404);
+    /* Not a version stamp (fuzz_api): sorts after every stamp, and was 200
+     * with the group as it is now. */
+    ASSERT_INT_EQ(http(&f, "GET", "/v2/groups/dept/versions/nope", NULL, NULL), 404);
     ASSERT_INT_EQ(http(&f, "GET", "/v2/groups/nope/versions", NULL, NULL), 404);
     ASSERT_INT_EQ(http(&f, "GET", "/v2/groups/nope/apps", NULL, NULL), 404);
     cm_free(&v1);
