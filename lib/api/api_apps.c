@@ -331,45 +331,98 @@ static const char *label_of(const struct cm_app *a, const char *key, size_t klen
     return NULL;
 }
 
-/* Marathon's label selector, the forms `k`, `k==v`, `k!=v`, comma = AND
- * (compat.md §2.2). Returns -1 for a form we do not read. */
+/* @s[0, n) without the blanks around it, as a NUL-terminated copy in @out. */
+static void trimmed(const char *s, size_t n, char *out, size_t cap)
+{
+    while (n > 0 && *s == ' ') {
+        s++;
+        n--;
+    }
+    while (n > 0 && s[n - 1] == ' ') {
+        n--;
+    }
+    snprintf(out, cap, "%.*s", (int)n, s);
+}
+
+/* Whether @have is one of the comma-separated values of @set ("a, b"). */
+static bool in_set(const char *have, const char *set)
+{
+    for (const char *p = set;;) {
+        const char *c = strchr(p, ',');
+        size_t n = c != NULL ? (size_t)(c - p) : strlen(p);
+        char v[512];
+        trimmed(p, n, v, sizeof(v));
+        if (strcmp(v, have) == 0) {
+            return true;
+        }
+        if (c == NULL) {
+            return false;
+        }
+        p = c + 1;
+    }
+}
+
+/* One selector term. As Marathon's LabelSelector, every form needs the label:
+ * `k`, `k==v`, `k!=v` (k set to another value), `k in (a, b)`, `k notin (a, b)`.
+ * Returns -1 for a term it cannot read. */
+static int term_match(const struct cm_app *a, const char *term)
+{
+    const char *ne = strstr(term, "!=");
+    const char *eq = strstr(term, "==");
+    const char *in = strstr(term, " in ");
+    const char *notin = strstr(term, " notin ");
+    const char *op = ne != NULL ? ne : eq != NULL ? eq : notin != NULL ? notin : in;
+    char key[256];
+    trimmed(term, op != NULL ? (size_t)(op - term) : strlen(term), key, sizeof(key));
+    if (key[0] == '\0') {
+        return -1;
+    }
+    const char *have = label_of(a, key, strlen(key));
+    if (op == NULL) {
+        return have != NULL;
+    }
+    if (op == ne || op == eq) {
+        char want[512];
+        trimmed(op + 2, strlen(op + 2), want, sizeof(want));
+        return have != NULL && (strcmp(have, want) == 0) == (op == eq);
+    }
+    const char *open = strchr(op, '(');
+    const char *close = open != NULL ? strrchr(open, ')') : NULL;
+    if (close == NULL) {
+        return -1;
+    }
+    char set[512];
+    trimmed(open + 1, (size_t)(close - open - 1), set, sizeof(set));
+    return have != NULL && in_set(have, set) == (op == in);
+}
+
+/* Marathon's label selector (compat.md §2.2): terms joined by ',' (AND), commas
+ * inside a set's parentheses belonging to the set. Returns -1 for a form we do
+ * not read. */
 static int label_match(const struct cm_app *a, const char *sel)
 {
-    char buf[1024];
-    snprintf(buf, sizeof(buf), "%s", sel);
-    char *save = NULL;
-    for (char *term = strtok_r(buf, ",", &save); term != NULL;
-         term = strtok_r(NULL, ",", &save)) {
-        while (*term == ' ') {
-            term++;
-        }
-        char *ne = strstr(term, "!=");
-        char *eq = strstr(term, "==");
-        if (strstr(term, " in ") != NULL || strstr(term, " notin ") != NULL) {
-            return -1;
-        }
-        const char *op = ne != NULL ? ne : eq;
-        size_t klen = op != NULL ? (size_t)(op - term) : strlen(term);
-        while (klen > 0 && term[klen - 1] == ' ') {
-            klen--;
-        }
-        const char *have = label_of(a, term, klen);
-        if (op == NULL) {
-            if (have == NULL) {
-                return 0;
+    char term[1024];
+    size_t n = 0;
+    int depth = 0;
+    for (const char *p = sel;; p++) {
+        if (*p == '\0' || (*p == ',' && depth == 0)) {
+            term[n] = '\0';
+            int m = term_match(a, term);
+            if (m <= 0) {
+                return m;
             }
+            if (*p == '\0') {
+                return 1;
+            }
+            n = 0;
             continue;
         }
-        const char *want = op + 2;
-        while (*want == ' ') {
-            want++;
+        depth += *p == '(' ? 1 : *p == ')' ? -1 : 0;
+        if (n + 1 >= sizeof(term)) {
+            return -1;
         }
-        bool same = have != NULL && strcmp(have, want) == 0;
-        if ((op == eq && !same) || (op == ne && same)) {
-            return 0;
-        }
+        term[n++] = *p;
     }
-    return 1;
 }
 
 static void h_apps_list(struct cm_http_req *req, void *data)
@@ -413,8 +466,8 @@ static void h_apps_list(struct cm_http_req *req, void *data)
                 api__tasks_done(&tasks);
                 cm_http_respond_error(
                     req, 400,
-                    "label: the selector forms 'in' and 'notin' are not "
-                    "supported; use k, k==v or k!=v joined by ','");
+                    "label: cannot read the selector; use k, k==v, k!=v, "
+                    "k in (a, b) or k notin (a, b), joined by ','");
                 return;
             }
             if (m == 0) {

@@ -871,10 +871,25 @@ TEST(apps_list_filters_and_embeds)
     j = httpj(&f, "GET", "/v2/apps?label=tier==web", NULL, &st);
     ASSERT_INT_EQ(cJSON_GetArraySize(get(j, "apps")), 1);
     cJSON_Delete(j);
+    /* As Marathon's LabelSelector: every form needs the label to be there. */
     j = httpj(&f, "GET", "/v2/apps?label=tier!=web", NULL, &st);
-    ASSERT_INT_EQ(cJSON_GetArraySize(get(j, "apps")), 1);
-    ASSERT_STR_EQ(gets(cJSON_GetArrayItem(get(j, "apps"), 0), "id"), "/sleepy");
+    ASSERT_INT_EQ(cJSON_GetArraySize(get(j, "apps")), 0);
     cJSON_Delete(j);
+    j = httpj(&f, "GET", "/v2/apps?label=tier!=db", NULL, &st);
+    ASSERT_INT_EQ(cJSON_GetArraySize(get(j, "apps")), 1);
+    cJSON_Delete(j);
+    j = httpj(&f, "GET", "/v2/apps?label=tier%20in%20(db,%20web),tier", NULL, &st);
+    ASSERT_INT_EQ(cJSON_GetArraySize(get(j, "apps")), 1);
+    ASSERT_STR_EQ(gets(cJSON_GetArrayItem(get(j, "apps"), 0), "id"), "/shop/api");
+    cJSON_Delete(j);
+    j = httpj(&f, "GET", "/v2/apps?label=tier%20notin%20(web)", NULL, &st);
+    ASSERT_INT_EQ(cJSON_GetArraySize(get(j, "apps")), 0);
+    cJSON_Delete(j);
+    j = httpj(&f, "GET", "/v2/apps?label=tier%20notin%20(db,x)", NULL, &st);
+    ASSERT_INT_EQ(cJSON_GetArraySize(get(j, "apps")), 1);
+    cJSON_Delete(j);
+    ASSERT_INT_EQ(http(&f, "GET", "/v2/apps?label=tier%20in%20db", NULL, NULL), 400);
+    ASSERT_INT_EQ(http(&f, "GET", "/v2/apps?label=%3D%3Dx", NULL, NULL), 400);
     fx_stop(&f);
 }
 
