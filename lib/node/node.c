@@ -22,6 +22,7 @@
 #include "node/vips.h"
 #include "raft/raft.h"
 #include "state/db.h"
+#include "state/state.h"
 
 struct cm_node {
     struct ev_loop *loop;
@@ -626,6 +627,8 @@ static int start_api(struct cm_node *n, struct cm_errbuf *eb)
         .members = api_members,
         .vips = api_vips,
         .node_heard_ms = api_node_heard_ms,
+        /* What this node honours beyond the base app (lib/node/vips.c reads them). */
+        .features = CM_APP_FEAT_LEGACY_VIP,
     };
     rv = cm_api_start(n->http, &ops, &n->api);
     if (rv != 0) {

@@ -4,8 +4,10 @@
  *
  * Messages that compat.md does not give are clusterctl's own and say what to fix;
  * docs/marathon-compat.md lists them. */
+#include <arpa/inet.h>
 #include <regex.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -102,6 +104,52 @@ static void v_vip_labels(struct vctx *v, const char *path, const struct cm_app_l
                 "invalid VIP label value: expected <name>:<port> or <ip>:<port> with a "
                 "port in 1..65535");
         }
+    }
+}
+
+/* vip_PORT<digits>, any letter case: a legacy Minuteman label ("VIP_PORTAL" is not). */
+static bool is_legacy_vip_key(const char *k)
+{
+    if (strncasecmp(k, "vip_port", 8) != 0 || k[8] == '\0') {
+        return false;
+    }
+    for (const char *p = k + 8; *p != '\0'; p++) {
+        if (*p < '0' || *p > '9') {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* A legacy Minuteman app label (lb_app_label_parse's rule): key vip_PORT<n> with
+ * <n> the index of one of the app's ports, value tcp://<ipv4>:<port> or
+ * udp://<ipv4>:<port>. @idx is the key after "vip_PORT". */
+static void v_legacy_vip(struct vctx *v, const char *path, const struct cm_app *app,
+                         const char *idx, const char *value)
+{
+    bool host = app->n_networks == 0 || app->networks[0].mode == CM_APP_NET_HOST;
+    size_t nports = host ? app->n_port_defs : app->container.n_port_mappings;
+    unsigned long n = strtoul(idx, NULL, 10); /* digits only: is_legacy_vip_key */
+    if (n >= nports) {
+        v_issue(v, path,
+                "invalid legacy VIP label: the key must be vip_PORT<n> with <n> the "
+                "index of one of the app's %zu port(s)",
+                nports);
+        return;
+    }
+    const char *rest = NULL;
+    if (strncasecmp(value, "tcp://", 6) == 0 || strncasecmp(value, "udp://", 6) == 0) {
+        rest = value + 6;
+    }
+    char addr[CM_APP_MAX_ID + 1];
+    uint16_t port;
+    bool is_ip = false;
+    struct in_addr a4;
+    if (rest == NULL || cm_app_vip_parse(rest, addr, sizeof(addr), &port, &is_ip) != 0 ||
+        !is_ip || inet_pton(AF_INET, addr, &a4) != 1) {
+        v_issue(v, path,
+                "invalid legacy VIP label value: expected tcp://<ipv4>:<port> or "
+                "udp://<ipv4>:<port> with a port in 1..65535");
     }
 }
 
@@ -741,6 +789,14 @@ static void v_labels(struct vctx *v, const struct cm_app *app)
 int app__validate(const struct cm_app *app, const char *pfx, struct cm_app_report *rep)
 {
     struct vctx v = {.rep = rep, .pfx = pfx, .kind = CM_APP_ISSUE_INVALID};
+    for (size_t i = 0; i < app->labels.n; i++) {
+        const char *k = app->labels.v[i].key;
+        if (is_legacy_vip_key(k)) {
+            char p[512];
+            snprintf(p, sizeof(p), "/labels/%s", k);
+            v_legacy_vip(&v, p, app, k + 8, app->labels.v[i].value);
+        }
+    }
     bool has_cmd = app->cmd != NULL, has_args = app->n_args > 0;
     bool has_container = app->container.type != CM_APP_CONTAINER_NONE;
     if ((has_cmd && has_args) || (!has_cmd && !has_args && !has_container)) {
@@ -1015,7 +1071,7 @@ int app__check_features(const struct cm_app *app, unsigned features, const char 
     }
     for (size_t i = 0; i < app->labels.n; i++) {
         const char *k = app->labels.v[i].key;
-        if (strncasecmp(k, "vip_port", 8) == 0 && MISSING(CM_APP_FEAT_LEGACY_VIP)) {
+        if (is_legacy_vip_key(k) && MISSING(CM_APP_FEAT_LEGACY_VIP)) {
             char p[512];
             snprintf(p, sizeof(p), "/labels/%s", k);
             v_issue(

@@ -435,3 +435,33 @@ def test_vip_without_health_checks_waits_until_the_task_listens(ns, procs, tmp_p
     assert n > 20
     assert failed == 0, "%d of %d requests failed during the restart" % (failed, n)
     assert agent.p.stop() == 0
+
+
+def test_legacy_minuteman_app_label_vip(ns, procs, tmp_path):
+    """The legacy Minuteman app label "vip_PORT0": "tcp://a.b.c.d:port" (DC/OS 1.7)
+    gives the app's port 0 an address VIP, served like a VIP_0 port label; a malformed
+    one is refused naming the label."""
+    agent = Agent(ns, procs, str(tmp_path / "data"))
+    agent.start()
+    app = {"id": "/web", "cpus": 0.2, "mem": 64, "instances": 2,
+           "cmd": WEB["cmd"], "ports": [0],
+           "labels": {"vip_PORT0": "tcp://198.18.200.7:80"}}
+    bad = dict(app, id="/bad", labels={"VIP_PORT0": "198.18.200.8:80"})
+    code, body = agent.api("POST", "/v2/apps", bad)
+    assert code == 422, body
+    assert body["details"][0]["path"] == "/labels/VIP_PORT0", body
+    code, body = agent.api("POST", "/v2/apps", app)
+    assert code == 201, body
+    wait(lambda: running(agent, 2), "two running tasks")
+
+    def served():
+        r = ns.run("curl", "-s", "-m", "5", "http://198.18.200.7:80/id.txt", check=False)
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    wait(lambda: served() is not None, "the legacy VIP to answer")
+    got = {served() for _ in range(12)}
+    assert got <= {t["id"] for t in agent.tasks()} and len(got) == 2, got
+    code, body = agent.api("GET", "/v1/vips")
+    v = [x for x in body["vips"] if x["address"] == "198.18.200.7"]
+    assert len(v) == 1 and v[0]["port"] == 80 and v[0]["name"] is None, body
+    assert agent.p.stop() == 0

@@ -163,6 +163,21 @@ static const struct rule rules[] = {
      CM_EVALIDATION, "/portDefinitions(0)/labels/VIP_0",
      "invalid VIP label value: expected <name>:<port> or <ip>:<port> with a port in "
      "1..65535"},
+    /* The legacy app label, where the node honours it (lib/node/vips.c). */
+    {"legacy_vip_value", APP("\"labels\":{\"vip_PORT0\":\"1.2.3.4:80\"}"),
+     CM_APP_FEAT_LEGACY_VIP, CM_EVALIDATION, "/labels/vip_PORT0",
+     "invalid legacy VIP label value: expected tcp://<ipv4>:<port> or "
+     "udp://<ipv4>:<port> "
+     "with a port in 1..65535"},
+    {"legacy_vip_name", APP("\"labels\":{\"vip_PORT0\":\"tcp://web:80\"}"),
+     CM_APP_FEAT_LEGACY_VIP, CM_EVALIDATION, "/labels/vip_PORT0",
+     "invalid legacy VIP label value: expected tcp://<ipv4>:<port> or "
+     "udp://<ipv4>:<port> "
+     "with a port in 1..65535"},
+    {"legacy_vip_index", APP("\"labels\":{\"VIP_PORT1\":\"tcp://1.2.3.4:80\"}"),
+     CM_APP_FEAT_LEGACY_VIP, CM_EVALIDATION, "/labels/VIP_PORT1",
+     "invalid legacy VIP label: the key must be vip_PORT<n> with <n> the index of one of "
+     "the app's 1 port(s)"},
     {"vip_label_port_zero",
      APP("\"portDefinitions\":[{\"port\":0,\"labels\":{\"vip\":\"/web:0\"}}]"), 0,
      CM_EVALIDATION, "/portDefinitions(0)/labels/vip",
@@ -542,9 +557,9 @@ static const struct rule rules[] = {
      "supported yet)"},
     {"feat_tty", APP("\"tty\":true"), 0, CM_EUNSUPPORTED, "/tty",
      "unsupported feature: tty (tasks get no terminal)"},
-    {"feat_legacy_vip", APP("\"labels\":{\"VIP_PORT1\":\"tcp://1.2.3.4:80\"}"), 0,
-     CM_EUNSUPPORTED, "/labels/VIP_PORT1",
-     "unsupported feature: legacy Minuteman task label VIP_PORT1 (put a VIP_0 label on "
+    {"feat_legacy_vip", APP("\"labels\":{\"VIP_PORT0\":\"tcp://1.2.3.4:80\"}"), 0,
+     CM_EUNSUPPORTED, "/labels/VIP_PORT0",
+     "unsupported feature: legacy Minuteman task label VIP_PORT0 (put a VIP_0 label on "
      "the "
      "port definition or port mapping instead)"},
     {"feat_linux_info",
