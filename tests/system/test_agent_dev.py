@@ -100,8 +100,10 @@ def test_example_app_runs_isolated_scales_and_survives_restart(procs, clusterctl
     a.running("/simple", 2)
 
     # Each task in its own PID namespace and cgroup, seen from /proc and cgroupfs.
-    pids = task_pids()
+    # TASK_RUNNING means launched: the command may not have exec'd `sleep` yet.
     ids = {t["id"] for t in a.tasks("/simple")}
+    a.wait(lambda: set(task_pids()) == ids, "both tasks' sleep in /proc")
+    pids = task_pids()
     assert set(pids) == ids
     my_pidns = os.readlink("/proc/self/ns/pid")
     for tid, pid in pids.items():
@@ -119,6 +121,7 @@ def test_example_app_runs_isolated_scales_and_survives_restart(procs, clusterctl
                                                "cpus": 0.1, "mem": 16, "disk": 0})
     assert code == 200
     a.running("/simple", 5)
+    a.wait(lambda: len(task_pids()) == 5, "five tasks' sleep in /proc")
 
     # kill -9 of the daemon leaves the tasks alone; a new daemon re-adopts them.
     before = task_pids()
