@@ -3,6 +3,7 @@ status, scale, restart, stop, logs, leader; Marathon's v2 API through curl-like
 requests; usage errors and exit codes."""
 import json
 import os
+import select
 import subprocess
 import time
 import urllib.error
@@ -120,8 +121,14 @@ def test_logs_follow_prints_lines_as_the_task_writes_them(agent, clusterctl_bin,
     env = dict(os.environ, CLUSTERCTL_ADDR=agent)
     p = subprocess.Popen([clusterctl_bin, "logs", "ticker", "-f"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=env)
+    lines = []
     try:
-        lines = [p.stdout.readline() for _ in range(15)]
+        deadline = time.monotonic() + 30
+        while len(lines) < 15:  # a follow that buffers fails here instead of hanging
+            left = deadline - time.monotonic()
+            assert left > 0, "logs -f printed %d of 15 lines in 30 s" % len(lines)
+            if select.select([p.stdout], [], [], left)[0]:
+                lines.append(p.stdout.readline())
     finally:
         p.kill()
         p.wait()
